@@ -1,0 +1,44 @@
+/**
+ * Failure classes of DESIGN.md §4. Pure: the workflow, the activities and the API all speak this vocabulary.
+ */
+export const FAILURE_CLASSES = [
+  'NO_CAPACITY',
+  'PREEMPTED',
+  'LOST',
+  'TIMEOUT',
+  'TRANSIENT',
+  'EXIT_CODE',
+  'REJECTED',
+  'BUDGET',
+  'INVALID_SPEC',
+] as const;
+export type FailureClass = (typeof FAILURE_CLASSES)[number];
+
+/** Another attempt may succeed after these. */
+export const RETRYABLE_FAILURES: ReadonlySet<FailureClass> = new Set<FailureClass>([
+  'NO_CAPACITY',
+  'PREEMPTED',
+  'LOST',
+  'TIMEOUT',
+  'TRANSIENT',
+]);
+
+/** These say something about the backend rather than the job: the next attempt goes to the next backend. */
+export const FAILOVER_FAILURES: ReadonlySet<FailureClass> = new Set<FailureClass>(['NO_CAPACITY', 'PREEMPTED', 'LOST']);
+
+export function isRetryable(failure: FailureClass): boolean {
+  return RETRYABLE_FAILURES.has(failure);
+}
+
+/** Trainer contract (DESIGN.md §6): 0 success, 75 transient (EX_TEMPFAIL), anything else permanent. */
+export const TRANSIENT_EXIT_CODE = 75;
+
+export function classifyExitCode(code: number): FailureClass | undefined {
+  if (code === 0) return undefined;
+  return code === TRANSIENT_EXIT_CODE ? 'TRANSIENT' : 'EXIT_CODE';
+}
+
+export interface FailureInfo {
+  class: FailureClass;
+  detail: string;
+}
