@@ -1,0 +1,47 @@
+/**
+ * Parsing a submitted spec into either a typed spec or a list of issues that each name one field.
+ */
+import { sha256 } from '@noble/hashes/sha2.js';
+import { bytesToHex } from '@noble/hashes/utils.js';
+import type { z } from 'zod';
+import { canonicalize } from './canonical-json';
+import { trainingJobSpecSchema, type TrainingJobSpec } from './schema';
+
+export interface SpecIssue {
+  /** Dotted path such as `hyperparameters.learning_rate` or `backend.fallbacks.1`; `(root)` for the whole spec. */
+  path: string;
+  message: string;
+}
+
+export type ParseSpecResult = { ok: true; spec: TrainingJobSpec } | { ok: false; issues: SpecIssue[] };
+
+function formatPath(path: readonly PropertyKey[]): string {
+  return path.length === 0 ? '(root)' : path.map(String).join('.');
+}
+
+/** Zod reports unknown keys once, at their parent; we want one issue naming each key. */
+function toSpecIssues(issue: z.core.$ZodIssue): SpecIssue[] {
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((key) => ({ path: formatPath([...issue.path, key]), message: 'unknown key' }));
+  }
+  return [{ path: formatPath(issue.path), message: issue.message }];
+}
+
+/** A missing field reads better as "required" than as "expected string, received undefined". */
+const errorMap: z.core.$ZodErrorMap = (issue) =>
+  issue.code === 'invalid_type' && issue.input === undefined ? `required (${issue.expected})` : undefined;
+
+export function parseTrainingJobSpec(input: unknown): ParseSpecResult {
+  const result = trainingJobSpecSchema.safeParse(input, { error: errorMap });
+  if (result.success) return { ok: true, spec: result.data };
+  return { ok: false, issues: result.error.issues.flatMap(toSpecIssues) };
+}
+
+export function formatSpecIssues(issues: SpecIssue[]): string {
+  return issues.map((issue) => `${issue.path}: ${issue.message}`).join('\n');
+}
+
+/** Identity of a submission: sha256 of the canonical JSON, signature included. */
+export function specHash(rawSpec: Record<string, unknown>): string {
+  return bytesToHex(sha256(new TextEncoder().encode(canonicalize(rawSpec))));
+}
