@@ -1,0 +1,139 @@
+/**
+ * File helpers of the local backend: atomic writes, bounded reads of growing logs, copying a trainer's outputs.
+ * Everything here is bounded in memory: logs can be many GB.
+ */
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+
+/** Duck-typed, not instanceof: errors made by Node's internals can come from another realm (jest's sandbox). */
+export function isErrno(err: unknown, ...codes: string[]): boolean {
+  return typeof err === 'object' && err !== null && 'code' in err && codes.includes(String(err.code));
+}
+
+/** Readers never see a half-written file: write a sibling, then rename over the target. */
+export async function writeFileAtomic(file: string, data: string): Promise<void> {
+  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  await fs.writeFile(tmp, data);
+  await fs.rename(tmp, file);
+}
+
+/** The file's text, or undefined when it does not exist. */
+export async function readTextIfExists(file: string): Promise<string | undefined> {
+  try {
+    return await fs.readFile(file, 'utf8');
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return undefined;
+    throw err;
+  }
+}
+
+export async function statIfExists(file: string): Promise<import('node:fs').Stats | undefined> {
+  try {
+    return await fs.stat(file);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return undefined;
+    throw err;
+  }
+}
+
+/** Reads `length` bytes at `position` (fewer at end of file); a missing file reads as empty. */
+export async function readRange(file: string, position: number, length: number): Promise<Buffer> {
+  let handle: import('node:fs/promises').FileHandle;
+  try {
+    handle = await fs.open(file, 'r');
+  } catch (err) {
+    if (isErrno(err, 'ENOENT')) return Buffer.alloc(0);
+    throw err;
+  }
+  try {
+    const buf = Buffer.alloc(Math.max(0, length));
+    const { bytesRead } = await handle.read(buf, 0, buf.length, position);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+}
+
+export async function fileSize(file: string): Promise<number> {
+  return (await statIfExists(file))?.size ?? 0;
+}
+
+/** The last `maxLines` complete-or-partial lines within the last `maxBytes` of a file. */
+export async function tailLines(file: string, maxLines: number, maxBytes = 16 * 1024): Promise<string[]> {
+  const size = await fileSize(file);
+  const start = Math.max(0, size - maxBytes);
+  const text = (await readRange(file, start, size - start)).toString('utf8');
+  const lines = text.split('\n');
+  if (start > 0) lines.shift(); // the first one is probably cut
+  while (lines.length && lines[lines.length - 1] === '') lines.pop();
+  return lines.slice(-maxLines);
+}
+
+export interface LineRead {
+  lines: string[];
+  /** ends[i]: byte offset just after lines[i] (where the next read starts). */
+  ends: number[];
+}
+
+/**
+ * Lines starting at byte `offset`, at most `maxLines` and roughly `maxBytes`. A trailing line without its newline
+ * is returned only when `includePartial` (the writer has finished); a single line longer than `maxBytes` is split so
+ * that paging always advances.
+ */
+export async function readLinesFrom(
+  file: string,
+  offset: number,
+  maxLines: number,
+  includePartial: boolean,
+  maxBytes = 1024 * 1024,
+): Promise<LineRead> {
+  const buf = await readRange(file, offset, maxBytes);
+  const lines: string[] = [];
+  const ends: number[] = [];
+  let pos = 0;
+  while (lines.length < maxLines && pos < buf.length) {
+    const nl = buf.indexOf(0x0a, pos);
+    if (nl === -1) {
+      const full = buf.length === maxBytes && pos === 0; // one giant line: hand out a piece of it
+      if (includePartial || full) {
+        lines.push(buf.subarray(pos).toString('utf8'));
+        pos = buf.length;
+        ends.push(offset + pos);
+      }
+      break;
+    }
+    lines.push(buf.subarray(pos, nl).toString('utf8'));
+    pos = nl + 1;
+    ends.push(offset + pos);
+  }
+  return { lines, ends };
+}
+
+/**
+ * Copies the regular files and folders of `src` into `dst`; returns their relative paths (POSIX, sorted).
+ * Symlinks are skipped: a trainer must not be able to smuggle host files into the artifact repo.
+ */
+export async function copyTree(src: string, dst: string): Promise<string[]> {
+  const copied: string[] = [];
+  async function walk(rel: string): Promise<void> {
+    let entries: import('node:fs').Dirent[];
+    try {
+      entries = await fs.readdir(path.join(src, rel), { withFileTypes: true });
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return;
+      throw err;
+    }
+    await fs.mkdir(path.join(dst, rel), { recursive: true });
+    for (const entry of entries) {
+      const child = rel ? path.posix.join(rel, entry.name) : entry.name;
+      if (entry.isDirectory()) await walk(child);
+      else if (entry.isFile()) {
+        await fs.copyFile(path.join(src, child), path.join(dst, child));
+        copied.push(child);
+      }
+    }
+  }
+  await walk('');
+  return copied.sort();
+}

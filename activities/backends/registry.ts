@@ -1,0 +1,34 @@
+/**
+ * Builds the backends named in the operator config, once at worker start. Each kind lives in its own file;
+ * adding a kind is one case below (and one member of the config's union).
+ */
+import type { BackendConfig, ForgeConfig } from '../../common/config';
+import { LocalBackend, type LocalBackendOptions } from './local';
+import { BackendError, type Backend } from './types';
+
+export interface BackendFactoryOptions {
+  local?: LocalBackendOptions;
+}
+
+function createBackend(name: string, config: BackendConfig, home: string, options: BackendFactoryOptions): Backend {
+  switch (config.kind) {
+    case 'local':
+      return new LocalBackend(name, config, home, options.local);
+  }
+}
+
+/** Every configured backend by its config name, in config order. */
+export function createBackends(config: ForgeConfig, home: string, options: BackendFactoryOptions = {}): Map<string, Backend> {
+  const backends = new Map<string, Backend>();
+  for (const [name, backendConfig] of Object.entries(config.backends)) {
+    backends.set(name, createBackend(name, backendConfig, home, options));
+  }
+  return backends;
+}
+
+export function getBackend(backends: ReadonlyMap<string, Backend>, name: string): Backend {
+  const backend = backends.get(name);
+  if (backend) return backend;
+  const configured = [...backends.keys()].join(', ') || '(none)';
+  throw new BackendError('REJECTED', `unknown backend "${name}"; configured: ${configured}`);
+}
