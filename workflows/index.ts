@@ -1,0 +1,2 @@
+/** Workflow entry points registered on `forge-orchestrator` (the bundle's root). */
+export { trainingJob } from './training-job';

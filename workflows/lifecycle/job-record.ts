@@ -1,0 +1,177 @@
+/**
+ * The job's status as the `status` query returns it, and the one place where state changes: every transition is
+ * checked against the table, recorded with time, reason, attempt and backend, upserted into the search attributes
+ * and logged.
+ */
+import type { SearchAttributeUpdatePair } from '@temporalio/common';
+import { log, upsertMemo, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import type { DeploymentRef, DeploymentStatus } from '../../activities/backends/types';
+import type { FailureInfo } from '../../spec/failure';
+import type { TrainingJobSpec } from '../../spec/schema';
+import type { DeploymentRecord, ErrorRecord, JobStatus } from '../messages';
+import {
+  ForgeAttempt,
+  ForgeBackend,
+  ForgeBaseModel,
+  ForgeCostUsd,
+  ForgeJobState,
+  ForgeJobType,
+  ForgeOwner,
+} from '../search-attributes';
+import { canTransition, IllegalTransitionError, isTerminal, type JobState } from './states';
+
+function str(v: unknown): string | null {
+  return typeof v === 'string' && v.length > 0 && v.length <= 512 ? v : null;
+}
+
+function field(raw: unknown, ...keys: string[]): unknown {
+  let v: unknown = raw;
+  for (const k of keys) v = v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined;
+  return v;
+}
+
+export class JobRecord {
+  readonly status: JobStatus;
+
+  /** Reads what it can from the raw input, so even an invalid spec is findable by owner and type. */
+  constructor(raw: unknown) {
+    const id = workflowInfo().workflowId;
+    this.status = {
+      job_id: str(field(raw, 'job_id')) ?? id.replace(/^job-/, ''),
+      job_type: str(field(raw, 'job_type')),
+      owner_did: str(field(raw, 'owner_did')),
+      state: 'CREATED',
+      attempt: 0,
+      backend: null,
+      transitions: [],
+      cost_usd: 0,
+      deployments: [],
+      last_error: null,
+      errors: [],
+    };
+    const initial: SearchAttributeUpdatePair[] = [];
+    const type = this.status.job_type;
+    const owner = this.status.owner_did;
+    const model = str(field(raw, 'base_model', 'name'));
+    if (type) initial.push({ key: ForgeJobType, value: type });
+    if (owner) initial.push({ key: ForgeOwner, value: owner });
+    if (model) initial.push({ key: ForgeBaseModel, value: model });
+    if (initial.length) upsertSearchAttributes(initial);
+  }
+
+  get state(): JobState {
+    return this.status.state;
+  }
+
+  get terminal(): boolean {
+    return isTerminal(this.status.state);
+  }
+
+  /** The spec passed validation: record CREATED and put its summary in the memo (shown in the Web UI). */
+  accepted(spec: TrainingJobSpec, specSha256: string): void {
+    this.status.job_type = spec.job_type;
+    this.status.owner_did = spec.owner_did;
+    upsertMemo({
+      spec: {
+        job_type: spec.job_type,
+        owner_did: spec.owner_did,
+        base_model: `${spec.base_model.source}:${spec.base_model.name}@${spec.base_model.revision}`,
+        task_types: spec.objective.task_types,
+        backends: [spec.backend.provider, ...(spec.backend.fallbacks ?? [])],
+        max_cost_usd: spec.backend.max_cost_usd,
+        max_hours: spec.resources.max_hours,
+        sha256: specSha256,
+      },
+    });
+    this.record('CREATED', `spec valid, signature of ${spec.owner_did} verified (sha256 ${specSha256.slice(0, 16)}…)`);
+  }
+
+  /** The spec (or its signature, or the operator's policy) was refused: nothing is ever submitted. */
+  failedValidation(detail: string): void {
+    const error: ErrorRecord = { class: 'INVALID_SPEC', detail, attempt: 0, backend: null, at: new Date().toISOString() };
+    this.status.errors.push(error);
+    this.status.last_error = error;
+    this.transition('ABANDONED', `INVALID_SPEC: ${detail}`);
+  }
+
+  transition(to: JobState, reason: string): void {
+    if (!canTransition(this.status.state, to)) throw new IllegalTransitionError(this.status.state, to);
+    this.status.state = to;
+    this.record(to, reason);
+  }
+
+  /** Starts attempt n on a backend (the next transition will carry both). */
+  beginAttempt(attempt: number, backend: string): void {
+    this.status.attempt = attempt;
+    this.status.backend = backend;
+  }
+
+  failed(failure: FailureInfo): void {
+    const error: ErrorRecord = {
+      class: failure.class,
+      detail: failure.detail,
+      attempt: this.status.attempt,
+      backend: this.status.backend,
+      at: new Date().toISOString(),
+    };
+    this.status.errors.push(error);
+    this.status.last_error = error;
+    this.transition('FAILED', `${failure.class}: ${failure.detail}`);
+  }
+
+  addDeployment(ref: DeploymentRef): void {
+    this.status.deployments.push({
+      attempt: ref.attempt,
+      backend: ref.backend,
+      id: ref.id,
+      state: 'PENDING',
+      cost_usd: 0,
+      exit_code: null,
+      submitted_at: ref.submittedAt,
+      closed: false,
+      progress: null,
+      ref,
+    });
+  }
+
+  private deployment(ref: DeploymentRef): DeploymentRecord {
+    const d = this.status.deployments.find((x) => x.id === ref.id && x.backend === ref.backend);
+    if (!d) throw new Error(`unknown deployment ${ref.backend}/${ref.id}`);
+    return d;
+  }
+
+  updateDeployment(ref: DeploymentRef, s: DeploymentStatus): void {
+    const d = this.deployment(ref);
+    d.state = s.state;
+    d.cost_usd = s.costUsd;
+    d.exit_code = s.exitCode ?? null;
+    d.progress = s.progress ?? null;
+    this.status.cost_usd = this.status.deployments.reduce((sum, x) => sum + x.cost_usd, 0);
+  }
+
+  markClosed(ref: DeploymentRef): void {
+    this.deployment(ref).closed = true;
+  }
+
+  openDeployments(): DeploymentRef[] {
+    return this.status.deployments.filter((d) => !d.closed).map((d) => d.ref);
+  }
+
+  /** Spend of every deployment but this one: what the budget left for `ref` is measured against. */
+  costExcept(ref: DeploymentRef): number {
+    return this.status.deployments.filter((d) => d !== this.deployment(ref)).reduce((sum, d) => sum + d.cost_usd, 0);
+  }
+
+  private record(state: JobState, reason: string): void {
+    const s = this.status;
+    s.transitions.push({ state, at: new Date().toISOString(), reason, attempt: s.attempt, backend: s.backend });
+    const pairs: SearchAttributeUpdatePair[] = [
+      { key: ForgeJobState, value: state },
+      { key: ForgeAttempt, value: s.attempt },
+      { key: ForgeCostUsd, value: s.cost_usd },
+    ];
+    if (s.backend) pairs.push({ key: ForgeBackend, value: s.backend });
+    upsertSearchAttributes(pairs);
+    log.info(`job ${s.job_id} → ${state}`, { job_id: s.job_id, state, reason, attempt: s.attempt, backend: s.backend });
+  }
+}
