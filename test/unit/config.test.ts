@@ -1,0 +1,48 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ConfigError, defaultConfig, loadConfig, parseConfig } from '../../common/config';
+import { DEFAULT_TRAINER_IMAGE } from '../../spec/constants';
+
+test('the default config runs the reference trainer on one local backend', () => {
+  const c = defaultConfig();
+  expect(Object.keys(c.backends)).toEqual(['local']);
+  expect(c.backends.local?.trainers[DEFAULT_TRAINER_IMAGE]?.command[0]).toMatch(/\.tools\/venv\/bin\/forge-trainer$/);
+  expect(c.retry_backoff).toEqual({ initial_seconds: 10, max_seconds: 600 });
+  expect(c.allowed_owners).toBeUndefined();
+});
+
+test('several local backends under different names, with defaults filled in', () => {
+  const c = parseConfig({
+    backends: {
+      a: { kind: 'local', trainers: { x: { command: ['/bin/true'] } }, hourly_usd: 2, max_concurrent: 4 },
+      b: { kind: 'local', trainers: {} },
+    },
+  });
+  expect(c.backends.a).toMatchObject({ hourly_usd: 2, max_concurrent: 4, enabled: true });
+  expect(c.backends.b).toMatchObject({ hourly_usd: 0 });
+  expect(c.backends.a?.trainers.x?.env).toEqual({});
+});
+
+test.each([
+  [{ backends: {} }, /backends: configure at least one backend/],
+  [{ backends: { a: { kind: 'local', trainer: {} } } }, /backends\.a.*trainer/],
+  [{ backends: { a: { kind: 'cloud' } } }, /backends\.a\.kind/],
+  [{ backends: { A: { kind: 'local' } } }, /backends\.A/],
+  [{ backends: { a: { kind: 'local', hourly_usd: -1 } } }, /backends\.a\.hourly_usd/],
+  [{ backends: { a: { kind: 'local', trainers: { x: { command: [] } } } } }, /backends\.a\.trainers\.x\.command/],
+  [{ backends: { a: { kind: 'local' } }, retry_backoff: { initial_seconds: 5, max_seconds: 1 } }, /retry_backoff\.max_seconds/],
+  [{ backends: { a: { kind: 'local' } }, allowed_owners: ['bob'] }, /allowed_owners\.0/],
+  [{ backends: { a: { kind: 'local' } }, retries: 3 }, /retries/],
+])('a bad config is refused, naming the key: %j', (value, message) => {
+  expect(() => parseConfig(value)).toThrow(ConfigError);
+  expect(() => parseConfig(value)).toThrow(message);
+});
+
+test('FORGE_CONFIG: unreadable or not JSON says which file', () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'cfg-'));
+  const bad = path.join(dir, 'bad.json');
+  writeFileSync(bad, '{ nope');
+  expect(() => loadConfig({ FORGE_CONFIG: bad })).toThrow(/bad\.json: not valid JSON/);
+  expect(() => loadConfig({ FORGE_CONFIG: path.join(dir, 'missing.json') })).toThrow(/missing\.json: cannot read it/);
+});
