@@ -6,6 +6,7 @@ import { Context, ApplicationFailure, activityInfo } from '@temporalio/activity'
 import type { ForgeConfig } from '../common/config';
 import { parseTrainingJobSpec, specHash, type SpecIssue } from '../spec/parse';
 import type { TrainingJobSpec } from '../spec/schema';
+import { progressDecile } from '../spec/progress';
 import { verifySpecSignature } from '../spec/signing';
 import { BackendError, type Backend, type DeploymentRef, type DeploymentState, type DeploymentStatus, type Quote } from './backends/types';
 
@@ -24,6 +25,8 @@ export interface FollowInput {
   deployment: DeploymentRef;
   /** Return as soon as the backend reports something other than this. */
   known: DeploymentState;
+  /** Progress decile the workflow already knows (see progressDecile). */
+  knownDecile: number;
   /** ISO time after which the attempt has run out of `resources.max_hours`. */
   deadline: string;
   /** Money this attempt may still spend before the job's `max_cost_usd` is reached. */
@@ -32,9 +35,13 @@ export interface FollowInput {
 
 export interface FollowResult {
   status: DeploymentStatus;
-  /** Why the activity returned: the state changed, the attempt ran out of time, or of budget. */
-  reason: 'changed' | 'timeout' | 'budget';
+  /**
+   * Why the activity returned: the state changed, training passed another tenth of its steps (so the status query
+   * shows progress at most ten extra times per attempt, however long it runs), or time or budget ran out.
+   */
+  reason: 'changed' | 'progress' | 'timeout' | 'budget';
 }
+
 
 export interface AdmissionResult {
   index: number;
@@ -170,6 +177,7 @@ export function createControlActivities(deps: ControlDeps) {
         cursor.last = status;
         ctx.heartbeat(cursor);
         if (status.state !== input.known) return { status, reason: 'changed' };
+        if (progressDecile(status.progress) > input.knownDecile) return { status, reason: 'progress' };
         if (status.costUsd >= input.budgetUsd) return { status, reason: 'budget' };
         if (Date.now() >= deadline) return { status, reason: 'timeout' };
         await ctx.sleep(pollMs); // rejects with CancelledFailure when the job is cancelled (delivered via heartbeat)

@@ -8,3 +8,4 @@ export * from './signing';
 export * from './schema';
 export * from './parse';
 export * from './json-schema';
+export * from './progress';

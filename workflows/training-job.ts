@@ -25,6 +25,7 @@ import type { ControlActivities, FollowResult, JobSettings } from '../activities
 import type { DeploymentRef, DeploymentState } from '../activities/backends/types';
 import { FAILURE_CLASSES, type FailureClass, type FailureInfo } from '../spec/failure';
 import { formatSpecIssues } from '../spec/parse';
+import { progressDecile } from '../spec/progress';
 import type { TrainingJobSpec } from '../spec/schema';
 import { verifyCancelRequest, type CancelRequest } from '../spec/signing';
 import { JobRecord } from './lifecycle/job-record';
@@ -198,12 +199,14 @@ async function followToEnd(job: JobRecord, spec: TrainingJobSpec, settings: JobS
   const follow = control(settings, spec.resources.max_hours).followDeployment;
   const deadline = new Date(Date.now() + spec.resources.max_hours * 3600_000).toISOString();
   let known: DeploymentState = 'PENDING';
+  let knownDecile = -1;
   for (;;) {
     let result: FollowResult;
     try {
       result = await follow({
         deployment,
         known,
+        knownDecile,
         deadline,
         budgetUsd: spec.backend.max_cost_usd - job.costExcept(deployment),
       });
@@ -220,6 +223,8 @@ async function followToEnd(job: JobRecord, spec: TrainingJobSpec, settings: JobS
     if (reason === 'timeout') {
       return { ok: false, failure: { class: 'TIMEOUT', detail: `attempt ran past resources.max_hours (${spec.resources.max_hours} h)` } };
     }
+    knownDecile = Math.max(knownDecile, progressDecile(status.progress));
+    if (reason === 'progress') continue;
     known = status.state;
     if (known === 'RUNNING') job.transition('RUNNING', `${deployment.backend} reports ${deployment.id} running`);
     if (known === 'SUCCEEDED') {
