@@ -54,11 +54,26 @@ async function record(): Promise<void> {
   }
 }
 
+interface StoredHistory {
+  events: { workflowExecutionStartedEventAttributes?: { input?: { payloads?: { data?: string }[] } } }[];
+}
+
+/** The workflow checks its own id against the spec's job_id, so replay must use the original id. */
+function workflowIdOf(history: StoredHistory, file: string): string {
+  const data = history.events[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0]?.data;
+  if (!data) throw new Error(`${file}: no workflow input in the first event`);
+  const spec = JSON.parse(Buffer.from(data, 'base64').toString('utf8')) as { job_id: string };
+  return `job-${spec.job_id}`;
+}
+
 test('every committed history replays without non-determinism', async () => {
   if (RECORD) await record();
   const files = readdirSync(DIR).filter((f) => f.endsWith('.json'));
   expect(files.length).toBeGreaterThanOrEqual(6);
-  const histories = files.map((f) => ({ workflowId: f, history: JSON.parse(readFileSync(path.join(DIR, f), 'utf8')) as unknown }));
+  const histories = files.map((f) => {
+    const history = JSON.parse(readFileSync(path.join(DIR, f), 'utf8')) as StoredHistory;
+    return { workflowId: workflowIdOf(history, f), history };
+  });
   const failures: string[] = [];
   for await (const r of Worker.runReplayHistories({ workflowBundle: { codePath: process.env.FORGE_TEST_WORKFLOW_BUNDLE! } }, histories)) {
     if (r.error) failures.push(`${r.workflowId}: ${r.error.message}`);

@@ -71,6 +71,7 @@ export class JobRecord {
   accepted(spec: TrainingJobSpec, specSha256: string): void {
     this.status.job_type = spec.job_type;
     this.status.owner_did = spec.owner_did;
+    this.record('CREATED', `spec valid, signature of ${spec.owner_did} verified (sha256 ${specSha256.slice(0, 16)}…)`);
     upsertMemo({
       spec: {
         job_type: spec.job_type,
@@ -83,7 +84,6 @@ export class JobRecord {
         sha256: specSha256,
       },
     });
-    this.record('CREATED', `spec valid, signature of ${spec.owner_did} verified (sha256 ${specSha256.slice(0, 16)}…)`);
   }
 
   /** The spec (or its signature, or the operator's policy) was refused: nothing is ever submitted. */
