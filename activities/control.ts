@@ -6,6 +6,7 @@ import { Context, ApplicationFailure, activityInfo } from '@temporalio/activity'
 import type { ForgeConfig } from '../common/config';
 import { parseTrainingJobSpec, specHash, type SpecIssue } from '../spec/parse';
 import type { TrainingJobSpec } from '../spec/schema';
+import type { FailureInfo } from '../spec/failure';
 import { progressDecile } from '../spec/progress';
 import { verifySpecSignature } from '../spec/signing';
 import { BackendError, type Backend, type DeploymentRef, type DeploymentState, type DeploymentStatus, type Quote } from './backends/types';
@@ -40,13 +41,29 @@ export interface FollowResult {
    * shows progress at most ten extra times per attempt, however long it runs), or time or budget ran out.
    */
   reason: 'changed' | 'progress' | 'timeout' | 'budget';
+  /** The follower already closed the deployment (it had ended). */
+  closed?: boolean;
 }
 
+
+export interface AdmissionInput {
+  candidates: string[];
+  preferred: number;
+  spec: TrainingJobSpec;
+}
 
 export interface AdmissionResult {
   index: number;
   hourlyUsd: number;
 }
+
+export interface Submission {
+  deployment: DeploymentRef;
+  /** The backend's first word on it (often RUNNING already). */
+  status: DeploymentStatus;
+}
+
+export type SubmitOutcome = { index: number; submission: Submission } | { index: number; failure: FailureInfo };
 
 interface FollowCursor {
   polls: number;
@@ -78,6 +95,29 @@ export function createControlActivities(deps: ControlDeps) {
     }
     return b;
   };
+
+  /** One pass over the candidates from `preferred` on: the first with capacity, or why none has. */
+  async function firstAvailable(input: AdmissionInput): Promise<AdmissionResult | { waits: string[] }> {
+    const n = input.candidates.length;
+    const refusals: string[] = [];
+    const waits: string[] = [];
+    for (let k = 0; k < n; k++) {
+      const index = (input.preferred + k) % n;
+      const name = input.candidates[index]!;
+      let quote: Quote;
+      try {
+        quote = await backend(name).quote(input.spec);
+      } catch (err) {
+        if (!(err instanceof BackendError) || err.failureClass !== 'REJECTED') throw asFailure(err);
+        refusals.push(`${name}: ${err.message}`);
+        continue;
+      }
+      if (quote.available) return { index, hourlyUsd: quote.hourlyUsd };
+      waits.push(`${name}: ${quote.detail ?? 'no capacity'}`);
+    }
+    if (refusals.length === n) throw ApplicationFailure.create({ message: refusals.join('; '), type: 'REJECTED', nonRetryable: true });
+    return { waits };
+  }
 
   return {
     /** Schema, signature, operator policy (allowed owners, known backends). Runs as a local activity. */
@@ -117,42 +157,34 @@ export function createControlActivities(deps: ControlDeps) {
     },
 
     /**
-     * QUEUED: waits (heartbeating, one activity however long the wait) until one of the candidate backends has
-     * capacity, trying them from `preferred` on; returns its index. Fails REJECTED when every candidate refuses.
+     * QUEUED, slow path: waits (heartbeating; one activity however long the wait) until a candidate backend has
+     * capacity, trying them from `preferred` on. Fails REJECTED when every candidate refuses the job.
      */
-    async awaitAdmission(input: { candidates: string[]; preferred: number; spec: TrainingJobSpec; pollSeconds: number }): Promise<AdmissionResult> {
+    async awaitAdmission(input: AdmissionInput & { pollSeconds: number }): Promise<AdmissionResult> {
       const ctx = Context.current();
-      const n = input.candidates.length;
       for (;;) {
-        const refusals: string[] = [];
-        const waits: string[] = [];
-        for (let k = 0; k < n; k++) {
-          const index = (input.preferred + k) % n;
-          const name = input.candidates[index]!;
-          let quote: Quote;
-          try {
-            quote = await backend(name).quote(input.spec);
-          } catch (err) {
-            if (!(err instanceof BackendError) || err.failureClass !== 'REJECTED') throw asFailure(err);
-            refusals.push(`${name}: ${err.message}`);
-            continue;
-          }
-          if (quote.available) return { index, hourlyUsd: quote.hourlyUsd };
-          waits.push(`${name}: ${quote.detail ?? 'no capacity'}`);
-        }
-        if (refusals.length === n) {
-          throw ApplicationFailure.create({ message: refusals.join('; '), type: 'REJECTED', nonRetryable: true });
-        }
-        ctx.heartbeat({ waiting: waits });
+        const look = await firstAvailable(input);
+        if ('index' in look) return look;
+        ctx.heartbeat({ waiting: look.waits });
         await ctx.sleep(input.pollSeconds * 1000); // rejects with CancelledFailure when the job is cancelled
       }
     },
 
-    async submitAttempt(input: { backend: string; spec: TrainingJobSpec; rawSpec: unknown; attempt: number }): Promise<DeploymentRef> {
+    /**
+     * QUEUED → SUBMITTED in one short step (a local activity): the first candidate with capacity gets attempt n.
+     * Null when none has capacity now (the workflow then waits in awaitAdmission). A backend that refuses the
+     * submission comes back as a failure of that backend, for the workflow to classify.
+     */
+    async admitAndSubmit(input: AdmissionInput & { rawSpec: unknown; attempt: number }): Promise<SubmitOutcome | null> {
+      const look = await firstAvailable(input);
+      if (!('index' in look)) return null;
+      const b = backend(input.candidates[look.index]!);
       try {
-        return await backend(input.backend).submit(input.spec, input.rawSpec, input.attempt);
+        const deployment = await b.submit(input.spec, input.rawSpec, input.attempt);
+        return { index: look.index, submission: { deployment, status: await b.status(deployment) } };
       } catch (err) {
-        throw asFailure(err);
+        if (err instanceof BackendError) return { index: look.index, failure: { class: err.failureClass, detail: err.message } };
+        throw err;
       }
     },
 
@@ -176,11 +208,17 @@ export function createControlActivities(deps: ControlDeps) {
         cursor.polls += 1;
         cursor.last = status;
         ctx.heartbeat(cursor);
-        if (status.state !== input.known) return { status, reason: 'changed' };
+        if (status.state !== input.known) {
+          // An ended deployment is released by its follower right away: one step less before the job can end.
+          const ended = status.state === 'SUCCEEDED' || status.state === 'FAILED';
+          if (ended) await b.close(input.deployment).catch((err: unknown) => { throw asFailure(err); });
+          return { status, reason: 'changed', closed: ended };
+        }
         if (progressDecile(status.progress) > input.knownDecile) return { status, reason: 'progress' };
         if (status.costUsd >= input.budgetUsd) return { status, reason: 'budget' };
         if (Date.now() >= deadline) return { status, reason: 'timeout' };
-        await ctx.sleep(pollMs); // rejects with CancelledFailure when the job is cancelled (delivered via heartbeat)
+        // Wakes early when the backend sees a change; ctx.cancelled rejects when the job is cancelled.
+        await Promise.race([b.waitForChange ? b.waitForChange(input.deployment, pollMs) : ctx.sleep(pollMs), ctx.cancelled]);
       }
     },
 

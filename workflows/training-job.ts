@@ -21,7 +21,7 @@ import {
   sleep,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { ControlActivities, FollowResult, JobSettings } from '../activities/control';
+import type { ControlActivities, FollowResult, JobSettings, Submission, SubmitOutcome } from '../activities/control';
 import type { DeploymentRef, DeploymentState } from '../activities/backends/types';
 import { FAILURE_CLASSES, type FailureClass, type FailureInfo } from '../spec/failure';
 import { formatSpecIssues } from '../spec/parse';
@@ -33,15 +33,12 @@ import { planAfterFailure } from './lifecycle/retry-plan';
 import { cancelUpdate, statusQuery, type JobStatus } from './messages';
 import { jobWorkflowId } from './names';
 
-const { validateSpec } = proxyLocalActivities<ControlActivities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { maximumAttempts: 5 },
-});
-
-// Backend calls: infrastructure errors retry here; a backend's typed refusal comes back non-retryable.
-const backendCalls = proxyActivities<ControlActivities>({
-  startToCloseTimeout: '5 minutes',
-  retry: { initialInterval: '1 second', maximumInterval: '1 minute', maximumAttempts: 10 },
+// Short calls (validate, admit, submit, close) are local activities: no task-queue round trip each, which keeps a
+// job's overhead near that of a single activity. Infrastructure errors retry here; a backend's typed refusal
+// comes back non-retryable and the workflow decides.
+const quick = proxyLocalActivities<ControlActivities>({
+  startToCloseTimeout: '2 minutes',
+  retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 10 },
 });
 
 function control(settings: JobSettings, maxHours?: number) {
@@ -110,7 +107,7 @@ function validateCancel(job: JobRecord, req: CancelRequest): void {
 }
 
 async function runJob(job: JobRecord, rawSpec: unknown): Promise<void> {
-  const v = await validateSpec(rawSpec);
+  const v = await quick.validateSpec(rawSpec);
   if (!v.ok) {
     job.failedValidation(formatSpecIssues(v.issues));
     return;
@@ -167,41 +164,63 @@ async function runAttempt(
   const budgetLeft = spec.backend.max_cost_usd - job.status.cost_usd;
   if (budgetLeft <= 0) return fail(preferred, { class: 'BUDGET', detail: `max_cost_usd $${spec.backend.max_cost_usd} spent` });
 
-  let index = preferred;
-  let deployment: DeploymentRef;
+  const admission = { candidates, preferred, spec, rawSpec, attempt };
+  let submitted: SubmitOutcome | null;
   try {
-    const admitted = await control(settings).awaitAdmission({
-      candidates,
-      preferred,
-      spec,
-      pollSeconds: settings.admissionPollSeconds,
-    });
-    index = admitted.index;
-    job.beginAttempt(attempt, candidates[index]!);
-    deployment = await backendCalls.submitAttempt({ backend: candidates[index]!, spec, rawSpec, attempt });
+    // Not cancellable: a cancel arriving mid-submit must still learn of the deployment, so that it gets closed.
+    while (!(submitted = await CancellationScope.nonCancellable(() => quick.admitAndSubmit(admission)))) {
+      await control(settings).awaitAdmission({ ...admission, pollSeconds: settings.admissionPollSeconds });
+    }
   } catch (err) {
     const failure = failureOf(err);
     if (!failure) throw err;
-    job.beginAttempt(attempt, candidates[index]!);
-    return fail(index, failure);
+    job.beginAttempt(attempt, candidates[preferred]!);
+    return fail(preferred, failure);
   }
+  const index = submitted.index;
+  job.beginAttempt(attempt, candidates[index]!);
+  if ('failure' in submitted) return fail(index, submitted.failure);
+  const { submission } = submitted;
+  const { deployment } = submission;
   job.addDeployment(deployment);
   job.transition('SUBMITTED', `attempt ${attempt} accepted by ${deployment.backend} as ${deployment.id}`);
 
-  const outcome = await followToEnd(job, spec, settings, deployment);
+  const outcome = await followToEnd(job, spec, settings, submission);
   // Whatever happened, release the deployment before deciding what comes next (nothing left running or billing).
-  await CancellationScope.nonCancellable(() => close(job, deployment));
+  if (job.isOpen(deployment)) await CancellationScope.nonCancellable(() => close(job, deployment));
   return outcome.ok ? { index, outcome } : fail(index, outcome.failure);
 }
 
 /** Follows one deployment through its states until it ends, runs out of time (max_hours) or of budget. */
-async function followToEnd(job: JobRecord, spec: TrainingJobSpec, settings: JobSettings, deployment: DeploymentRef): Promise<AttemptOutcome> {
+async function followToEnd(job: JobRecord, spec: TrainingJobSpec, settings: JobSettings, submission: Submission): Promise<AttemptOutcome> {
+  const { deployment } = submission;
   const follow = control(settings, spec.resources.max_hours).followDeployment;
   const deadline = new Date(Date.now() + spec.resources.max_hours * 3600_000).toISOString();
   let known: DeploymentState = 'PENDING';
   let knownDecile = -1;
+  let result: FollowResult = { status: submission.status, reason: submission.status.state === known ? 'progress' : 'changed' };
   for (;;) {
-    let result: FollowResult;
+    const { status, reason } = result;
+    job.updateDeployment(deployment, status);
+    if (result.closed) job.markClosed(deployment);
+    if (reason === 'budget') {
+      return { ok: false, failure: { class: 'BUDGET', detail: `cost $${status.costUsd.toFixed(4)} reached max_cost_usd $${spec.backend.max_cost_usd}` } };
+    }
+    if (reason === 'timeout') {
+      return { ok: false, failure: { class: 'TIMEOUT', detail: `attempt ran past resources.max_hours (${spec.resources.max_hours} h)` } };
+    }
+    knownDecile = Math.max(knownDecile, progressDecile(status.progress));
+    if (reason === 'changed') {
+      known = status.state;
+      if (known === 'RUNNING') job.transition('RUNNING', `${deployment.backend} reports ${deployment.id} running`);
+      if (known === 'SUCCEEDED') {
+        if (job.state === 'SUBMITTED') job.transition('RUNNING', `${deployment.backend} reports ${deployment.id} already finished`);
+        return { ok: true };
+      }
+      if (known === 'FAILED') {
+        return { ok: false, failure: status.failure ?? { class: 'LOST', detail: 'backend reported FAILED without a reason' } };
+      }
+    }
     try {
       result = await follow({
         deployment,
@@ -215,30 +234,11 @@ async function followToEnd(job: JobRecord, spec: TrainingJobSpec, settings: JobS
       if (!failure) throw err;
       return { ok: false, failure };
     }
-    const { status, reason } = result;
-    job.updateDeployment(deployment, status);
-    if (reason === 'budget') {
-      return { ok: false, failure: { class: 'BUDGET', detail: `cost $${status.costUsd.toFixed(4)} reached max_cost_usd $${spec.backend.max_cost_usd}` } };
-    }
-    if (reason === 'timeout') {
-      return { ok: false, failure: { class: 'TIMEOUT', detail: `attempt ran past resources.max_hours (${spec.resources.max_hours} h)` } };
-    }
-    knownDecile = Math.max(knownDecile, progressDecile(status.progress));
-    if (reason === 'progress') continue;
-    known = status.state;
-    if (known === 'RUNNING') job.transition('RUNNING', `${deployment.backend} reports ${deployment.id} running`);
-    if (known === 'SUCCEEDED') {
-      if (job.state === 'SUBMITTED') job.transition('RUNNING', `${deployment.backend} reports ${deployment.id} already finished`);
-      return { ok: true };
-    }
-    if (known === 'FAILED') {
-      return { ok: false, failure: status.failure ?? { class: 'LOST', detail: 'backend reported FAILED without a reason' } };
-    }
   }
 }
 
 async function close(job: JobRecord, deployment: DeploymentRef): Promise<void> {
-  await backendCalls.closeDeployment(deployment);
+  await quick.closeDeployment(deployment);
   job.markClosed(deployment);
 }
 

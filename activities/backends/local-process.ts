@@ -157,10 +157,11 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 
 async function waitForGroupGone(pgid: number, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;
-  for (;;) {
+  // Most groups are gone within milliseconds (a wrapper finishing its last line): look often at first.
+  for (let pause = 2; ; pause = Math.min(50, pause * 2)) {
     if (liveGroupMembers(pgid).length === 0) return true;
     if (Date.now() >= deadline) return false;
-    await sleep(Math.min(50, Math.max(1, deadline - Date.now())));
+    await sleep(Math.min(pause, Math.max(1, deadline - Date.now())));
   }
 }
 

@@ -66,6 +66,11 @@ export interface Backend {
   collectArtifacts(deployment: DeploymentRef, dir: string): Promise<string[]>;
   /** Idempotent: stops and releases everything the deployment holds. */
   close(deployment: DeploymentRef): Promise<void>;
+  /**
+   * Optional: resolves when the deployment may have changed, or after `timeoutMs` at the latest. Lets the follow
+   * activity react at once (a finished process) instead of on its next poll. Without it, the follower just sleeps.
+   */
+  waitForChange?(deployment: DeploymentRef, timeoutMs: number): Promise<void>;
 }
 
 /**

@@ -153,6 +153,10 @@ export class JobRecord {
     this.deployment(ref).closed = true;
   }
 
+  isOpen(ref: DeploymentRef): boolean {
+    return !this.deployment(ref).closed;
+  }
+
   openDeployments(): DeploymentRef[] {
     return this.status.deployments.filter((d) => !d.closed).map((d) => d.ref);
   }
