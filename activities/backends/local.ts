@@ -4,7 +4,7 @@
  * wrapper that records its exit status, so it survives the worker and a later worker still learns how it ended.
  * Which command runs is the operator config's `trainers[image]`, never the spec's.
  */
-import { constants as fsConstants, promises as fs } from 'node:fs';
+import { constants as fsConstants, promises as fs, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import type { LocalBackendConfig, TrainerCommand } from '../../common/config';
 import { jobAttemptDir } from '../../common/paths';
@@ -13,7 +13,7 @@ import { classifyExitCode, type FailureInfo } from '../../spec/failure';
 import type { TrainingJobSpec } from '../../spec/schema';
 import { copyTree, fileSize, isErrno, readLinesFrom, readRange, statIfExists, tailLines, writeFileAtomic } from './local-files';
 import { bootId, leaderAlive, ownsGroup, readProcStat, resolveProgram, spawnDetached, terminateGroup } from './local-process';
-import { Workspace, type LaunchRecord } from './local-workspace';
+import { FILES, Workspace, type LaunchRecord } from './local-workspace';
 import {
   BackendError,
   type Backend,
@@ -173,6 +173,30 @@ export class LocalBackend implements Backend {
     const launch = await this.launchOf(ws, deployment);
     // Also stops what a finished trainer left behind in its group; a no-op when nothing of it lives.
     if (launch && ownsGroup(identity(launch))) await terminateGroup(launch.pid, this.options.closeGraceMs);
+  }
+
+  /** The wrapper renames exit.json into the attempt dir when the trainer ends: watching the dir sees it at once. */
+  waitForChange(deployment: DeploymentRef, timeoutMs: number): Promise<void> {
+    const dir = this.workspaceOf(deployment).dir;
+    return new Promise((resolve) => {
+      let watcher: FSWatcher | undefined;
+      const done = (): void => {
+        clearTimeout(timer);
+        watcher?.close();
+        resolve();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      try {
+        watcher = watch(dir, { persistent: false }, (_event, name) => {
+          if (name === FILES.exit) done();
+        });
+        watcher.on('error', done);
+      } catch {
+        // no such dir (yet) or no inotify: the timeout still bounds the wait
+      }
+      // It may have ended between the caller's last status() and the watch starting.
+      statIfExists(path.join(dir, FILES.exit)).then((st) => st && done(), done);
+    });
   }
 
   // ---- submit ---------------------------------------------------------------------------------------------------

@@ -350,6 +350,23 @@ describe('LocalBackend: close and loss', () => {
   });
 });
 
+describe('LocalBackend: waiting for a change', () => {
+  test('waitForChange wakes as soon as the trainer ends, and at the timeout otherwise', async () => {
+    const backend = new LocalBackend('local', shConfig('sleep 0.3'), await tempHome(), FAST);
+    const ref = await submit(backend);
+    let started = Date.now();
+    await backend.waitForChange(ref, 200);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(150); // still running: the timeout ends the wait
+    started = Date.now();
+    await backend.waitForChange(ref, 10_000);
+    expect(Date.now() - started).toBeLessThan(3000);
+    expect((await backend.status(ref)).state).toBe('SUCCEEDED');
+    started = Date.now();
+    await backend.waitForChange(ref, 10_000); // already ended: no wait at all
+    expect(Date.now() - started).toBeLessThan(1000);
+  });
+});
+
 describe('LocalBackend: logs, quote, health', () => {
   test('logs page through both files with a cursor, ≤ 1000 lines a page', async () => {
     const script = 'i=0; while [ $i -lt 2500 ]; do echo "line$i"; i=$((i+1)); done; echo err1 >&2; printf partial';
