@@ -96,26 +96,51 @@ export function createControlActivities(deps: ControlDeps) {
     return b;
   };
 
-  /** One pass over the candidates from `preferred` on: the first with capacity, or why none has. */
-  async function firstAvailable(input: AdmissionInput): Promise<AdmissionResult | { waits: string[] }> {
+  // Per-backend admission locks of this worker process (a chain of promises per backend name).
+  const locks = new Map<string, Promise<unknown>>();
+  function withLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const run = (locks.get(name) ?? Promise.resolve()).then(fn, fn);
+    locks.set(name, run.catch(() => undefined));
+    return run;
+  }
+
+  /** Whether a backend would take the job now: room, no room (and why), or a refusal of this job. */
+  async function look(name: string, spec: TrainingJobSpec): Promise<{ room: Quote } | { busy: string } | { refused: string }> {
+    try {
+      const quote = await backend(name).quote(spec);
+      return quote.available ? { room: quote } : { busy: `${name}: ${quote.detail ?? 'no capacity'}` };
+    } catch (err) {
+      if (err instanceof BackendError && err.failureClass === 'REJECTED') return { refused: `${name}: ${err.message}` };
+      throw asFailure(err);
+    }
+  }
+
+  /** The candidates in the order to try them: from `preferred` on, wrapping around. */
+  function rotation(input: AdmissionInput): { index: number; name: string }[] {
     const n = input.candidates.length;
+    return input.candidates.map((_, k) => {
+      const index = (input.preferred + k) % n;
+      return { index, name: input.candidates[index]! };
+    });
+  }
+
+  function allRefused(refusals: string[], input: AdmissionInput): void {
+    if (refusals.length === input.candidates.length) {
+      throw ApplicationFailure.create({ message: refusals.join('; '), type: 'REJECTED', nonRetryable: true });
+    }
+  }
+
+  /** One pass over the candidates: the first with room, or why none has. */
+  async function firstAvailable(input: AdmissionInput): Promise<AdmissionResult | { waits: string[] }> {
     const refusals: string[] = [];
     const waits: string[] = [];
-    for (let k = 0; k < n; k++) {
-      const index = (input.preferred + k) % n;
-      const name = input.candidates[index]!;
-      let quote: Quote;
-      try {
-        quote = await backend(name).quote(input.spec);
-      } catch (err) {
-        if (!(err instanceof BackendError) || err.failureClass !== 'REJECTED') throw asFailure(err);
-        refusals.push(`${name}: ${err.message}`);
-        continue;
-      }
-      if (quote.available) return { index, hourlyUsd: quote.hourlyUsd };
-      waits.push(`${name}: ${quote.detail ?? 'no capacity'}`);
+    for (const { index, name } of rotation(input)) {
+      const l = await look(name, input.spec);
+      if ('room' in l) return { index, hourlyUsd: l.room.hourlyUsd };
+      if ('busy' in l) waits.push(l.busy);
+      else refusals.push(l.refused);
     }
-    if (refusals.length === n) throw ApplicationFailure.create({ message: refusals.join('; '), type: 'REJECTED', nonRetryable: true });
+    allRefused(refusals, input);
     return { waits };
   }
 
@@ -176,16 +201,26 @@ export function createControlActivities(deps: ControlDeps) {
      * submission comes back as a failure of that backend, for the workflow to classify.
      */
     async admitAndSubmit(input: AdmissionInput & { rawSpec: unknown; attempt: number }): Promise<SubmitOutcome | null> {
-      const look = await firstAvailable(input);
-      if (!('index' in look)) return null;
-      const b = backend(input.candidates[look.index]!);
-      try {
-        const deployment = await b.submit(input.spec, input.rawSpec, input.attempt);
-        return { index: look.index, submission: { deployment, status: await b.status(deployment) } };
-      } catch (err) {
-        if (err instanceof BackendError) return { index: look.index, failure: { class: err.failureClass, detail: err.message } };
-        throw err;
+      const refusals: string[] = [];
+      for (const { index, name } of rotation(input)) {
+        // Look and submit under the backend's lock: two jobs admitted at once must not both take its last slot.
+        const outcome = await withLock(name, async (): Promise<SubmitOutcome | { busy: string } | { refused: string }> => {
+          const l = await look(name, input.spec);
+          if (!('room' in l)) return l;
+          const b = backend(name);
+          try {
+            const deployment = await b.submit(input.spec, input.rawSpec, input.attempt);
+            return { index, submission: { deployment, status: await b.status(deployment) } };
+          } catch (err) {
+            if (err instanceof BackendError) return { index, failure: { class: err.failureClass, detail: err.message } };
+            throw err;
+          }
+        });
+        if ('refused' in outcome) refusals.push(outcome.refused);
+        else if (!('busy' in outcome)) return outcome;
       }
+      allRefused(refusals, input);
+      return null;
     },
 
     /**

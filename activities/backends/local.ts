@@ -11,7 +11,7 @@ import { jobAttemptDir } from '../../common/paths';
 import { DEFAULT_TRAINER_IMAGE } from '../../spec/constants';
 import { classifyExitCode, type FailureInfo } from '../../spec/failure';
 import type { TrainingJobSpec } from '../../spec/schema';
-import { copyTree, fileSize, isErrno, readLinesFrom, readRange, statIfExists, tailLines, writeFileAtomic } from './local-files';
+import { copyTree, fileSize, isErrno, readLinesFrom, readRange, readTextIfExists, statIfExists, tailLines, writeFileAtomic } from './local-files';
 import { bootId, leaderAlive, ownsGroup, readProcStat, resolveProgram, spawnDetached, terminateGroup } from './local-process';
 import { FILES, Workspace, type LaunchRecord } from './local-workspace';
 import {
@@ -47,6 +47,8 @@ const MAX_LOG_LINES = 1000;
 const PROGRESS_TAIL_BYTES = 64 * 1024;
 const STDERR_TAIL_LINES = 20;
 const MS_PER_HOUR = 3_600_000;
+/** A running-index marker younger than this may belong to a launch still under way. */
+const MARKER_GRACE_MS = 60_000;
 /** Job ids become path components: the schema allows UUIDs only, this refuses anything that could escape. */
 const SAFE_PATH_COMPONENT = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 /** Orchestrator credentials the trainer has no business seeing. */
@@ -97,14 +99,16 @@ export class LocalBackend implements Backend {
     return { ok: true, detail: `FORGE_HOME ${this.home} writable; trainers: ${trainers.join(', ')}${disabled}` };
   }
 
-  async quote(_spec: TrainingJobSpec): Promise<Quote> {
+  async quote(spec: TrainingJobSpec): Promise<Quote> {
     const hourlyUsd = this.config.hourly_usd;
     if (!this.config.enabled) {
       return { available: false, hourlyUsd, detail: `backend "${this.name}" is disabled in the operator config` };
     }
     const max = this.config.max_concurrent;
     if (max !== undefined) {
-      const live = await this.countLiveAttempts();
+      // The job's own attempt does not count: a re-run admission (a worker died after submitting) must find the
+      // capacity its first run used, and reach the idempotent submit again instead of another backend.
+      const live = await this.countLiveAttempts(spec.job_id);
       if (live >= max) return { available: false, hourlyUsd, detail: `${live} of max_concurrent ${max} attempts running` };
     }
     return { available: true, hourlyUsd };
@@ -271,6 +275,7 @@ export class LocalBackend implements Backend {
     // Whoever stalled past the stale timeout must not launch after a takeover did.
     if ((await ws.currentGeneration()) !== generation) throw new Error(`launch claim of ${ws.dir} was taken over; try again`);
     const startedAt = new Date().toISOString();
+    await this.markRunning(request.spec.job_id, request.attempt, ws);
     const pid = await spawnDetached({
       dir: ws.dir,
       argv: request.argv,
@@ -354,11 +359,29 @@ export class LocalBackend implements Backend {
   // ---- capacity -------------------------------------------------------------------------------------------------
 
   /** Attempts of this backend whose wrapper still runs, from the launch records under FORGE_HOME/jobs. */
-  private async countLiveAttempts(): Promise<number> {
+  // ---- the running index (for max_concurrent) ---------------------------------------------------------------------
+  // One marker file per launched attempt under running/<backend>/, so counting is O(running), not O(jobs ever run).
+
+  private runningDir(): string {
+    return path.join(this.home, 'running', this.name);
+  }
+
+  private async markRunning(jobId: string, attempt: number, ws: Workspace): Promise<void> {
+    await fs.mkdir(this.runningDir(), { recursive: true });
+    await writeFileAtomic(path.join(this.runningDir(), `${jobId}.attempt-${attempt}`), ws.dir);
+  }
+
+  /** Live attempts of this backend, other jobs' only; markers of ended attempts are pruned on the way. */
+  private async countLiveAttempts(exceptJob: string): Promise<number> {
     let live = 0;
-    for (const jobDir of await listDir(path.join(this.home, 'jobs'))) {
-      for (const attemptDir of await listDir(jobDir)) {
-        if (/^attempt-\d+$/.test(path.basename(attemptDir)) && (await this.isLiveAttempt(new Workspace(attemptDir)))) live++;
+    for (const marker of await listDir(this.runningDir())) {
+      const dir = await readTextIfExists(marker);
+      if (dir === undefined) continue;
+      if (await this.isLiveAttempt(new Workspace(dir))) {
+        if (!path.basename(marker).startsWith(`${exceptJob}.`)) live++;
+      } else if (Date.now() - ((await statIfExists(marker))?.mtimeMs ?? 0) > MARKER_GRACE_MS) {
+        // Not live, and not a launch still under way: that attempt has ended.
+        await fs.rm(marker, { force: true });
       }
     }
     return live;

@@ -400,20 +400,24 @@ describe('LocalBackend: logs, quote, health', () => {
     await backend.close(ref);
   });
 
-  test('quote: unavailable when disabled or at max_concurrent (counting this backend only)', async () => {
+  test('quote: unavailable when disabled or at max_concurrent (counting this backend only, not the job itself)', async () => {
     const home = await tempHome();
     const job = newJob();
+    const other = newJob();
     const config = shConfig('sleep 30', { max_concurrent: 1, hourly_usd: 2.5 });
     const a = new LocalBackend('local', config, home, FAST);
     const b = new LocalBackend('local-b', config, home, FAST);
     expect(await a.quote(job.spec)).toEqual({ available: true, hourlyUsd: 2.5 });
     const ref = await submit(a, job);
-    const busy = await a.quote(job.spec);
+    const busy = await a.quote(other.spec);
     expect(busy).toMatchObject({ available: false, hourlyUsd: 2.5 });
     expect(busy.detail).toContain('max_concurrent 1');
-    expect((await b.quote(job.spec)).available).toBe(true);
-    await a.close(ref);
+    // A re-run admission of the same job finds room again, and its submit returns the running attempt.
     expect((await a.quote(job.spec)).available).toBe(true);
+    expect((await a.submit(job.spec, job.raw, 1)).data.pid).toBe(ref.data.pid);
+    expect((await b.quote(other.spec)).available).toBe(true);
+    await a.close(ref);
+    expect((await a.quote(other.spec)).available).toBe(true);
 
     const disabled = new LocalBackend('local', { ...config, enabled: false }, home, FAST);
     expect(await disabled.quote(job.spec)).toMatchObject({ available: false, detail: expect.stringContaining('disabled') });

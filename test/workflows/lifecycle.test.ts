@@ -1,6 +1,7 @@
 /**
  * The trainingJob lifecycle against a real Temporal dev server and real trainer processes (test/fixtures).
  */
+import { readFileSync } from 'node:fs';
 import type { Client, Connection } from '@temporalio/client';
 import { ForgeJobState } from '../../workflows/search-attributes';
 import { makeSignedSpec } from '../spec/fixtures';
@@ -36,6 +37,11 @@ const config = testConfig(
     },
     'local-b': { trainers: { vanish: fakeTrainer('ok', 0.2) } },
     pricey: { hourly_usd: 36_000, trainers: { slow: fakeTrainer('ok', 30) } },
+    // Logs +1 when it starts and -1 when it ends, to measure how many ran at once.
+    single: {
+      max_concurrent: 1,
+      trainers: { count: ['/bin/sh', '-c', 'echo "$(date +%s%N) 1" >> "$FORGE_TEST_STARTS.count"; sleep 0.7; echo "$(date +%s%N) -1" >> "$FORGE_TEST_STARTS.count"'] },
+    },
   },
   starts,
 );
@@ -172,4 +178,20 @@ test('abandoned jobs are found through the ForgeJobState search attribute', asyn
   const completed: string[] = [];
   for await (const wf of client.workflow.list({ query: `ForgeJobState="ABANDONED" AND WorkflowId="job-${s.job_id}"` })) completed.push(wf.workflowId);
   expect(completed).toEqual([`job-${s.job_id}`]);
+});
+
+test('max_concurrent holds jobs in QUEUED until the backend has room; all complete', async () => {
+  const specs = [0, 1, 2].map(() => makeSignedSpec({ trainer: { image: 'count' }, backend: { provider: 'single' } }));
+  const results = await Promise.all(specs.map((s) => runJob(client, TQ, s)));
+  expect(results.map((r) => r.state)).toEqual(['COMPLETED', 'COMPLETED', 'COMPLETED']);
+  const events = readFileSync(`${starts}.count`, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => l.split(' ').map(Number) as [number, number])
+    .sort((a, b) => a[0] - b[0]);
+  expect(events).toHaveLength(6);
+  let running = 0;
+  let most = 0;
+  for (const [, delta] of events) most = Math.max(most, (running += delta));
+  expect(most).toBe(1);
 });
