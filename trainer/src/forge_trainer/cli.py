@@ -1,0 +1,150 @@
+"""
+`forge-trainer`: the reference trainer's command line.
+
+  forge-trainer run                 the contract entrypoint (DESIGN.md §6): JOB_TYPE, FORGE_SPEC, FORGE_OUTPUT_DIR, ...
+  forge-trainer finetune [...]      supervised finetuning; options default to the contract env
+  forge-trainer init-tiny --out D   a tiny local model with a byte-level tokenizer
+  forge-trainer serve --model D     an OpenAI-compatible completions server
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from forge_trainer import __version__
+from forge_trainer.contract import EXIT_OK, EXIT_PERMANENT, Events, PermanentError, TrainerError, fail
+
+
+def _hub_defaults() -> None:
+    """Before anything imports huggingface_hub (it reads these once): bounded network waits, no telemetry."""
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "60")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _env_path(env: Mapping[str, str], name: str, given: str | None) -> Path:
+    value = given or env.get(name)
+    if not value:
+        raise PermanentError(f"{name} is not set (and no command-line option gives it)")
+    return Path(value)
+
+
+def _attempt(env: Mapping[str, str], given: int | None) -> int:
+    if given is not None:
+        return given
+    raw = env.get("FORGE_ATTEMPT", "1")
+    try:
+        return int(raw)
+    except ValueError as err:
+        raise PermanentError(f"FORGE_ATTEMPT must be an integer, got {raw!r}") from err
+
+
+def cmd_finetune(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from forge_trainer.finetune import RunOptions, StopFlag, run_finetune
+    from forge_trainer.spec import finetune_job, load_spec_file
+
+    stop = StopFlag()
+    stop.install()
+    spec = load_spec_file(_env_path(env, "FORGE_SPEC", args.spec))
+    job = finetune_job(spec, env)
+    if job.job_type != "finetune":
+        raise PermanentError(f"the spec's job_type is {job.job_type!r}; `finetune` runs finetune jobs only")
+    opts = RunOptions(
+        output_dir=_env_path(env, "FORGE_OUTPUT_DIR", args.output_dir),
+        attempt=_attempt(env, args.attempt),
+        seed=args.seed,
+        git_timeout_s=float(env.get("FORGE_GIT_TIMEOUT_SECONDS", "600")),
+    )
+    run_finetune(job, opts, Events(), stop)
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from forge_trainer.spec import load_spec_file
+
+    job_type = env.get("JOB_TYPE") or str(load_spec_file(_env_path(env, "FORGE_SPEC", None)).get("job_type", ""))
+    if job_type == "finetune":
+        return cmd_finetune(argparse.Namespace(spec=None, output_dir=None, attempt=None, seed=args.seed), env)
+    if job_type in ("rl", "eval"):
+        raise PermanentError(f"job type {job_type!r} is not implemented by this trainer version ({__version__})")
+    raise PermanentError(f"unknown JOB_TYPE {job_type!r}")
+
+
+def cmd_init_tiny(args: argparse.Namespace, _env: Mapping[str, str]) -> int:
+    from forge_trainer.model import init_tiny
+
+    out = Path(args.out)
+    n = init_tiny(
+        out, seed=args.seed, hidden_size=args.hidden_size, layers=args.layers, heads=args.heads, context=args.context
+    )
+    Events().emit("model", path=str(out), parameters=n)
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace, _env: Mapping[str, str]) -> int:
+    from forge_trainer.serve import serve
+
+    serve(Path(args.model), host=args.host, port=args.port, model_name=args.model_name)
+    return EXIT_OK
+
+
+def parser() -> argparse.ArgumentParser:
+    from forge_trainer.finetune import SEED
+
+    p = argparse.ArgumentParser(prog="forge-trainer", description="Chrysalis Forge reference trainer")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the job described by the contract env (JOB_TYPE, FORGE_SPEC, ...)")
+    run.add_argument("--seed", type=int, default=SEED)
+    run.set_defaults(handler=cmd_run)
+
+    ft = sub.add_parser("finetune", help="supervised finetuning of the spec's base model on its data")
+    ft.add_argument("--spec", help="the job spec JSON (default: $FORGE_SPEC)")
+    ft.add_argument("--output-dir", help="where outputs and checkpoints go (default: $FORGE_OUTPUT_DIR)")
+    ft.add_argument("--attempt", type=int, help="attempt number (default: $FORGE_ATTEMPT or 1)")
+    ft.add_argument("--seed", type=int, default=SEED)
+    ft.set_defaults(handler=cmd_finetune)
+
+    tiny = sub.add_parser("init-tiny", help="write a tiny random causal LM with a byte-level tokenizer")
+    tiny.add_argument("--out", required=True, help="model directory to write")
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.add_argument("--hidden-size", type=int, default=96)
+    tiny.add_argument("--layers", type=int, default=3)
+    tiny.add_argument("--heads", type=int, default=4)
+    tiny.add_argument("--context", type=int, default=256, help="max positions")
+    tiny.set_defaults(handler=cmd_init_tiny)
+
+    srv = sub.add_parser("serve", help="OpenAI-compatible completions server for a model directory")
+    srv.add_argument("--model", required=True, help="model directory (e.g. a finetune's FORGE_OUTPUT_DIR)")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed in the serving event)")
+    srv.add_argument("--model-name", help="the model id clients use (default: the directory's name)")
+    srv.set_defaults(handler=cmd_serve)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _hub_defaults()
+    args = parser().parse_args(argv)
+    try:
+        return int(args.handler(args, os.environ))
+    except TrainerError as err:
+        fail(str(err))
+        Events().emit("error", kind=err.kind, message=str(err), exit_code=err.exit_code)
+        return err.exit_code
+    except Exception as err:  # an unexpected failure is a bug or a broken host: permanent, with the traceback
+        traceback.print_exc()
+        fail(f"unexpected {type(err).__name__}: {err}")
+        return EXIT_PERMANENT
+
+
+if __name__ == "__main__":
+    sys.exit(main())
