@@ -57,3 +57,22 @@ if [ ! -f "$build_stamp" ] || [ -n "$(find spec workflows activities workers cli
   node dist/infra/bundle-workflows.js || die "bundling the workflow code failed (errors above)"
   touch "$build_stamp"
 fi
+
+# 5. The reference trainer (trainer/, Python: PyTorch + transformers) into .tools/venv, as `forge-trainer`, with its
+#    test tools (pytest, ruff). torch goes first and exactly pinned: pip then takes the CPU wheel already on our
+#    machines' disk, where a looser range would download several GB of CUDA wheels. Then the package (editable, so
+#    source edits need no reinstall) against trainer/requirements.lock. Runs again only when trainer/pyproject.toml
+#    or the lock changed (stamp in the venv).
+TORCH_VERSION=2.13.0
+trainer_hash=$(cat trainer/pyproject.toml trainer/requirements.lock | sha256sum | cut -d' ' -f1)
+trainer_stamp=$VENV/.forge-trainer-sha256
+if [ ! -x "$VENV/bin/forge-trainer" ] || [ ! -f "$trainer_stamp" ] || [ "$(cat "$trainer_stamp")" != "$trainer_hash" ]; then
+  say "installing the reference trainer into .tools/venv (torch==$TORCH_VERSION first, then trainer/[test])"
+  [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV" || die "python3 -m venv failed: install python3-venv"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check "torch==$TORCH_VERSION" >&2 ||
+    die "pip install torch==$TORCH_VERSION failed (see above)"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check -c trainer/requirements.lock -e "trainer[test]" >&2 ||
+    die "pip install of trainer/ failed (see above)"
+  "$VENV/bin/forge-trainer" --version >/dev/null || die "forge-trainer does not run after installing it"
+  echo "$trainer_hash" >"$trainer_stamp"
+fi

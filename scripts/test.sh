@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
-# Every test: the type check, then jest (unit tests and the suites against a real Temporal dev server).
+# Every test: the type check, the trainer's (ruff, pytest), then jest (unit tests and the suites against a real
+# Temporal dev server). FORGE_TEST_PYTEST=0 skips the trainer's pytest suite (about a minute) when iterating on jest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "[test] type check (tsc --noEmit)"
 node_modules/.bin/tsc -p tsconfig.json --noEmit
+echo "[test] trainer: ruff, pytest"
+.tools/venv/bin/ruff check --quiet trainer
+.tools/venv/bin/ruff format --quiet --check trainer
+if [ "${FORGE_TEST_PYTEST:-1}" != 0 ]; then
+  .tools/venv/bin/python -m pytest -q -p no:cacheprovider trainer/tests
+fi
 echo "[test] jest"
 # Two cores here: run test files two at a time; each test file has its own task queue.
 node_modules/.bin/jest --maxWorkers=2 "$@"
