@@ -111,11 +111,12 @@ export async function readLinesFrom(
 }
 
 /**
- * Copies the regular files and folders of `src` into `dst`; returns their relative paths (POSIX, sorted).
- * Symlinks are skipped: a trainer must not be able to smuggle host files into the artifact repo.
+ * Calls `place(from, to)` for every regular file under `src`, with `to` its twin under `dst` (folders are made);
+ * returns the relative paths (POSIX, sorted). Symlinks are skipped: a trainer must not be able to smuggle host files
+ * into the artifact repo or another attempt.
  */
-export async function copyTree(src: string, dst: string): Promise<string[]> {
-  const copied: string[] = [];
+async function eachFile(src: string, dst: string, place: (from: string, to: string) => Promise<void>): Promise<string[]> {
+  const done: string[] = [];
   async function walk(rel: string): Promise<void> {
     let entries: import('node:fs').Dirent[];
     try {
@@ -129,11 +130,37 @@ export async function copyTree(src: string, dst: string): Promise<string[]> {
       const child = rel ? path.posix.join(rel, entry.name) : entry.name;
       if (entry.isDirectory()) await walk(child);
       else if (entry.isFile()) {
-        await fs.copyFile(path.join(src, child), path.join(dst, child));
-        copied.push(child);
+        await place(path.join(src, child), path.join(dst, child));
+        done.push(child);
       }
     }
   }
   await walk('');
-  return copied.sort();
+  return done.sort();
+}
+
+/** Copies the regular files and folders of `src` into `dst`; returns their relative paths (POSIX, sorted). */
+export async function copyTree(src: string, dst: string): Promise<string[]> {
+  return eachFile(src, dst, (from, to) => fs.copyFile(from, to));
+}
+
+/**
+ * Hard-links the regular files of `src` into `dst` (copies where a link cannot be made, e.g. across file systems),
+ * keeping files that `dst` already has: safe to run again after an interruption, since a link appears whole and a
+ * copy is made under a temporary name and renamed. Returns the relative paths (POSIX, sorted).
+ */
+export async function linkTree(src: string, dst: string): Promise<string[]> {
+  return eachFile(src, dst, async (from, to) => {
+    try {
+      await fs.link(from, to);
+      return;
+    } catch (err) {
+      if (isErrno(err, 'EEXIST')) return;
+      if (!isErrno(err, 'EXDEV', 'EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EMLINK')) throw err;
+    }
+    if (await statIfExists(to)) return;
+    const tmp = `${to}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+    await fs.copyFile(from, tmp);
+    await fs.rename(tmp, to);
+  });
 }

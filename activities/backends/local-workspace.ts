@@ -3,7 +3,8 @@
  * the only state: any worker (or a restarted one) can pick an attempt up from them.
  *
  *   spec.json      the raw spec as submitted          FORGE_SPEC
- *   output/        the trainer's outputs              FORGE_OUTPUT_DIR
+ *   output/        the trainer's outputs              FORGE_OUTPUT_DIR (output/checkpoints/ starts as the previous
+ *                  attempt's, hard-linked: the trainer resumes from them)
  *   stdout.log, stderr.log
  *   claim-<g>.json exclusive-create claims: whoever creates the highest generation may launch
  *   wrapper.pid    written by the wrapper itself (recovers a launch whose launcher died before launch.json)

@@ -11,7 +11,7 @@ import { jobAttemptDir } from '../../common/paths';
 import { DEFAULT_TRAINER_IMAGE } from '../../spec/constants';
 import { classifyExitCode, type FailureInfo } from '../../spec/failure';
 import type { TrainingJobSpec } from '../../spec/schema';
-import { copyTree, fileSize, isErrno, readLinesFrom, readRange, readTextIfExists, statIfExists, tailLines, writeFileAtomic } from './local-files';
+import { copyTree, fileSize, isErrno, linkTree, readLinesFrom, readRange, readTextIfExists, statIfExists, tailLines, writeFileAtomic } from './local-files';
 import { bootId, leaderAlive, ownsGroup, readProcStat, resolveProgram, spawnDetached, terminateGroup } from './local-process';
 import { FILES, Workspace, type LaunchRecord } from './local-workspace';
 import {
@@ -51,6 +51,8 @@ const MS_PER_HOUR = 3_600_000;
 const MARKER_GRACE_MS = 60_000;
 /** Job ids become path components: the schema allows UUIDs only, this refuses anything that could escape. */
 const SAFE_PATH_COMPONENT = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+/** Where trainers keep checkpoints inside FORGE_OUTPUT_DIR; carried from attempt to attempt. */
+const CHECKPOINTS_DIR = 'checkpoints';
 /** Orchestrator credentials the trainer has no business seeing. */
 const PRIVATE_ENV = /^TEMPORAL_(API_KEY|TLS_)/;
 
@@ -272,6 +274,7 @@ export class LocalBackend implements Backend {
   private async launch(ws: Workspace, generation: number, request: LaunchRequest): Promise<LaunchRecord> {
     await writeFileAtomic(ws.file('spec'), specText(request));
     await fs.mkdir(ws.file('output'), { recursive: true });
+    await this.carryCheckpoints(request.spec.job_id, request.attempt, ws);
     // Whoever stalled past the stale timeout must not launch after a takeover did.
     if ((await ws.currentGeneration()) !== generation) throw new Error(`launch claim of ${ws.dir} was taken over; try again`);
     const startedAt = new Date().toISOString();
@@ -295,6 +298,23 @@ export class LocalBackend implements Backend {
     };
     await ws.writeLaunch(record);
     return record;
+  }
+
+  /**
+   * Resume across attempts. Each attempt has its own FORGE_OUTPUT_DIR, and the trainer resumes from the newest
+   * checkpoint it finds in FORGE_OUTPUT_DIR/checkpoints/ (trainer/README.md). So before attempt n starts, the
+   * checkpoints/ of the latest earlier attempt that has any (it holds those it was given plus those it saved) are
+   * hard-linked into attempt n's output folder, copied where links cannot be made. The earlier attempt's files stay
+   * as they were: trainers write new checkpoint files and never rewrite carried ones. Runs again harmlessly when a
+   * takeover relaunches.
+   */
+  private async carryCheckpoints(jobId: string, attempt: number, ws: Workspace): Promise<void> {
+    for (let earlier = attempt - 1; earlier >= 1; earlier--) {
+      const from = path.join(jobAttemptDir(this.home, jobId, earlier), FILES.output, CHECKPOINTS_DIR);
+      if ((await listDir(from)).length === 0) continue;
+      await linkTree(from, path.join(ws.file('output'), CHECKPOINTS_DIR));
+      return;
+    }
   }
 
   private refFor(ws: Workspace, launch: LaunchRecord): DeploymentRef {

@@ -2,7 +2,7 @@
  * The local backend against real processes: small /bin/sh trainers from the operator config, temp FORGE_HOMEs.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, promises as fs } from 'node:fs';
+import { existsSync, promises as fs, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { LocalBackendConfig } from '../../common/config';
@@ -10,6 +10,7 @@ import { forgeConfigSchema } from '../../common/config';
 import { DEFAULT_TRAINER_IMAGE } from '../../spec/constants';
 import { trainingJobSpecSchema, type TrainingJobSpec } from '../../spec/schema';
 import { LocalBackend, type LocalBackendOptions } from '../../activities/backends/local';
+import { linkTree } from '../../activities/backends/local-files';
 import { createBackends, getBackend } from '../../activities/backends/registry';
 import { BackendError, type DeploymentRef, type DeploymentState, type DeploymentStatus } from '../../activities/backends/types';
 import { makeSignedSpec, type SignedSpec } from '../spec/fixtures';
@@ -295,6 +296,64 @@ describe('LocalBackend: idempotence and recovery', () => {
     expect(err).toBeInstanceOf(Error);
     expect(err).not.toBeInstanceOf(BackendError);
     expect(existsSync(path.join(dir, 'launch.json'))).toBe(false);
+  });
+});
+
+describe('LocalBackend: resuming across attempts', () => {
+  test("a retry starts with the latest earlier attempt's checkpoints, hard-linked, symlinks left out", async () => {
+    const home = await tempHome();
+    // Lists the checkpoint files it was given, then saves one of its own (attempt 1 also plants a symlink).
+    const script = [
+      'cd "$FORGE_OUTPUT_DIR" || exit 3',
+      'find checkpoints -type f 2>/dev/null | sort > given.txt',
+      'mkdir -p "checkpoints/step-$FORGE_ATTEMPT" && echo "attempt $FORGE_ATTEMPT" > "checkpoints/step-$FORGE_ATTEMPT/model.safetensors"',
+      'if [ "$FORGE_ATTEMPT" = 1 ]; then ln -s /etc/passwd checkpoints/leak; fi',
+    ].join('\n');
+    const backend = new LocalBackend('local', shConfig(script), home, FAST);
+    const job = newJob();
+    const attemptDir = (n: number): string => path.join(home, 'jobs', job.spec.job_id, `attempt-${n}`);
+    const given = async (n: number): Promise<string> => fs.readFile(path.join(attemptDir(n), 'output', 'given.txt'), 'utf8');
+
+    expect((await waitForState(backend, await submit(backend, job, 1), ['SUCCEEDED', 'FAILED'])).state).toBe('SUCCEEDED');
+    expect(await given(1)).toBe('');
+    // Attempt 2 never got to run (say its backend refused it): attempt 3 reaches back to attempt 1.
+    await fs.mkdir(attemptDir(2), { recursive: true });
+    expect((await waitForState(backend, await submit(backend, job, 3), ['SUCCEEDED', 'FAILED'])).state).toBe('SUCCEEDED');
+    expect(await given(3)).toBe('checkpoints/step-1/model.safetensors\n');
+
+    const rel = path.join('output', 'checkpoints', 'step-1', 'model.safetensors');
+    const [original, carried] = await Promise.all([fs.stat(path.join(attemptDir(1), rel)), fs.stat(path.join(attemptDir(3), rel))]);
+    expect(carried.ino).toBe(original.ino); // a link, not a copy
+    // The earlier attempt keeps exactly what it had.
+    expect((await fs.readdir(path.join(attemptDir(1), 'output', 'checkpoints'))).sort()).toEqual(['leak', 'step-1']);
+    expect((await fs.readdir(path.join(attemptDir(3), 'output', 'checkpoints'))).sort()).toEqual(['step-1', 'step-3']);
+
+    // Attempt 4 gets attempt 3's set: what 3 was given plus what it saved.
+    expect((await waitForState(backend, await submit(backend, job, 4), ['SUCCEEDED', 'FAILED'])).state).toBe('SUCCEEDED');
+    expect(await given(4)).toBe('checkpoints/step-1/model.safetensors\ncheckpoints/step-3/model.safetensors\n');
+  });
+});
+
+describe('linkTree', () => {
+  // Where /dev/shm is another file system than the temp dir, links are impossible and it must copy.
+  const crossDevice = existsSync('/dev/shm') && statSync('/dev/shm').dev !== statSync(os.tmpdir()).dev;
+  (crossDevice ? test : test.skip)('copies across file systems, keeps what the target has, skips symlinks', async () => {
+    const src = await fs.mkdtemp('/dev/shm/forge-link-');
+    const dst = path.join(await tempHome(), 'dst');
+    try {
+      await fs.mkdir(path.join(src, 'step-1'), { recursive: true });
+      await fs.writeFile(path.join(src, 'step-1', 'a'), 'A');
+      await fs.writeFile(path.join(src, 'b'), 'B');
+      await fs.symlink('/etc/passwd', path.join(src, 'leak'));
+      await fs.mkdir(dst);
+      await fs.writeFile(path.join(dst, 'b'), 'already here');
+      expect(await linkTree(src, dst)).toEqual(['b', 'step-1/a']);
+      expect(await fs.readFile(path.join(dst, 'step-1', 'a'), 'utf8')).toBe('A');
+      expect(await fs.readFile(path.join(dst, 'b'), 'utf8')).toBe('already here');
+      expect((await fs.readdir(dst)).sort()).toEqual(['b', 'step-1']);
+    } finally {
+      await fs.rm(src, { recursive: true, force: true });
+    }
   });
 });
 
