@@ -1,0 +1,187 @@
+/**
+ * The orchestrator's HTTP API (DESIGN.md §10) as a Fastify instance: zod validates every request part and
+ * serializes every JSON response, @fastify/swagger derives /openapi.json from the same schemas, every error is an
+ * RFC 9457 problem, and an optional bearer token guards every route.
+ */
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import fastifySwagger from '@fastify/swagger';
+import Fastify, { LogController, type FastifyError, type FastifyServerOptions } from 'fastify';
+import type { Client, Connection } from '@temporalio/client';
+import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { FastifySchemaCompiler } from 'fastify';
+import type { z } from 'zod';
+import type { Backend } from '../../activities/backends/types';
+import type { ForgeConfig } from '../../common/config';
+import { trainingJobJsonSchema } from '../../spec/json-schema';
+import { noArtifacts, type ArtifactSource } from './artifacts';
+import type { ApiContext, ZodApp } from './context';
+import { JobsService } from './jobs';
+import { createMetrics } from './metrics';
+import { fieldError, fromZodIssues, PROBLEM_CONTENT_TYPE, ProblemError, summarize, zodErrorMap, type FieldLocation } from './problem';
+import { artifactRoutes } from './routes/artifacts';
+import { jobRoutes } from './routes/jobs';
+import { metaRoutes } from './routes/meta';
+
+export const BODY_LIMIT_BYTES = 256 * 1024;
+const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+
+export interface ApiDeps {
+  client: Client;
+  connection: Connection;
+  namespace: string;
+  taskQueue: string;
+  config: ForgeConfig;
+  backends: ReadonlyMap<string, Backend>;
+  artifacts?: ArtifactSource;
+  /** When set, every request needs `Authorization: Bearer <token>`. */
+  token?: string;
+  webUiUrl?: string | null;
+  queryTimeoutMs?: number;
+  healthTimeoutMs?: number;
+  logPollMs?: number;
+  /** Fastify logger options (pino); false for none. */
+  logger?: FastifyServerOptions['logger'];
+}
+
+const PART_LOCATION: Record<string, FieldLocation> = { body: 'body', querystring: 'query', params: 'path', headers: 'header' };
+
+/** Request validation by zod, failing with a problem that names every bad field. */
+const validatorCompiler: FastifySchemaCompiler<z.ZodType> = ({ schema, httpPart }) => (data) => {
+  const result = schema.safeParse(data, { error: zodErrorMap });
+  if (result.success) return { value: result.data };
+  const errors = fromZodIssues(PART_LOCATION[httpPart ?? 'body'] ?? 'body', result.error.issues);
+  return { error: new ProblemError('invalid-request', summarize(errors), errors) };
+};
+
+function sha256(s: string): Buffer {
+  return createHash('sha256').update(s, 'utf8').digest();
+}
+
+/** Fastify's own request errors (body parsing, limits, media types) as problems. */
+function toProblem(err: FastifyError | Error): ProblemError | undefined {
+  if (err instanceof ProblemError) return err;
+  const code = 'code' in err ? err.code : undefined;
+  const status = 'statusCode' in err ? err.statusCode : undefined;
+  switch (code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new ProblemError('payload-too-large', `request body is over ${BODY_LIMIT_BYTES} bytes (256 KiB)`, [fieldError('body', '(root)', 'too large')]);
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new ProblemError('unsupported-media-type', 'send the body as application/json', [fieldError('header', 'content-type', 'must be application/json')]);
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new ProblemError('invalid-request', 'the JSON body is empty', [fieldError('body', '(root)', 'required (object)')]);
+  }
+  // Unparseable JSON and prototype-poisoning keys both come from the JSON parser as 400s.
+  if (status === 400) return new ProblemError('invalid-request', `body is not acceptable JSON: ${err.message}`, [fieldError('body', '(root)', err.message)]);
+  if (status === 404) return new ProblemError('not-found', err.message);
+  if (status === 405) return new ProblemError('method-not-allowed', err.message);
+  if (status === 413) return new ProblemError('payload-too-large', err.message, [fieldError('body', '(root)', 'too large')]);
+  if (status === 415) return new ProblemError('unsupported-media-type', err.message);
+  return undefined;
+}
+
+export async function buildApp(deps: ApiDeps): Promise<ZodApp> {
+  const app = Fastify({
+    logger: deps.logger ?? { level: 'info' },
+    bodyLimit: BODY_LIMIT_BYTES,
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    requestIdHeader: false,
+    logController: new LogController({ requestIdLogLabel: 'request_id' }),
+    // A caller's X-Request-Id is kept when it is a plain token (it ends up in logs), else we make one.
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID_PATTERN.test(given) ? given : randomUUID();
+    },
+    return503OnClosing: true,
+    // Open SSE streams must not hold shutdown.
+    forceCloseConnections: true,
+  }).withTypeProvider<ZodTypeProvider>();
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  // JSON only: a spec sent as text/plain is a 415, not a string that fails validation.
+  app.removeContentTypeParser('text/plain');
+
+  const metrics = createMetrics();
+  const jobs = new JobsService({
+    client: deps.client,
+    connection: deps.connection,
+    namespace: deps.namespace,
+    taskQueue: deps.taskQueue,
+    queryTimeoutMs: deps.queryTimeoutMs ?? 10_000,
+  });
+  const ctx: ApiContext = {
+    jobs,
+    config: deps.config,
+    backends: deps.backends,
+    artifacts: deps.artifacts ?? noArtifacts,
+    metrics,
+    namespace: deps.namespace,
+    webUiUrl: deps.webUiUrl ?? null,
+    healthTimeoutMs: deps.healthTimeoutMs ?? 5_000,
+    logPollMs: deps.logPollMs ?? 1_000,
+  };
+
+  const expectedToken = deps.token ? sha256(deps.token) : undefined;
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+    if (!expectedToken) return;
+    const header = req.headers.authorization;
+    const given = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice('Bearer '.length) : undefined;
+    // Compare digests: constant time, whatever the lengths.
+    if (given === undefined || !timingSafeEqual(sha256(given), expectedToken)) {
+      throw new ProblemError('unauthorized', 'this API needs "Authorization: Bearer <FORGE_API_TOKEN>"', [fieldError('header', 'authorization', given === undefined ? 'missing' : 'wrong token')], {}, {
+        'www-authenticate': 'Bearer realm="chrysalis-forge"',
+      });
+    }
+  });
+
+  app.addHook('onResponse', async (req, reply) => {
+    const labels = { method: req.method, route: req.routeOptions.url ?? '(unmatched)', status: String(reply.statusCode) };
+    metrics.requests.inc(labels);
+    metrics.duration.observe(labels, reply.elapsedTime / 1000);
+  });
+
+  app.setErrorHandler((err: FastifyError | Error, req, reply) => {
+    const problem = toProblem(err);
+    if (problem) {
+      if (problem.status >= 500) req.log.error({ err }, problem.message);
+      return reply.code(problem.status).headers(problem.headers).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem.toBody(req.url.split('?')[0] ?? req.url, req.id)));
+    }
+    req.log.error({ err }, 'unhandled error');
+    const internal = new ProblemError('internal', `internal error; the server log has the details under request id ${req.id}`);
+    return reply.code(500).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(internal.toBody(req.url.split('?')[0] ?? req.url, req.id)));
+  });
+
+  app.setNotFoundHandler((req) => {
+    throw new ProblemError('not-found', `no route ${req.method} ${req.url.split('?')[0]}`);
+  });
+
+  // The spec body is validated by spec/parse in the handler (to keep the raw, signed bytes); document it here.
+  const { $schema: _draft, $id: _id, ...specBodySchema } = trainingJobJsonSchema();
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Chrysalis Forge Orchestrator API',
+        version: '1.0.0',
+        description: 'Submit signed training jobs, follow them, cancel them. Errors are application/problem+json (RFC 9457).',
+      },
+      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'FORGE_API_TOKEN, when the operator set one' } } },
+      security: [{ bearerAuth: [] }, {}],
+    },
+    transform: (doc) => {
+      const out = jsonSchemaTransform(doc);
+      if (doc.url === '/jobs' && doc.route.method === 'POST') {
+        return { ...out, schema: { ...out.schema, body: specBodySchema } };
+      }
+      return out;
+    },
+    transformObject: jsonSchemaTransformObject,
+  });
+
+  jobRoutes(app, ctx);
+  artifactRoutes(app, ctx);
+  metaRoutes(app, ctx);
+  return app;
+}

@@ -1,0 +1,34 @@
+/** What every route module receives: the Temporal-facing service, the operator's backends, settings, metrics. */
+import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { Backend } from '../../activities/backends/types';
+import type { ForgeConfig } from '../../common/config';
+import type { ArtifactSource } from './artifacts';
+import type { JobsService } from './jobs';
+import type { ApiMetrics } from './metrics';
+
+export interface ApiContext {
+  jobs: JobsService;
+  config: ForgeConfig;
+  backends: ReadonlyMap<string, Backend>;
+  artifacts: ArtifactSource;
+  metrics: ApiMetrics;
+  namespace: string;
+  /** Temporal Web UI base URL, or null when unknown. */
+  webUiUrl: string | null;
+  healthTimeoutMs: number;
+  logPollMs: number;
+}
+
+export type ZodApp = FastifyInstance<
+  RawServerDefault,
+  RawRequestDefaultExpression<RawServerDefault>,
+  RawReplyDefaultExpression<RawServerDefault>,
+  FastifyBaseLogger,
+  ZodTypeProvider
+>;
+
+/** Absolute URL of a path on this API, as the client reached it. */
+export function selfUrl(req: { protocol: string; host: string }, path: string): string {
+  return `${req.protocol}://${req.host}${path}`;
+}

@@ -1,0 +1,175 @@
+/**
+ * Request and response shapes of the HTTP API, as zod schemas: they validate requests, serialize responses and are
+ * what /openapi.json describes.
+ */
+import { z } from 'zod';
+import { JOB_STATES } from '../../workflows/lifecycle/states';
+
+/** Job ids are lower-case UUIDs (spec/schema.ts); anything else cannot name a job. */
+export const JOB_ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+export const jobIdSchema = z.string().regex(JOB_ID_PATTERN, 'must be a job id (a lower-case UUID)');
+export const jobParamsSchema = z.strictObject({ id: jobIdSchema });
+
+export const fieldErrorSchema = z.object({
+  in: z.enum(['body', 'query', 'path', 'header']),
+  path: z.string(),
+  pointer: z.string(),
+  detail: z.string(),
+});
+
+export const problemSchema = z
+  .looseObject({
+    type: z.url(),
+    title: z.string(),
+    status: z.int(),
+    detail: z.string(),
+    instance: z.string().optional(),
+    request_id: z.string().optional(),
+    errors: z.array(fieldErrorSchema).optional(),
+  })
+  .meta({ id: 'Problem', description: 'RFC 9457 problem details (application/problem+json)' });
+
+export const submitResponseSchema = z
+  .object({
+    job_id: z.string(),
+    workflow_id: z.string(),
+    status_url: z.string(),
+    web_ui_url: z.string().nullable(),
+  })
+  .meta({ id: 'SubmitResponse' });
+
+const jobStateSchema = z.enum(JOB_STATES);
+
+const errorRecordSchema = z.object({
+  class: z.string(),
+  detail: z.string(),
+  attempt: z.int(),
+  backend: z.string().nullable(),
+  at: z.string(),
+});
+
+/** The `status` query's answer; loose at the top so fields added by later issues (artifacts, evals) pass through. */
+export const jobStatusSchema = z
+  .looseObject({
+    job_id: z.string(),
+    job_type: z.string().nullable(),
+    owner_did: z.string().nullable(),
+    state: jobStateSchema,
+    attempt: z.int(),
+    backend: z.string().nullable(),
+    transitions: z.array(
+      z.object({ state: jobStateSchema, at: z.string(), reason: z.string(), attempt: z.int(), backend: z.string().nullable() }),
+    ),
+    cost_usd: z.number(),
+    deployments: z.array(
+      z.object({
+        attempt: z.int(),
+        backend: z.string(),
+        id: z.string(),
+        state: z.string(),
+        cost_usd: z.number(),
+        exit_code: z.int().nullable(),
+        submitted_at: z.string(),
+        closed: z.boolean(),
+        progress: z.object({ step: z.number(), maxSteps: z.number().optional(), loss: z.number().optional() }).nullable(),
+        ref: z.object({
+          backend: z.string(),
+          kind: z.string(),
+          id: z.string(),
+          jobId: z.string(),
+          attempt: z.int(),
+          submittedAt: z.string(),
+          data: z.record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null()])),
+        }),
+      }),
+    ),
+    last_error: errorRecordSchema.nullable(),
+    errors: z.array(errorRecordSchema),
+  })
+  .meta({ id: 'JobStatus', description: 'the trainingJob workflow\'s `status` query' });
+
+export const jobSummarySchema = z.object({
+  job_id: z.string(),
+  workflow_id: z.string(),
+  run_id: z.string(),
+  state: z.string().nullable(),
+  job_type: z.string().nullable(),
+  owner_did: z.string().nullable(),
+  backend: z.string().nullable(),
+  base_model: z.string().nullable(),
+  attempt: z.number().nullable(),
+  cost_usd: z.number().nullable(),
+  workflow_status: z.string(),
+  start_time: z.string().nullable(),
+  close_time: z.string().nullable(),
+  status_url: z.string(),
+});
+
+export const jobPageSchema = z
+  .object({ jobs: z.array(jobSummarySchema), next_page_token: z.string().nullable() })
+  .meta({ id: 'JobPage' });
+
+export const logsQuerySchema = z.strictObject({
+  follow: z.stringbool().default(false).meta({ description: 'keep streaming until the job is terminal' }),
+  tail: z.coerce.number().int().min(0).max(10_000).optional().meta({ description: 'only the last N lines before following' }),
+});
+
+export const cancelBodySchema = z
+  .strictObject({
+    action: z.literal('cancel'),
+    job_id: jobIdSchema,
+    issued_at: z.int().min(0).meta({ description: 'Unix seconds; at most 300 s from the server clock' }),
+    signature_ed25519: z.string().regex(/^[A-Za-z0-9_-]+$/, 'must be a base64url string').max(256),
+  })
+  .meta({ id: 'CancelRequest', description: "the owner's Ed25519 signature over {action, job_id, issued_at} (RFC 8785 JSON)" });
+
+export const cancelResponseSchema = z.object({
+  job_id: z.string(),
+  update_id: z.string(),
+  status_url: z.string(),
+});
+
+export const artifactNameParamsSchema = z.strictObject({
+  id: jobIdSchema,
+  name: z.string().min(1).max(1024),
+});
+
+export const artifactListSchema = z
+  .object({
+    job_id: z.string(),
+    manifest: z.record(z.string(), z.unknown()).nullable().meta({ description: 'the signed manifest; null until the job has artifacts' }),
+    artifacts: z.array(z.object({ name: z.string(), size: z.int(), sha256: z.string(), url: z.string() })),
+  })
+  .meta({ id: 'ArtifactList' });
+
+export const backendListSchema = z.object({
+  backends: z.array(
+    z.object({
+      name: z.string(),
+      kind: z.string(),
+      enabled: z.boolean(),
+      hourly_usd: z.number(),
+      capabilities: z.object({
+        job_types: z.array(z.string()),
+        trainer_images: z.array(z.string()),
+        max_concurrent: z.int().nullable(),
+      }),
+    }),
+  ),
+});
+
+export const backendParamsSchema = z.strictObject({ name: z.string().min(1).max(63) });
+
+export const backendHealthSchema = z.object({
+  name: z.string(),
+  kind: z.string(),
+  ok: z.boolean(),
+  detail: z.string(),
+  latency_ms: z.number(),
+});
+
+export const healthzSchema = z.object({
+  ok: z.boolean(),
+  temporal: z.object({ ok: z.boolean(), namespace: z.string(), detail: z.string() }),
+  task_queue: z.string(),
+});

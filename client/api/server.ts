@@ -1,0 +1,69 @@
+/**
+ * `node dist/client/api/server.js`: the HTTP API on FORGE_API_HOST:FORGE_API_PORT (127.0.0.1:8080), against the
+ * Temporal of common/temporal.ts, with the backends of the operator config (FORGE_CONFIG). Started by `npm start`
+ * as a child process, to which it reports its URL over IPC once it listens.
+ */
+import { Client, Connection } from '@temporalio/client';
+import { createBackends } from '../../activities/backends/registry';
+import { loadConfig } from '../../common/config';
+import { forgeHome } from '../../common/paths';
+import { connectionOptions, temporalAddress } from '../../common/temporal';
+import { buildApp } from './app';
+import { readApiSettings } from './env';
+
+export interface ListeningMessage {
+  type: 'forge-api-listening';
+  url: string;
+}
+
+async function main(): Promise<void> {
+  const settings = readApiSettings();
+  const { api, temporal } = settings;
+  const config = loadConfig();
+  const home = forgeHome();
+  // Lazy: the API starts (and /healthz says 503) even while Temporal is still coming up.
+  const connection = Connection.lazy(connectionOptions(temporal));
+  const client = new Client({ connection, namespace: temporal.TEMPORAL_NAMESPACE, identity: `forge-api@${process.pid}` });
+  const app = await buildApp({
+    client,
+    connection,
+    namespace: temporal.TEMPORAL_NAMESPACE,
+    taskQueue: api.FORGE_ORCHESTRATOR_TASK_QUEUE,
+    config,
+    backends: createBackends(config, home),
+    ...(api.FORGE_API_TOKEN ? { token: api.FORGE_API_TOKEN } : {}),
+    webUiUrl: settings.webUiUrl,
+    queryTimeoutMs: api.FORGE_API_QUERY_TIMEOUT_MS,
+    healthTimeoutMs: api.FORGE_API_HEALTH_TIMEOUT_MS,
+    logPollMs: api.FORGE_API_LOG_POLL_MS,
+    logger: { level: api.FORGE_API_LOG_LEVEL, redact: ['req.headers.authorization'] },
+  });
+  const address = await app.listen({ host: api.FORGE_API_HOST, port: api.FORGE_API_PORT });
+  // Never log the token or Temporal credentials: only whether they are set.
+  app.log.info(
+    { url: address, temporal: temporalAddress(temporal), namespace: temporal.TEMPORAL_NAMESPACE, task_queue: api.FORGE_ORCHESTRATOR_TASK_QUEUE, token: Boolean(api.FORGE_API_TOKEN) },
+    'forge API listening',
+  );
+  if (process.send) process.send({ type: 'forge-api-listening', url: address } satisfies ListeningMessage);
+
+  let stopping = false;
+  const stop = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    app.log.info(`${signal}: closing`);
+    await app.close();
+    await connection.close();
+    process.exit(0);
+  };
+  process.on('SIGINT', (s) => void stop(s));
+  process.on('SIGTERM', (s) => void stop(s));
+  // Started by npm start: stop with the parent, even when it was killed with SIGKILL.
+  process.on('disconnect', () => void stop('parent gone'));
+}
+
+if (require.main === module) {
+  main().catch((err: unknown) => {
+    console.error(`[api] cannot start: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(1);
+  });
+}
