@@ -1,0 +1,110 @@
+/**
+ * GET /jobs/:id/logs: server-sent events from the local backend's logs(), live while the job runs, ending when it
+ * is terminal; tail, Last-Event-ID resume, and a client that disconnects frees the stream at once.
+ */
+import { makeSignedSpec } from '../spec/fixtures';
+import { tempDir, testConfig } from '../helpers/forge';
+import { http, problemOf, readSse, startApi, waitForJob, type ApiHarness, type SseEvent } from './harness';
+
+const TQ = 'test-api-logs';
+const home = tempDir('forge-api-logs-');
+/** A chatty trainer: numbered lines on stdout, one on stderr, progress events, then a pause before it exits. */
+const chatty = (lines: number, pauseSeconds: number): string[] => [
+  '/bin/sh',
+  '-c',
+  `echo '{"event":"progress","step":1,"max_steps":2,"loss":0.9}'; i=1; while [ $i -le ${lines} ]; do echo "line $i"; i=$((i+1)); done; ` +
+    `echo 'warning: on stderr' >&2; sleep ${pauseSeconds}; echo 'last line'; echo '{"event":"progress","step":2,"max_steps":2,"loss":0.4}'`,
+];
+const config = testConfig({ local: { trainers: { chatty: chatty(5, 2), long: chatty(3, 60), short: chatty(1500, 0) } } });
+
+let api: ApiHarness;
+beforeAll(async () => {
+  api = await startApi({ taskQueue: TQ, config, home, logPollMs: 200 });
+});
+afterAll(async () => {
+  await api?.stop();
+});
+
+async function submit(image: string): Promise<string> {
+  const spec = makeSignedSpec({ trainer: { image } });
+  expect((await http(api.url, 'POST', '/jobs', spec)).status).toBe(201);
+  return spec.job_id;
+}
+
+const lines = (events: SseEvent[]): string[] => events.filter((e) => e.event === 'log').map((e) => (e.data as { line: string }).line);
+const metricValue = async (name: string): Promise<number> => {
+  const text = (await http(api.url, 'GET', '/metrics')).text;
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : NaN;
+};
+
+test('follow=true streams a running job live, with its transitions, and ends when it is terminal', async () => {
+  const id = await submit('chatty');
+  await waitForJob(api.url, id, (s) => s.state === 'RUNNING');
+  const seenWhileRunning: string[] = [];
+  const { status, contentType, events } = await readSse(`${api.url}/jobs/${id}/logs?follow=true`, {
+    until: (e, all) => {
+      if (e.event === 'log' && (e.data as { line: string }).line === 'line 5') seenWhileRunning.push(...lines(all));
+      return false;
+    },
+  });
+  expect(status).toBe(200);
+  expect(contentType).toMatch(/^text\/event-stream/);
+  // The first lines arrived before the trainer printed its last one: the stream is live.
+  expect(seenWhileRunning).toContain('line 1');
+  expect(seenWhileRunning).not.toContain('last line');
+  const got = lines(events);
+  expect(got).toEqual(expect.arrayContaining(['line 1', 'line 5', 'warning: on stderr', 'last line']));
+  expect(events.find((e) => (e.data as { line?: string }).line === 'warning: on stderr')?.data).toMatchObject({ stream: 'stderr', attempt: 1, backend: 'local' });
+  expect(events.filter((e) => e.event === 'state').map((e) => (e.data as { state: string }).state)).toContain('COMPLETED');
+  expect(events.at(-1)).toMatchObject({ event: 'end', data: { state: 'COMPLETED' } });
+});
+
+test('without follow: what is there now, then end; tail=N gives the last N lines', async () => {
+  const id = await submit('short');
+  await waitForJob(api.url, id, (s) => s.state === 'COMPLETED');
+  const all = await readSse(`${api.url}/jobs/${id}/logs`);
+  const got = lines(all.events);
+  expect(got.filter((l) => l.startsWith('line '))).toHaveLength(1500); // more than one backend page (1000 lines)
+  expect(all.events.at(-1)).toMatchObject({ event: 'end', data: { state: 'COMPLETED' } });
+  const tail = await readSse(`${api.url}/jobs/${id}/logs?tail=3`);
+  expect(lines(tail.events)).toEqual(got.slice(-3));
+  expect(lines((await readSse(`${api.url}/jobs/${id}/logs?tail=0`)).events)).toEqual([]);
+});
+
+test('Last-Event-ID resumes after the last event received, without repeating or skipping', async () => {
+  const id = await submit('short');
+  await waitForJob(api.url, id, (s) => s.state === 'COMPLETED');
+  const full = lines((await readSse(`${api.url}/jobs/${id}/logs`)).events);
+  const first = await readSse(`${api.url}/jobs/${id}/logs`, { until: (e) => e.event === 'log' && e.id !== undefined });
+  const lastId = first.events.at(-1)!.id!;
+  const rest = await readSse(`${api.url}/jobs/${id}/logs`, { headers: { 'last-event-id': lastId } });
+  expect([...lines(first.events), ...lines(rest.events)]).toEqual(full);
+});
+
+test('a client that disconnects frees the stream (open streams back to 0) and the server goes on', async () => {
+  const id = await submit('long');
+  await waitForJob(api.url, id, (s) => s.state === 'RUNNING');
+  const before = await metricValue('forge_api_log_streams_open');
+  const controller = new AbortController();
+  const reading = readSse(`${api.url}/jobs/${id}/logs?follow=true`, { signal: controller.signal });
+  const deadline = Date.now() + 5000;
+  while ((await metricValue('forge_api_log_streams_open')) < before + 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  expect(await metricValue('forge_api_log_streams_open')).toBe(before + 1);
+  controller.abort();
+  await reading;
+  const freed = Date.now() + 5000;
+  while ((await metricValue('forge_api_log_streams_open')) !== before && Date.now() < freed) await new Promise((r) => setTimeout(r, 50));
+  expect(await metricValue('forge_api_log_streams_open')).toBe(before);
+  expect((await http(api.url, 'GET', '/healthz')).status).toBe(200);
+  await api.client.workflow.getHandle(`job-${id}`).cancel();
+});
+
+test('an unknown job → 404 problem, a bad query → 400 naming it, before any stream starts', async () => {
+  const unknown = await http(api.url, 'GET', '/jobs/00000000-0000-4000-8000-00000000f00d/logs?follow=true');
+  expect(unknown.status).toBe(404);
+  problemOf(unknown);
+  const bad = await http(api.url, 'GET', '/jobs/00000000-0000-4000-8000-00000000f00d/logs?tail=-1&follow=maybe');
+  expect(bad.status).toBe(400);
+  expect(problemOf(bad).errors?.map((e) => e.path).sort()).toEqual(['follow', 'tail']);
+});
