@@ -16,15 +16,16 @@ declare global {
 
 export default async function globalSetup(): Promise<void> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'forge-test-'));
-  const port = await freePort();
+  // FORGE_TEST_TEMPORAL_ADDRESS set by hand: use that server (e.g. one with a Web UI, to look at what tests did).
+  const given = process.env.FORGE_TEST_TEMPORAL_ADDRESS;
   const [server, bundle] = await Promise.all([
-    startDevServer({ port, logFile: path.join(dir, 'temporal.log'), readyTimeoutMs: 60_000 }),
+    given ? undefined : startDevServer({ port: await freePort(), logFile: path.join(dir, 'temporal.log'), readyTimeoutMs: 60_000 }),
     bundleWorkflowCode({ workflowsPath: require.resolve('../../workflows'), logger: quietLogger }),
   ]);
   const bundlePath = path.join(dir, 'workflow-bundle.js');
   writeFileSync(bundlePath, bundle.code);
   globalThis.__forgeDevServer = server;
-  process.env.FORGE_TEST_TEMPORAL_ADDRESS = server.address;
+  process.env.FORGE_TEST_TEMPORAL_ADDRESS = given ?? server!.address;
   process.env.FORGE_TEST_WORKFLOW_BUNDLE = bundlePath;
   process.env.FORGE_TEST_DIR = dir;
 }

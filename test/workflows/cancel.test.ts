@@ -5,7 +5,7 @@
 import { WorkflowFailedError, WorkflowUpdateFailedError, type Client, type Connection } from '@temporalio/client';
 import { generateKeyPair, signCancelRequest } from '../../spec/signing';
 import type { JobStatus } from '../../workflows/messages';
-import { cancelUpdate } from '../../workflows/messages';
+import { cancelJob } from '../../client/cancel-job';
 import { ForgeJobState } from '../../workflows/search-attributes';
 import { makeSignedSpec } from '../spec/fixtures';
 import { fakeTrainer, processAlive, readStarts, startJob, startWorker, tempDir, testClient, testConfig, waitForStatus, type RunningWorker } from '../helpers/forge';
@@ -33,7 +33,8 @@ async function runningJob() {
   const keys = generateKeyPair();
   const spec = makeSignedSpec({ trainer: { image: 'slow' } }, keys);
   const handle = await startJob(client, TQ, spec);
-  const status = await waitForStatus(handle, (s) => s.state === 'RUNNING');
+  // Progress shows once the trainer printed its first line, after it logged its pid.
+  const status = await waitForStatus(handle, (s) => s.state === 'RUNNING' && !!s.deployments[0]?.progress);
   const pid = readStarts(starts).find((x) => x.job === spec.job_id)?.pid;
   expect(pid).toBeDefined();
   expect(processAlive(pid!)).toBe(true);
@@ -45,12 +46,12 @@ test('the status query reports a running job with its deployment and progress', 
   const s = await waitForStatus(handle, (x) => x.deployments[0]?.progress !== null);
   expect(s).toMatchObject({ job_id: spec.job_id, state: 'RUNNING', attempt: 1, backend: 'local' });
   expect(s.deployments[0]?.progress).toMatchObject({ step: 1, maxSteps: 2 });
-  await handle.executeUpdate(cancelUpdate, { args: [signCancelRequest(spec.job_id, now(), keys.secretKey)] });
+  await cancelJob(handle, signCancelRequest(spec.job_id, now(), keys.secretKey));
 });
 
 test("the owner's signed cancel ends the job CANCELLED and kills the trainer", async () => {
   const { keys, spec, handle, pid } = await runningJob();
-  const status: JobStatus = await handle.executeUpdate(cancelUpdate, { args: [signCancelRequest(spec.job_id, now(), keys.secretKey)] });
+  const status: JobStatus = await cancelJob(handle, signCancelRequest(spec.job_id, now(), keys.secretKey));
   expect(status.state).toBe('CANCELLED');
   expect(status.transitions.at(-1)?.reason).toMatch(/cancelled by its owner did:key:/);
   expect(status.deployments[0]?.closed).toBe(true);
@@ -70,7 +71,7 @@ test('a cancel signed by someone else, stale, or for another job is refused and 
     { ...signCancelRequest(spec.job_id, now(), keys.secretKey), signature_ed25519: 'AAAA' },
   ];
   for (const req of refused) {
-    await expect(handle.executeUpdate(cancelUpdate, { args: [req] })).rejects.toBeInstanceOf(WorkflowUpdateFailedError);
+    await expect(cancelJob(handle, req)).rejects.toBeInstanceOf(WorkflowUpdateFailedError);
   }
   const s = await handle.query<JobStatus>('status');
   expect(s.state).toBe('RUNNING');
@@ -78,7 +79,7 @@ test('a cancel signed by someone else, stale, or for another job is refused and 
   // Refused updates leave no trace in history.
   const history = await handle.fetchHistory();
   expect(history.events?.filter((e) => e.workflowExecutionUpdateAcceptedEventAttributes)).toHaveLength(0);
-  await handle.executeUpdate(cancelUpdate, { args: [signCancelRequest(spec.job_id, now(), keys.secretKey)] });
+  await cancelJob(handle, signCancelRequest(spec.job_id, now(), keys.secretKey));
   expect(processAlive(pid)).toBe(false);
 });
 

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { Worker } from '@temporalio/worker';
 import { generateKeyPair, signCancelRequest } from '../../spec/signing';
-import { cancelUpdate } from '../../workflows/messages';
+import { cancelJob } from '../../client/cancel-job';
 import { makeSignedSpec } from '../spec/fixtures';
 import { fakeTrainer, startJob, startWorker, tempDir, temporalAddress, testClient, testConfig, waitForStatus } from '../helpers/forge';
 import { findTemporalCli } from '../../infra/dev-server';
@@ -41,7 +41,7 @@ async function record(): Promise<void> {
       const handle = await startJob(client, TQ, spec);
       if (name === 'cancelled-by-owner') {
         await waitForStatus(handle, (s) => s.state === 'RUNNING');
-        await handle.executeUpdate(cancelUpdate, { args: [signCancelRequest(spec.job_id, Math.floor(Date.now() / 1000), keys.secretKey)] });
+        await cancelJob(handle, signCancelRequest(spec.job_id, Math.floor(Date.now() / 1000), keys.secretKey));
       }
       await handle.result();
       // The CLI writes the same JSON the Web UI downloads, which is what operators attach to bug reports.
