@@ -1,8 +1,11 @@
 /**
  * The trainingJob lifecycle against a real Temporal dev server and real trainer processes (test/fixtures).
  */
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { Client, Connection } from '@temporalio/client';
+import type { JobStatus } from '../../workflows/messages';
+import { findTemporalCli } from '../../infra/dev-server';
 import { ForgeJobState } from '../../workflows/search-attributes';
 import { makeSignedSpec } from '../spec/fixtures';
 import {
@@ -13,6 +16,7 @@ import {
   startWorker,
   states,
   tempDir,
+  temporalAddress,
   testClient,
   testConfig,
   type RunningWorker,
@@ -194,4 +198,14 @@ test('max_concurrent holds jobs in QUEUED until the backend has room; all comple
   let most = 0;
   for (const [, delta] of events) most = Math.max(most, (running += delta));
   expect(most).toBe(1);
+});
+
+test('a signed spec started with the Temporal CLI runs through the lifecycle', async () => {
+  const s = spec('ok');
+  execFileSync(findTemporalCli(), [
+    'workflow', 'start', '--address', temporalAddress(),
+    '--type', 'trainingJob', '--task-queue', TQ, '--workflow-id', `job-${s.job_id}`, '--input', JSON.stringify(s),
+  ]);
+  const status = (await client.workflow.getHandle(`job-${s.job_id}`).result()) as JobStatus;
+  expect(states(status)).toEqual(['CREATED', 'QUEUED', 'SUBMITTED', 'RUNNING', 'COMPLETED']);
 });
