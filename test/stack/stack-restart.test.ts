@@ -26,13 +26,13 @@ writeFileSync(
 let stack: ChildProcess | undefined;
 let output = '';
 
-async function startStack(port: number, uiPort: number): Promise<ChildProcess> {
+async function startStack(port: number, uiPort: number, apiPort: number): Promise<ChildProcess> {
   output = '';
   const p = spawn('npm', ['start', '--silent'], {
     cwd: ROOT,
     detached: true, // its own process group: the test kills the whole stack at once, as a crash would
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, FORGE_HOME: home, FORGE_CONFIG: configFile, FORGE_TEMPORAL_PORT: String(port), FORGE_UI_PORT: String(uiPort), TEMPORAL_ADDRESS: '' },
+    env: { ...process.env, FORGE_HOME: home, FORGE_CONFIG: configFile, FORGE_TEMPORAL_PORT: String(port), FORGE_UI_PORT: String(uiPort), FORGE_API_PORT: String(apiPort), TEMPORAL_ADDRESS: '' },
   });
   p.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   p.stderr?.on('data', (d: Buffer) => (output += d.toString()));
@@ -60,11 +60,15 @@ afterAll(() => {
 test('SIGKILL of the whole stack while trainers run, then npm start again: every job ends right', async () => {
   const port = await freePort();
   const uiPort = await freePort();
-  stack = await startStack(port, uiPort);
+  const apiPort = await freePort();
+  stack = await startStack(port, uiPort, apiPort);
   expect(output).toContain(`127.0.0.1:${port}`);
   expect(output).toContain(`http://127.0.0.1:${uiPort}`);
   const ui = await fetch(`http://127.0.0.1:${uiPort}/`);
   expect(ui.status).toBe(200);
+  // The HTTP API is part of the stack: its URL is in the banner and it reaches Temporal.
+  expect(output).toContain(`API:        http://127.0.0.1:${apiPort}`);
+  expect((await fetch(`http://127.0.0.1:${apiPort}/healthz`)).status).toBe(200);
 
   let connection = await Connection.connect({ address: `127.0.0.1:${port}` });
   let client = new Client({ connection });
@@ -80,7 +84,7 @@ test('SIGKILL of the whole stack while trainers run, then npm start again: every
   killGroup(stack, 'SIGKILL');
   // 'quick' and 'exit-3' finish while nothing watches; 'ok' is still running when the stack comes back.
   await new Promise((r) => setTimeout(r, 3500));
-  stack = await startStack(port, uiPort);
+  stack = await startStack(port, uiPort, apiPort);
 
   connection = await Connection.connect({ address: `127.0.0.1:${port}` });
   client = new Client({ connection });
@@ -91,6 +95,9 @@ test('SIGKILL of the whole stack while trainers run, then npm start again: every
   const lines = readStarts(starts);
   for (const s of specs) expect(lines.filter((l) => l.job === s.job_id)).toHaveLength(1);
   await connection.close();
+  // The restarted API answers for jobs started before the crash.
+  const viaApi = await Promise.all(specs.map(async (s) => ((await (await fetch(`http://127.0.0.1:${apiPort}/jobs/${s.job_id}`)).json()) as JobStatus).state));
+  expect(viaApi).toEqual(['COMPLETED', 'COMPLETED', 'ABANDONED']);
 
   // Ctrl-C stops everything cleanly: the worker first, then the dev server, and the port is free again.
   const exitedStack = new Promise<void>((resolve) => stack!.once('exit', () => resolve()));
@@ -99,4 +106,21 @@ test('SIGKILL of the whole stack while trainers run, then npm start again: every
   stack = undefined;
   expect(output).toContain('[forge] stopped');
   await expect(Connection.connect({ address: `127.0.0.1:${port}`, connectTimeout: 1000 })).rejects.toThrow();
+  await expect(fetch(`http://127.0.0.1:${apiPort}/healthz`)).rejects.toThrow();
 }, 240_000);
+
+test('npm start refuses a bad FORGE_CONFIG before starting anything, naming the key', async () => {
+  const bad = path.join(home, 'bad-config.json');
+  writeFileSync(bad, JSON.stringify({ backends: { local: { kind: 'local', hourly_usd: -3 } } }));
+  const port = await freePort();
+  const p = spawn(process.execPath, [path.join(ROOT, 'dist', 'infra', 'start-stack.js')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, FORGE_HOME: home, FORGE_CONFIG: bad, FORGE_TEMPORAL_PORT: String(port) },
+  });
+  let err = '';
+  p.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+  const code = await new Promise<number | null>((resolve) => p.once('exit', (c) => resolve(c)));
+  expect(code).toBe(1);
+  expect(err).toMatch(/backends\.local\.hourly_usd/);
+  await expect(Connection.connect({ address: `127.0.0.1:${port}`, connectTimeout: 500 })).rejects.toThrow();
+});
