@@ -83,6 +83,8 @@ async function main(): Promise<void> {
   // The SDK's Runtime turns SIGINT/SIGTERM into worker.shutdown(): polling stops, running tasks finish or are
   // handed back (the trainers keep running in their own process groups), then run() resolves.
   console.log(`[orchestrator] polling ${worker.options.taskQueue} on ${temporal.TEMPORAL_NAMESPACE}; backends: ${Object.keys(config.backends).join(', ')}`);
+  // Started by `npm start` with an IPC channel: when that parent dies (even by SIGKILL), stop rather than linger.
+  if (process.send) process.once('disconnect', () => worker.shutdown());
   try {
     await worker.run();
   } finally {
