@@ -1,6 +1,7 @@
 /**
  * `npm start`: the whole stack on the embedded default — the Temporal dev server (persisted in
- * $FORGE_HOME/temporal.db, Web UI on, Forge* search attributes registered) and the orchestrator worker.
+ * $FORGE_HOME/temporal.db, Web UI on, Forge* search attributes registered), the orchestrator worker and the HTTP
+ * API (client/api, on FORGE_API_PORT).
  * With TEMPORAL_ADDRESS set, no dev server: the worker connects there. Ctrl-C stops everything.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -9,6 +10,8 @@ import path from 'node:path';
 import { loadConfig } from '../common/config';
 import { forgeHome } from '../common/paths';
 import { readTemporalEnv, temporalAddress } from '../common/temporal';
+import type { ListeningMessage } from '../client/api/server';
+import { readApiSettings } from '../client/api/env';
 import { startDevServer, type DevServer } from './dev-server';
 
 const log = (msg: string): void => console.log(`[forge] ${msg}`);
@@ -33,10 +36,18 @@ function killStale(pidFile: string): void {
   rmSync(pidFile, { force: true });
 }
 
+async function stopChild(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  await exited;
+}
+
 async function main(): Promise<void> {
   const temporal = readTemporalEnv();
   const home = forgeHome();
   const config = loadConfig(); // fail fast, before anything starts, on a bad FORGE_CONFIG
+  readApiSettings(); // and on a bad FORGE_API_* variable
   mkdirSync(path.join(home, 'logs'), { recursive: true });
 
   let server: DevServer | undefined;
@@ -69,8 +80,44 @@ async function main(): Promise<void> {
   };
   startWorker();
 
+  // The API reports its URL over IPC once it listens; the banner waits for it (a taken port fails the start).
+  let api: ChildProcess | undefined;
+  const startApi = (): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, [path.join(__dirname, '..', 'client', 'api', 'server.js')], {
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        env: { ...process.env, FORGE_HOME: home },
+      });
+      api = child;
+      let listening = false;
+      child.on('message', (m: Partial<ListeningMessage>) => {
+        if (m.type !== 'forge-api-listening' || typeof m.url !== 'string') return;
+        listening = true;
+        resolve(m.url);
+      });
+      child.on('exit', (code, signal) => {
+        if (!listening) return reject(new Error(`the HTTP API exited before listening (code ${code}, signal ${signal}); see above`));
+        if (stopping) return;
+        log(`HTTP API exited (code ${code}, signal ${signal}); restarting in 2 s`);
+        setTimeout(() => {
+          if (!stopping) startApi().catch((err: Error) => log(err.message));
+        }, 2000);
+      });
+    });
+  let apiUrl: string;
+  try {
+    apiUrl = await startApi();
+  } catch (err) {
+    stopping = true;
+    worker?.kill('SIGTERM');
+    await server?.stop();
+    rmSync(pidFile, { force: true });
+    throw err;
+  }
+
   log(`Temporal:   ${address} (namespace ${temporal.TEMPORAL_NAMESPACE})`);
   if (server?.uiUrl) log(`Web UI:     ${server.uiUrl}/namespaces/${temporal.TEMPORAL_NAMESPACE}/workflows`);
+  log(`API:        ${apiUrl} (OpenAPI at ${apiUrl}/openapi.json)`);
   log(`FORGE_HOME: ${home}`);
   log(`backends:   ${Object.keys(config.backends).join(', ')}`);
   log('ready — Ctrl-C stops everything');
@@ -78,12 +125,8 @@ async function main(): Promise<void> {
   const stop = async (signal: NodeJS.Signals): Promise<void> => {
     if (stopping) return;
     stopping = true;
-    log(`${signal}: stopping the worker, then the dev server`);
-    if (worker && worker.exitCode === null && worker.signalCode === null) {
-      const exited = new Promise<void>((resolve) => worker?.once('exit', () => resolve()));
-      worker.kill('SIGTERM');
-      await exited;
-    }
+    log(`${signal}: stopping the API and the worker, then the dev server`);
+    await Promise.all([api, worker].map((child) => stopChild(child)));
     await server?.stop();
     rmSync(pidFile, { force: true });
     log('stopped');
