@@ -42,9 +42,12 @@ const quick = proxyLocalActivities<ControlActivities>({
 });
 
 function control(settings: JobSettings, maxHours?: number) {
+  // One activity follows a deployment for as long as it runs; a dead worker is noticed by the heartbeat timeout.
+  // A backend that keeps failing to answer ends the attempt (as LOST) an hour past max_hours at the latest.
+  const limit = `${Math.ceil((maxHours ?? 24 * 365) * 3600 + 3600)} seconds`;
   return proxyActivities<ControlActivities>({
-    // One activity follows a deployment for as long as it runs; a dead worker is noticed by the heartbeat timeout.
-    startToCloseTimeout: `${Math.ceil((maxHours ?? 24 * 365) * 3600 + 3600)} seconds`,
+    startToCloseTimeout: limit,
+    scheduleToCloseTimeout: limit,
     heartbeatTimeout: `${settings.followHeartbeatSeconds} seconds`,
     retry: { initialInterval: '1 second', maximumInterval: '30 seconds' },
   });
