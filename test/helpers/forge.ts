@@ -102,6 +102,30 @@ export async function startWorker(config: ForgeConfig, home: string, taskQueue: 
   };
 }
 
+/**
+ * A test file's orchestrator worker on its own task queue plus a client, started in beforeAll and stopped in
+ * afterAll. Read `forge.client` inside tests (it is set once beforeAll ran).
+ */
+export function useForge(config: ForgeConfig, home: string, taskQueue: string): { readonly client: Client } {
+  let worker: RunningWorker | undefined;
+  let connection: Connection | undefined;
+  let client: Client | undefined;
+  beforeAll(async () => {
+    worker = await startWorker(config, home, taskQueue);
+    ({ client, connection } = await testClient());
+  });
+  afterAll(async () => {
+    await worker?.stop();
+    await connection?.close();
+  });
+  return {
+    get client(): Client {
+      if (!client) throw new Error('useForge: the client exists only inside tests (after beforeAll)');
+      return client;
+    },
+  };
+}
+
 export async function startJob(client: Client, taskQueue: string, spec: SignedSpec | Record<string, unknown>): Promise<WorkflowHandle> {
   const jobId = String((spec as { job_id?: unknown }).job_id);
   return client.workflow.start('trainingJob', {

@@ -2,37 +2,27 @@
  * Cancellation: the owner's signed cancel (Update with a validator) and a plain Temporal cancellation both end in
  * CANCELLED with the trainer process really gone; a bad or stale signature is refused and the job goes on.
  */
-import { WorkflowFailedError, WorkflowUpdateFailedError, type Client, type Connection } from '@temporalio/client';
+import { WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/client';
 import { generateKeyPair, signCancelRequest } from '../../spec/signing';
 import type { JobStatus } from '../../workflows/messages';
 import { cancelJob } from '../../client/cancel-job';
 import { ForgeJobState } from '../../workflows/search-attributes';
 import { makeSignedSpec } from '../spec/fixtures';
-import { fakeTrainer, processAlive, readStarts, startJob, startWorker, tempDir, testClient, testConfig, waitForStatus, type RunningWorker } from '../helpers/forge';
+import { fakeTrainer, processAlive, readStarts, startJob, tempDir, testConfig, useForge, waitForStatus } from '../helpers/forge';
 
 const TQ = 'test-cancel';
 const home = tempDir('forge-cancel-');
 const starts = `${home}/starts.log`;
 const config = testConfig({ local: { trainers: { slow: fakeTrainer('ok', 60) } } }, starts);
 
-let worker: RunningWorker;
-let client: Client;
-let connection: Connection;
-beforeAll(async () => {
-  worker = await startWorker(config, home, TQ);
-  ({ client, connection } = await testClient());
-});
-afterAll(async () => {
-  await worker?.stop();
-  await connection?.close();
-});
+const forge = useForge(config, home, TQ);
 
 const now = () => Math.floor(Date.now() / 1000);
 
 async function runningJob() {
   const keys = generateKeyPair();
   const spec = makeSignedSpec({ trainer: { image: 'slow' } }, keys);
-  const handle = await startJob(client, TQ, spec);
+  const handle = await startJob(forge.client, TQ, spec);
   // Progress shows once the trainer printed its first line, after it logged its pid.
   const status = await waitForStatus(handle, (s) => s.state === 'RUNNING' && !!s.deployments[0]?.progress);
   const pid = readStarts(starts).find((x) => x.job === spec.job_id)?.pid;

@@ -3,7 +3,6 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import type { Client, Connection } from '@temporalio/client';
 import type { JobStatus } from '../../workflows/messages';
 import { findTemporalCli } from '../../infra/dev-server';
 import { ForgeJobState } from '../../workflows/search-attributes';
@@ -13,13 +12,11 @@ import {
   processAlive,
   readStarts,
   runJob,
-  startWorker,
   states,
   tempDir,
   temporalAddress,
-  testClient,
   testConfig,
-  type RunningWorker,
+  useForge,
 } from '../helpers/forge';
 
 const TQ = 'test-lifecycle';
@@ -50,32 +47,21 @@ const config = testConfig(
   starts,
 );
 
-let worker: RunningWorker;
-let client: Client;
-let connection: Connection;
-
-beforeAll(async () => {
-  worker = await startWorker(config, home, TQ);
-  ({ client, connection } = await testClient());
-});
-afterAll(async () => {
-  await worker?.stop();
-  await connection?.close();
-});
+const forge = useForge(config, home, TQ);
 
 const spec = (image: string, backend: object = {}, extra: object = {}) =>
   makeSignedSpec({ trainer: { image }, backend: { provider: 'local-a', ...backend }, ...extra });
 
 test('a successful job goes CREATED → QUEUED → SUBMITTED → RUNNING → COMPLETED', async () => {
   const s = spec('ok');
-  const status = await runJob(client, TQ, s);
+  const status = await runJob(forge.client, TQ, s);
   expect(states(status)).toEqual(['CREATED', 'QUEUED', 'SUBMITTED', 'RUNNING', 'COMPLETED']);
   expect(status).toMatchObject({ job_id: s.job_id, state: 'COMPLETED', attempt: 1, backend: 'local-a', last_error: null });
   expect(status.deployments).toHaveLength(1);
   expect(status.deployments[0]).toMatchObject({ state: 'SUCCEEDED', exit_code: 0, closed: true });
   for (const t of status.transitions) expect(Date.parse(t.at)).not.toBeNaN();
 
-  const desc = await client.workflow.getHandle(`job-${s.job_id}`).describe();
+  const desc = await forge.client.workflow.getHandle(`job-${s.job_id}`).describe();
   expect(desc.typedSearchAttributes.get(ForgeJobState)).toBe('COMPLETED');
   expect(desc.searchAttributes).toMatchObject({
     ForgeJobType: ['finetune'],
@@ -88,7 +74,7 @@ test('a successful job goes CREATED → QUEUED → SUBMITTED → RUNNING → COM
 });
 
 test('a transient failure (exit 75) is retried on the same backend and then succeeds', async () => {
-  const status = await runJob(client, TQ, spec('fail-once'));
+  const status = await runJob(forge.client, TQ, spec('fail-once'));
   expect(states(status)).toEqual(['CREATED', 'QUEUED', 'SUBMITTED', 'RUNNING', 'FAILED', 'RETRY', 'SUBMITTED', 'RUNNING', 'COMPLETED']);
   expect(status.errors.map((e) => [e.class, e.backend])).toEqual([['TRANSIENT', 'local-a']]);
   expect(status.deployments.map((d) => d.backend)).toEqual(['local-a', 'local-a']);
@@ -96,7 +82,7 @@ test('a transient failure (exit 75) is retried on the same backend and then succ
 });
 
 test('a lost deployment fails over to the next backend', async () => {
-  const status = await runJob(client, TQ, spec('vanish', { fallbacks: ['local-b'] }));
+  const status = await runJob(forge.client, TQ, spec('vanish', { fallbacks: ['local-b'] }));
   expect(status.state).toBe('COMPLETED');
   expect(status.errors.map((e) => [e.class, e.backend])).toEqual([['LOST', 'local-a']]);
   expect(status.deployments.map((d) => [d.backend, d.state])).toEqual([
@@ -107,7 +93,7 @@ test('a lost deployment fails over to the next backend', async () => {
 });
 
 test('retries stop at max_retries: ABANDONED', async () => {
-  const status = await runJob(client, TQ, spec('always-75', { max_retries: 2 }));
+  const status = await runJob(forge.client, TQ, spec('always-75', { max_retries: 2 }));
   expect(status.state).toBe('ABANDONED');
   expect(status.deployments).toHaveLength(3);
   expect(status.errors.map((e) => e.class)).toEqual(['TRANSIENT', 'TRANSIENT', 'TRANSIENT']);
@@ -115,7 +101,7 @@ test('retries stop at max_retries: ABANDONED', async () => {
 });
 
 test('a permanent trainer failure is not retried', async () => {
-  const status = await runJob(client, TQ, spec('exit-3'));
+  const status = await runJob(forge.client, TQ, spec('exit-3'));
   expect(states(status)).toEqual(['CREATED', 'QUEUED', 'SUBMITTED', 'RUNNING', 'FAILED', 'ABANDONED']);
   expect(status.last_error).toMatchObject({ class: 'EXIT_CODE', attempt: 1, backend: 'local-a' });
   expect(status.last_error?.detail).toMatch(/3/);
@@ -126,7 +112,7 @@ test('the budget caps the whole job: the running attempt is stopped and the job 
   // $36,000/h is $10/s: a $2 budget lasts 0.2 s.
   const s = makeSignedSpec({ trainer: { image: 'slow' }, backend: { provider: 'pricey', max_cost_usd: 2 } });
   const started = Date.now();
-  const status = await runJob(client, TQ, s);
+  const status = await runJob(forge.client, TQ, s);
   expect(Date.now() - started).toBeLessThan(20_000);
   expect(status.state).toBe('ABANDONED');
   expect(status.last_error?.class).toBe('BUDGET');
@@ -137,7 +123,7 @@ test('the budget caps the whole job: the running attempt is stopped and the job 
 
 test('an attempt that runs past max_hours times out and is retried, then ABANDONED', async () => {
   const s = spec('slow', { max_retries: 1 }, { resources: { gpus: 0, cpus: 1, ram_gb: 1, storage_gb: 1, max_hours: 0.0003 } });
-  const status = await runJob(client, TQ, s);
+  const status = await runJob(forge.client, TQ, s);
   expect(status.state).toBe('ABANDONED');
   expect(status.errors.map((e) => e.class)).toEqual(['TIMEOUT', 'TIMEOUT']);
   expect(status.deployments.every((d) => d.closed)).toBe(true);
@@ -148,7 +134,7 @@ test('an attempt that runs past max_hours times out and is retried, then ABANDON
 
 test('an invalid spec is ABANDONED with INVALID_SPEC and nothing is submitted', async () => {
   const s = spec('ok', {}, { hyperparameters: { learning_rate: 0 } });
-  const status = await runJob(client, TQ, s);
+  const status = await runJob(forge.client, TQ, s);
   expect(states(status)).toEqual(['ABANDONED']);
   expect(status.last_error?.class).toBe('INVALID_SPEC');
   expect(status.last_error?.detail).toMatch(/hyperparameters\.learning_rate/);
@@ -158,35 +144,35 @@ test('an invalid spec is ABANDONED with INVALID_SPEC and nothing is submitted', 
 
 test('a tampered spec (signature no longer matches) is ABANDONED as INVALID_SPEC', async () => {
   const s = { ...spec('ok'), created_at: 1 };
-  const status = await runJob(client, TQ, s);
+  const status = await runJob(forge.client, TQ, s);
   expect(status.state).toBe('ABANDONED');
   expect(status.last_error?.detail).toMatch(/signature_ed25519/);
 });
 
 test('a spec naming a backend the operator did not configure is refused with the field named', async () => {
-  const status = await runJob(client, TQ, spec('ok', { provider: 'akash' }));
+  const status = await runJob(forge.client, TQ, spec('ok', { provider: 'akash' }));
   expect(status.state).toBe('ABANDONED');
   expect(status.last_error?.detail).toMatch(/backend\.provider: unknown backend "akash"/);
 });
 
 test('abandoned jobs are found through the ForgeJobState search attribute', async () => {
   const s = spec('exit-3');
-  await runJob(client, TQ, s);
+  await runJob(forge.client, TQ, s);
   const ids: string[] = [];
   for (let i = 0; i < 50 && !ids.includes(`job-${s.job_id}`); i++) {
     ids.length = 0;
-    for await (const wf of client.workflow.list({ query: `ForgeJobState="ABANDONED" AND TaskQueue="${TQ}"` })) ids.push(wf.workflowId);
+    for await (const wf of forge.client.workflow.list({ query: `ForgeJobState="ABANDONED" AND TaskQueue="${TQ}"` })) ids.push(wf.workflowId);
     await new Promise((r) => setTimeout(r, 200));
   }
   expect(ids).toContain(`job-${s.job_id}`);
   const completed: string[] = [];
-  for await (const wf of client.workflow.list({ query: `ForgeJobState="ABANDONED" AND WorkflowId="job-${s.job_id}"` })) completed.push(wf.workflowId);
+  for await (const wf of forge.client.workflow.list({ query: `ForgeJobState="ABANDONED" AND WorkflowId="job-${s.job_id}"` })) completed.push(wf.workflowId);
   expect(completed).toEqual([`job-${s.job_id}`]);
 });
 
 test('max_concurrent holds jobs in QUEUED until the backend has room; all complete', async () => {
   const specs = [0, 1, 2].map(() => makeSignedSpec({ trainer: { image: 'count' }, backend: { provider: 'single' } }));
-  const results = await Promise.all(specs.map((s) => runJob(client, TQ, s)));
+  const results = await Promise.all(specs.map((s) => runJob(forge.client, TQ, s)));
   expect(results.map((r) => r.state)).toEqual(['COMPLETED', 'COMPLETED', 'COMPLETED']);
   const events = readFileSync(`${starts}.count`, 'utf8')
     .trim()
@@ -206,6 +192,6 @@ test('a signed spec started with the Temporal CLI runs through the lifecycle', a
     'workflow', 'start', '--address', temporalAddress(),
     '--type', 'trainingJob', '--task-queue', TQ, '--workflow-id', `job-${s.job_id}`, '--input', JSON.stringify(s),
   ]);
-  const status = (await client.workflow.getHandle(`job-${s.job_id}`).result()) as JobStatus;
+  const status = (await forge.client.workflow.getHandle(`job-${s.job_id}`).result()) as JobStatus;
   expect(states(status)).toEqual(['CREATED', 'QUEUED', 'SUBMITTED', 'RUNNING', 'COMPLETED']);
 });
