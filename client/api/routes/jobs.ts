@@ -1,7 +1,7 @@
 /** /jobs: submit (idempotent on job_id), status, list, cancel, logs. */
 import { z } from 'zod';
 import { parseTrainingJobSpec } from '../../../spec/parse';
-import { verifySpecSignature } from '../../../spec/signing';
+import { verifySpecSignatureFast } from '../signature';
 import { selfUrl, type ApiContext, type ZodApp } from '../context';
 import { streamJobLogs } from '../logs';
 import { fieldError, fromSpecIssues, ProblemError, summarize, type FieldError } from '../problem';
@@ -53,7 +53,7 @@ export function jobRoutes(app: ZodApp, ctx: ApiContext): void {
         throw new ProblemError('invalid-spec', summarize(errors), errors);
       }
       const spec = parsed.spec;
-      const signature = verifySpecSignature(raw);
+      const signature = verifySpecSignatureFast(raw);
       if (!signature.ok) {
         metrics.submissions.inc({ outcome: 'bad_signature' });
         throw new ProblemError('bad-signature', signature.reason, [reasonToField(signature.reason)]);
