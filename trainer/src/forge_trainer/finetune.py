@@ -306,6 +306,7 @@ def run_finetune(job: FinetuneJob, opts: RunOptions, events: Events, stop: StopF
     start_step = step
     attempt_tokens = 0
     attempt_train_s = 0.0
+    attempt_cpu_s = 0.0
 
     def save_checkpoint() -> Path:
         path = ckpt.save(out, step, model, tokenizer, optimizer, asdict(state))
@@ -324,7 +325,7 @@ def run_finetune(job: FinetuneJob, opts: RunOptions, events: Events, stop: StopF
                 f"interrupted by {name} at step {step}; no checkpoint (artifacts.save_checkpoints is false or no step "
                 "was done yet): the next attempt starts over"
             )
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         t = step + 1
         lr = h.learning_rate * lr_multiplier(t, h.warmup_steps, job.max_steps)
         for group in optimizer.param_groups:
@@ -343,6 +344,7 @@ def run_finetune(job: FinetuneJob, opts: RunOptions, events: Events, stop: StopF
         step_tokens = sum(int(b["attention_mask"].sum()) for b in micro)
         elapsed = time.perf_counter() - t0
         attempt_train_s += elapsed
+        attempt_cpu_s += time.process_time() - cpu0
         attempt_tokens += step_tokens
         state.tokens += step_tokens
         state.train_seconds += elapsed
@@ -386,6 +388,7 @@ def run_finetune(job: FinetuneJob, opts: RunOptions, events: Events, stop: StopF
         "tokens_this_attempt": attempt_tokens,
         "tokens_per_second": attempt_tokens / attempt_train_s if attempt_train_s > 0 else None,
         "train_seconds": attempt_train_s,
+        "train_cpu_seconds": attempt_cpu_s,
         "train_seconds_all_attempts": state.train_seconds,
         "wall_time_seconds": time.monotonic() - started,
         "train_examples": len(train),
