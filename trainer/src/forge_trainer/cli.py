@@ -20,13 +20,14 @@ from forge_trainer import __version__
 from forge_trainer.contract import EXIT_OK, EXIT_PERMANENT, Events, PermanentError, TrainerError, fail
 
 
-def _hub_defaults() -> None:
-    """Before anything imports huggingface_hub (it reads these once): bounded network waits, no telemetry."""
+def _env_defaults() -> None:
+    """Set before torch or huggingface_hub are imported (they read them once): bounded hub waits, determinism."""
     os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "60")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS (fixed seeds mean something)
 
 
 def _env_path(env: Mapping[str, str], name: str, given: str | None) -> Path:
@@ -132,7 +133,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _hub_defaults()
+    _env_defaults()
     args = parser().parse_args(argv)
     try:
         return int(args.handler(args, os.environ))

@@ -57,7 +57,7 @@ def check_git_args(repo: str, branch: str, path: str) -> None:
         )
     if branch.startswith("-") or _CONTROL.search(branch) or ".." in branch or ":" in branch:
         raise PermanentError(f"DATA_BRANCH {branch!r} is not a valid branch name")
-    if path.startswith(("/", "-")) or "\\" in path or ".." in path.split("/") or _CONTROL.search(path.strip()):
+    if path.startswith(("/", "-")) or "\\" in path or ".." in path.split("/") or re.search(r"[\x00-\x1f\x7f]", path):
         raise PermanentError(f"DATA_PATH {path!r} must be a relative path inside the repository, without '..'")
 
 

@@ -159,12 +159,16 @@ def lr_multiplier(step: int, warmup: int, max_steps: int) -> float:
 
 def token_losses(model: PreTrainedModel, batch: dict[str, torch.Tensor], device: torch.device) -> torch.Tensor:
     """Summed next-token cross-entropy over the labelled positions of a batch."""
+    import torch
     import torch.nn.functional as F
 
     ids = batch["input_ids"].to(device)
     mask = batch["attention_mask"].to(device)
     labels = batch["labels"].to(device)
-    logits = model(input_ids=ids, attention_mask=mask).logits
+    # On GPUs with bf16, the forward pass runs under autocast (weights and optimizer state stay fp32).
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+        logits = model(input_ids=ids, attention_mask=mask).logits
     return F.cross_entropy(
         logits[:, :-1, :].reshape(-1, logits.size(-1)).float(),
         labels[:, 1:].reshape(-1),
