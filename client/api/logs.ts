@@ -11,6 +11,7 @@ import { isTerminal } from '../../workflows/lifecycle/states';
 import type { DeploymentRecord, JobStatus, TransitionRecord } from '../../workflows/messages';
 import type { JobsService } from './jobs';
 import type { ApiMetrics } from './metrics';
+import { ProblemError } from './problem';
 
 const KEEPALIVE_MS = 15_000;
 
@@ -185,7 +186,14 @@ export async function streamJobLogs(o: LogStreamOptions): Promise<void> {
     while (o.follow && !closed && !isTerminal(status.state)) {
       await sleep(o.pollMs);
       if (closed) break;
-      status = await o.jobs.status(o.jobId);
+      try {
+        status = await o.jobs.status(o.jobId);
+      } catch (err) {
+        // A worker restart or a Temporal hiccup must not end a long follow: say so and poll again.
+        if (!(err instanceof ProblemError) || (err.kind !== 'timeout' && err.kind !== 'temporal-unavailable')) throw err;
+        await write(`: status unavailable (${err.message}); retrying\n\n`);
+        continue;
+      }
       for (const t of status.transitions.slice(seenTransitions)) await write(transition(t));
       seenTransitions = status.transitions.length;
       await drain(status);

@@ -3,7 +3,7 @@
  * is terminal; tail, Last-Event-ID resume, and a client that disconnects frees the stream at once.
  */
 import { makeSignedSpec } from '../spec/fixtures';
-import { tempDir, testConfig } from '../helpers/forge';
+import { startWorker, tempDir, testConfig } from '../helpers/forge';
 import { http, problemOf, readSse, startApi, waitForJob, type ApiHarness, type SseEvent } from './harness';
 
 const TQ = 'test-api-logs';
@@ -15,7 +15,7 @@ const chatty = (lines: number, pauseSeconds: number): string[] => [
   `echo '{"event":"progress","step":1,"max_steps":2,"loss":0.9}'; i=1; while [ $i -le ${lines} ]; do echo "line $i"; i=$((i+1)); done; ` +
     `echo 'warning: on stderr' >&2; sleep ${pauseSeconds}; echo 'last line'; echo '{"event":"progress","step":2,"max_steps":2,"loss":0.4}'`,
 ];
-const config = testConfig({ local: { trainers: { chatty: chatty(5, 2), long: chatty(3, 60), short: chatty(1500, 0) } } });
+const config = testConfig({ local: { trainers: { chatty: chatty(5, 2), pause: chatty(5, 4), long: chatty(3, 60), short: chatty(1500, 0) } } });
 
 let api: ApiHarness;
 beforeAll(async () => {
@@ -25,9 +25,9 @@ afterAll(async () => {
   await api?.stop();
 });
 
-async function submit(image: string): Promise<string> {
+async function submit(image: string, base = api.url): Promise<string> {
   const spec = makeSignedSpec({ trainer: { image } });
-  expect((await http(api.url, 'POST', '/jobs', spec)).status).toBe(201);
+  expect((await http(base, 'POST', '/jobs', spec)).status).toBe(201);
   return spec.job_id;
 }
 
@@ -107,4 +107,25 @@ test('an unknown job → 404 problem, a bad query → 400 naming it, before any 
   const bad = await http(api.url, 'GET', '/jobs/00000000-0000-4000-8000-00000000f00d/logs?tail=-1&follow=maybe');
   expect(bad.status).toBe(400);
   expect(problemOf(bad).errors?.map((e) => e.path).sort()).toEqual(['follow', 'tail']);
+});
+
+test('a follow survives the orchestrator worker going away and coming back', async () => {
+  const queue = `${TQ}-restart`;
+  const own = await startApi({ taskQueue: queue, config, home, worker: false, queryTimeoutMs: 500, logPollMs: 200 });
+  let worker = await startWorker(config, home, queue);
+  try {
+    const id = await submit('pause', own.url);
+    await waitForJob(own.url, id, (s) => s.state === 'RUNNING');
+    const reading = readSse(`${own.url}/jobs/${id}/logs?follow=true`);
+    await new Promise((r) => setTimeout(r, 300));
+    await worker.stop(); // the trainer runs on (its own process group); status queries now time out
+    await new Promise((r) => setTimeout(r, 1500));
+    worker = await startWorker(config, home, queue);
+    const { events } = await reading;
+    expect(lines(events)).toEqual(expect.arrayContaining(['line 1', 'last line']));
+    expect(events.at(-1)).toMatchObject({ event: 'end', data: { state: 'COMPLETED' } });
+  } finally {
+    await worker.stop();
+    await own.stop();
+  }
 });
