@@ -53,6 +53,8 @@ if [ ! -f "$build_stamp" ] || [ -n "$(find spec workflows activities workers cli
       -newer "$build_stamp" \( -name '*.ts' -o -name '*.json' \) -print -quit 2>/dev/null)" ]; then
   say "compiling TypeScript (tsc -p tsconfig.build.json)"
   node_modules/.bin/tsc -p tsconfig.build.json >&2 || die "TypeScript build failed (errors above)"
+  # The cf-* commands are package bins: executable, so `npm link` and direct calls both work.
+  chmod +x dist/client/cli/cf-*.js 2>/dev/null || true
   # Workers load this pre-bundled workflow code instead of bundling at every start.
   node dist/infra/bundle-workflows.js || die "bundling the workflow code failed (errors above)"
   touch "$build_stamp"
