@@ -170,7 +170,8 @@ describe('GET /jobs', () => {
 describe('POST /jobs/:id/cancel', () => {
   test("the owner's signed cancel → 202, the job ends CANCELLED with its trainer gone; again → 409", async () => {
     const { spec, keys } = await submit('slow');
-    await waitForJob<JobStatus>(api.url, spec.job_id, (s) => s.state === 'RUNNING');
+    // Progress shows once the trainer printed its first line, after it logged its pid.
+    await waitForJob<JobStatus>(api.url, spec.job_id, (s) => s.state === 'RUNNING' && !!s.deployments[0]?.progress);
     const pid = readStarts(starts).find((s) => s.job === spec.job_id)?.pid;
     expect(pid).toBeDefined();
     const req = signCancelRequest(spec.job_id, now(), keys.secretKey);
