@@ -12,14 +12,19 @@ import { loadConfig, type ForgeConfig } from '../common/config';
 import { forgeHome } from '../common/paths';
 import { connectWorker, parseEnv, readTemporalEnv } from '../common/temporal';
 import { TASK_QUEUE_ORCHESTRATOR } from '../workflows/names';
+import { deploymentOptions, poolWorkerOptions, readPool, readWorkerProcessEnv, type PoolDefaults } from './pool';
+import { installWorkerRuntime, startHealthServer } from './runtime';
 
-const count = z.coerce.number().int().min(1);
+/** Pool defaults of the orchestrator role (FORGE_ORCHESTRATOR_*; see workers/pool.ts for every variable). */
+export const ORCHESTRATOR_POOL: PoolDefaults = {
+  workflowTasks: 50,
+  activities: 500,
+  localActivities: 50,
+  cachedWorkflows: 1000,
+  shutdownGraceSeconds: 5,
+};
+
 export const orchestratorEnvSchema = z.object({
-  FORGE_ORCHESTRATOR_MAX_WORKFLOW_TASKS: count.default(50),
-  FORGE_ORCHESTRATOR_MAX_ACTIVITIES: count.default(500),
-  FORGE_ORCHESTRATOR_MAX_LOCAL_ACTIVITIES: count.default(50),
-  FORGE_ORCHESTRATOR_MAX_CACHED_WORKFLOWS: count.default(1000),
-  FORGE_ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS: z.coerce.number().nonnegative().default(5),
   FORGE_WORKFLOW_BUNDLE: z.string().optional(),
   /** Another queue than forge-orchestrator: tests, or a blue/green roll-out. */
   FORGE_ORCHESTRATOR_TASK_QUEUE: z.string().min(1).default(TASK_QUEUE_ORCHESTRATOR),
@@ -35,6 +40,8 @@ export interface OrchestratorWorkerOptions {
   workflowBundlePath?: string;
   env?: NodeJS.ProcessEnv;
   identity?: string;
+  /** Worker Deployment Versioning (workers/pool.ts deploymentOptions); unversioned without it. */
+  deployment?: Pick<WorkerOptions, 'workerDeploymentOptions'>;
 }
 
 /** The pre-bundled workflow code made by `npm run build`, if present. */
@@ -45,6 +52,7 @@ export function defaultWorkflowBundle(): string | undefined {
 
 export async function createOrchestratorWorker(o: OrchestratorWorkerOptions): Promise<Worker> {
   const env = parseEnv(orchestratorEnvSchema, o.env ?? process.env);
+  const pool = readPool('ORCHESTRATOR', ORCHESTRATOR_POOL, o.env ?? process.env);
   const backends = createBackends(o.config, o.home);
   const activities = createControlActivities({
     config: o.config,
@@ -61,33 +69,42 @@ export async function createOrchestratorWorker(o: OrchestratorWorkerOptions): Pr
     taskQueue: o.taskQueue ?? env.FORGE_ORCHESTRATOR_TASK_QUEUE,
     ...code,
     activities,
-    maxConcurrentWorkflowTaskExecutions: env.FORGE_ORCHESTRATOR_MAX_WORKFLOW_TASKS,
-    maxConcurrentActivityTaskExecutions: env.FORGE_ORCHESTRATOR_MAX_ACTIVITIES,
-    maxConcurrentLocalActivityExecutions: env.FORGE_ORCHESTRATOR_MAX_LOCAL_ACTIVITIES,
-    maxCachedWorkflows: env.FORGE_ORCHESTRATOR_MAX_CACHED_WORKFLOWS,
-    shutdownGraceTime: `${env.FORGE_ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS} seconds`,
+    ...poolWorkerOptions(pool),
+    ...o.deployment,
     ...(o.identity ? { identity: o.identity } : {}),
   });
 }
 
-async function main(): Promise<void> {
+/** Runs the orchestrator role until SIGTERM/SIGINT (graceful drain) or, under npm start, until its parent dies. */
+export async function main(): Promise<void> {
+  const processEnv = readWorkerProcessEnv();
   const temporal = readTemporalEnv();
   const config = loadConfig();
+  installWorkerRuntime('orchestrator', processEnv);
   const connection = await connectWorker(temporal);
   const worker = await createOrchestratorWorker({
     connection,
     namespace: temporal.TEMPORAL_NAMESPACE,
     config,
     home: forgeHome(),
+    deployment: deploymentOptions(processEnv),
   });
-  // The SDK's Runtime turns SIGINT/SIGTERM into worker.shutdown(): polling stops, running tasks finish or are
-  // handed back (the trainers keep running in their own process groups), then run() resolves.
-  console.log(`[orchestrator] polling ${worker.options.taskQueue} on ${temporal.TEMPORAL_NAMESPACE}; backends: ${Object.keys(config.backends).join(', ')}`);
+  const health = processEnv.FORGE_HEALTH_ADDRESS ? await startHealthServer('orchestrator', processEnv.FORGE_HEALTH_ADDRESS, worker) : undefined;
+  // The SDK's Runtime turns SIGINT/SIGTERM into worker.shutdown(): polling stops, running tasks get
+  // FORGE_ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS to finish, then are cancelled and handed back to Temporal (a follower
+  // resumes on another worker from its heartbeat; the trainers keep running in their own process groups).
+  const version = processEnv.FORGE_WORKER_BUILD_ID ? `; deployment ${processEnv.FORGE_WORKER_DEPLOYMENT} build ${processEnv.FORGE_WORKER_BUILD_ID}` : '';
+  const endpoints = [processEnv.FORGE_METRICS_ADDRESS && `metrics ${processEnv.FORGE_METRICS_ADDRESS}`, health && `health ${health.url}`].filter(Boolean);
+  console.log(
+    `[orchestrator] polling ${worker.options.taskQueue} on ${temporal.TEMPORAL_NAMESPACE}; backends: ${Object.keys(config.backends).join(', ')}${version}` +
+      (endpoints.length ? `; ${endpoints.join(', ')}` : ''),
+  );
   // Started by `npm start` with an IPC channel: when that parent dies (even by SIGKILL), stop rather than linger.
   if (process.send) process.once('disconnect', () => worker.shutdown());
   try {
     await worker.run();
   } finally {
+    await health?.close();
     await connection.close();
   }
   console.log('[orchestrator] stopped');

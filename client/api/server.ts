@@ -16,7 +16,7 @@ export interface ListeningMessage {
   url: string;
 }
 
-async function main(): Promise<void> {
+export async function main(): Promise<void> {
   const settings = readApiSettings();
   const { api, temporal } = settings;
   const config = loadConfig();

@@ -1,0 +1,123 @@
+/**
+ * Graceful drain (issue 8): the orchestrator role, started through the image's entrypoint (dist/workers/main.js),
+ * gets SIGTERM while it follows running trainers. It stops polling, hands its in-flight activities back to Temporal
+ * (failed with WORKER_SHUTDOWN, so the server retries them at once), and exits 0 within its grace time. Another
+ * worker takes over: every job completes on its first attempt, each trainer was started once, and nothing is lost.
+ * Along the way: the Prometheus endpoint of Temporal's runtime telemetry and the health endpoint answer.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { openSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Client, Connection } from '@temporalio/client';
+import type { JobStatus } from '../../workflows/messages';
+import { makeSignedSpec } from '../spec/fixtures';
+import { fakeTrainer, readStarts, startJob, tempDir, temporalAddress, testClient, testConfig, waitForStatus } from '../helpers/forge';
+import { freePort } from '../helpers/ports';
+
+const TQ = 'test-drain';
+const home = tempDir('forge-drain-');
+const starts = path.join(home, 'starts.log');
+const configFile = path.join(home, 'config.json');
+writeFileSync(configFile, JSON.stringify(testConfig({ local: { trainers: { ok: fakeTrainer('ok', 5) } } }, starts)));
+const MAIN = path.resolve(__dirname, '..', '..', 'dist', 'workers', 'main.js');
+const GRACE_SECONDS = 2;
+
+function spawnWorker(extra: Record<string, string> = {}): ChildProcess {
+  return spawn(process.execPath, [MAIN, 'orchestrator'], {
+    stdio: ['ignore', 'ignore', openSync(path.join(home, 'worker.log'), 'a')],
+    env: {
+      ...process.env,
+      TEMPORAL_ADDRESS: temporalAddress(),
+      FORGE_HOME: home,
+      FORGE_CONFIG: configFile,
+      FORGE_ORCHESTRATOR_TASK_QUEUE: TQ,
+      FORGE_WORKFLOW_BUNDLE: process.env.FORGE_TEST_WORKFLOW_BUNDLE,
+      FORGE_ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS: String(GRACE_SECONDS),
+      FORGE_WORKER_LOG_LEVEL: 'WARN',
+      ...extra,
+    },
+  });
+}
+
+function exited(p: ChildProcess): Promise<void> {
+  return new Promise((resolve) => (p.exitCode !== null || p.signalCode !== null ? resolve() : p.once('exit', () => resolve())));
+}
+
+async function waitForHttp(url: string, status = 200, timeoutMs = 30_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const res = await fetch(url);
+      const body = await res.text();
+      if (res.status === status) return body;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`${url} never answered ${status}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+let client: Client;
+let connection: Connection;
+const workers: ChildProcess[] = [];
+beforeAll(async () => ({ client, connection } = await testClient()));
+afterAll(async () => {
+  for (const w of workers) w.kill('SIGKILL');
+  await connection?.close();
+});
+
+test('SIGTERM drains: in-flight activities handed back, exit 0, another worker completes every job once', async () => {
+  const [metricsPort, healthPort] = [await freePort(), await freePort()];
+  const first = spawnWorker({ FORGE_METRICS_ADDRESS: `127.0.0.1:${metricsPort}`, FORGE_HEALTH_ADDRESS: `127.0.0.1:${healthPort}` });
+  workers.push(first);
+  expect(await waitForHttp(`http://127.0.0.1:${healthPort}/readyz`)).toContain('RUNNING');
+
+  const specs = [1, 2, 3].map(() => makeSignedSpec({ trainer: { image: 'ok' } }));
+  const handles = await Promise.all(specs.map((s) => startJob(client, TQ, s)));
+  await Promise.all(handles.map((h) => waitForStatus(h, (s) => s.state === 'RUNNING')));
+
+  // Temporal's runtime telemetry, tagged with the role; the process's own metrics on the health port.
+  const temporalMetrics = await waitForHttp(`http://127.0.0.1:${metricsPort}/metrics`);
+  expect(temporalMetrics).toMatch(/temporal_worker_task_slots_available\{[^}]*forge_role="orchestrator"/);
+  expect(temporalMetrics).toMatch(/temporal_activity_execution_latency|temporal_workflow_task_execution_latency/);
+  const processMetrics = await waitForHttp(`http://127.0.0.1:${healthPort}/metrics`);
+  expect(processMetrics).toMatch(/forge_worker_process_resident_memory_bytes\{forge_role="orchestrator"\} \d+/);
+  expect(processMetrics).toContain('forge_worker_running{forge_role="orchestrator"} 1');
+
+  const t0 = Date.now();
+  first.kill('SIGTERM');
+  await exited(first);
+  const drainMs = Date.now() - t0;
+  expect(first.signalCode).toBeNull();
+  expect(first.exitCode).toBe(0);
+  expect(drainMs).toBeLessThan((GRACE_SECONDS + 8) * 1000);
+  // The trainers were not touched by the drain: they run in their own process groups.
+  const before = readStarts(starts);
+  expect(before).toHaveLength(3);
+
+  const second = spawnWorker();
+  workers.push(second);
+  const results = (await Promise.all(handles.map((h) => h.result()))) as JobStatus[];
+  expect(results.map((r) => r.state)).toEqual(['COMPLETED', 'COMPLETED', 'COMPLETED']);
+  for (const r of results) {
+    expect(r.attempt).toBe(1);
+    expect(r.errors).toEqual([]);
+  }
+  const lines = readStarts(starts);
+  for (const s of specs) expect(lines.filter((l) => l.job === s.job_id)).toHaveLength(1);
+
+  // What the drain looked like in history: the follow activity failed with WORKER_SHUTDOWN and was retried.
+  const history = await handles[0]!.fetchHistory();
+  const failures = (history.events ?? []).filter((e) => e.activityTaskFailedEventAttributes);
+  const handedBack = (history.events ?? []).some(
+    (e) => e.activityTaskStartedEventAttributes?.lastFailure?.message?.includes('WORKER_SHUTDOWN') || (e.activityTaskStartedEventAttributes?.attempt ?? 1) > 1,
+  );
+  expect(failures).toHaveLength(0); // a retried activity records only its last outcome
+  expect(handedBack).toBe(true);
+
+  second.kill('SIGTERM');
+  await exited(second);
+  expect(second.exitCode).toBe(0);
+  expect(readFileSync(path.join(home, 'worker.log'), 'utf8')).not.toMatch(/Error|unhandled/i);
+}, 120_000);
