@@ -42,6 +42,10 @@ export interface Quote {
   detail?: string;
 }
 
+export interface SubmitOptions {
+  maxHourlyUsd?: number;
+}
+
 export interface HealthReport {
   ok: boolean;
   detail: string;
@@ -58,8 +62,12 @@ export interface Backend {
   readonly kind: string;
   health(): Promise<HealthReport>;
   quote(spec: TrainingJobSpec): Promise<Quote>;
-  /** Idempotent per (job, attempt): a second call returns the first call's deployment and starts nothing. */
-  submit(spec: TrainingJobSpec, rawSpec: unknown, attempt: number): Promise<DeploymentRef>;
+  /**
+   * Idempotent per (job, attempt): a second call returns the first call's deployment and starts nothing.
+   * `options.maxHourlyUsd` (from admission: the job's remaining budget over max_hours) lowers the price cap of
+   * backends that bid or rent at a price; a backend never exceeds its own configured cap either.
+   */
+  submit(spec: TrainingJobSpec, rawSpec: unknown, attempt: number, options?: SubmitOptions): Promise<DeploymentRef>;
   status(deployment: DeploymentRef): Promise<DeploymentStatus>;
   logs(deployment: DeploymentRef, cursor?: string): Promise<LogChunk>;
   /** Copies the trainer's outputs into dir; returns the relative paths copied. */
