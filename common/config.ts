@@ -31,8 +31,159 @@ const localBackendSchema = z.strictObject({
 });
 export type LocalBackendConfig = z.infer<typeof localBackendSchema>;
 
-// Remote backends are added to this union by their own issues.
-const backendSchema = z.discriminatedUnion('kind', [localBackendSchema]);
+// ---- remote backends (DESIGN.md §5) ------------------------------------------------------------------------------
+// Every kind shares the fields the API lists (enabled, hourly_usd, trainers, max_concurrent) and poll_interval_ms.
+// Credentials live here only, as a value or as the path of a file that holds it (read when used, never logged);
+// a signed spec can name a backend but never carry or choose a credential.
+
+/** How a remote backend runs one trainer image: the container (or template) and the trainer command inside it. */
+const remoteTrainerSchema = z.strictObject({
+  /** Container image to run; default: the spec's trainer.image itself. */
+  image: z.string().regex(/^\S+$/, 'must be an image name without spaces').optional(),
+  /** Prime Intellect: the custom template (in your account) whose image runs the trainer. */
+  template_id: z.string().min(1).optional(),
+  /** The trainer command inside the container (the agent wrapper runs it, DESIGN.md §6). */
+  command: z.array(z.string().min(1)).min(1).default(['forge-trainer', 'run']),
+  env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name'), z.string()).default({}),
+});
+export type RemoteTrainerConfig = z.infer<typeof remoteTrainerSchema>;
+
+/** A credential: its value, or the file that holds it (mode 0600; read at use, so rotation needs no restart). */
+function oneSecret(value: string | undefined, file: string | undefined, name: string, ctx: z.RefinementCtx): void {
+  if ((value === undefined) === (file === undefined)) {
+    ctx.addIssue({ code: 'custom', message: `give exactly one of ${name} or ${name}_file`, path: [`${name}_file`] });
+  }
+}
+
+const remoteCommon = {
+  enabled: z.boolean().default(true),
+  /** The price cap: the most this backend may cost per hour (USD). Bids, pods and quotes above it are refused. */
+  hourly_usd: z.number().positive(),
+  max_concurrent: z.number().int().nonnegative().optional(),
+  poll_interval_ms: z.number().int().min(10).max(600_000).default(10_000),
+  /** One HTTP request to the backend's API, retries excluded. */
+  request_timeout_ms: z.number().int().min(50).max(600_000).default(30_000),
+  trainers: z.record(z.string().min(1), remoteTrainerSchema).default({}),
+  /** Port of the forge agent inside the container (status and outputs over HTTP, see remote-agent.ts). */
+  agent_port: z.number().int().min(1).max(65535).default(8080),
+};
+
+const akashConsoleSchema = z
+  .strictObject({
+    url: z.url({ protocol: /^https?$/ }).default('https://console-api.akash.network'),
+    api_key: z.string().min(1).optional(),
+    api_key_file: z.string().min(1).optional(),
+    /** Escrow deposit of a new deployment, USD (the Console's minimum is 5). */
+    deposit_usd: z.number().positive().default(5),
+  })
+  .superRefine((c, ctx) => oneSecret(c.api_key, c.api_key_file, 'api_key', ctx));
+
+const akashChainSchema = z
+  .strictObject({
+    /** The chain's REST (LCD) endpoint: queries and transaction broadcast. */
+    rest_url: z.url({ protocol: /^https?$/ }),
+    chain_id: z.string().min(1).default('akashnet-2'),
+    mnemonic: z.string().min(1).optional(),
+    mnemonic_file: z.string().min(1).optional(),
+    /** Gas limit and price of each transaction (fee = gas × price, in uakt). */
+    gas: z.number().int().positive().default(800_000),
+    gas_price_uakt: z.number().nonnegative().default(0.025),
+    /** Escrow deposit of a new deployment, in units of the pricing denom (5 AKT or 5 USDC by default). */
+    deposit_amount: z.number().int().positive().default(5_000_000),
+    /** Where the client certificate for provider mTLS is kept (mode 0600); default FORGE_HOME/akash/<backend>/cert.json. */
+    certificate_file: z.string().min(1).optional(),
+    /** Compare each provider's TLS certificate with the one it published on chain. */
+    verify_provider_certificates: z.boolean().default(true),
+  })
+  .superRefine((c, ctx) => oneSecret(c.mnemonic, c.mnemonic_file, 'mnemonic', ctx));
+
+export const AKASH_NETWORKS = ['mainnet', 'sandbox'] as const;
+
+const akashBackendSchema = z
+  .strictObject({
+    kind: z.literal('akash'),
+    ...remoteCommon,
+    mode: z.enum(['console', 'chain']),
+    network: z.enum(AKASH_NETWORKS).default('mainnet'),
+    /** Payment denom of the bid price cap: uakt, or "usdc" for the network's USDC IBC denom. */
+    denom: z.string().min(1).default('uakt'),
+    /** USD per AKT, for pricing in uakt (cost accounting and the bid cap). */
+    akt_usd: z.number().positive().optional(),
+    /** Average block time, to turn per-block lease prices into USD per hour. */
+    block_seconds: z.number().positive().default(6.117),
+    /** No bid under the cap within this long → NO_CAPACITY (the deployment is closed). */
+    bid_timeout_seconds: z.number().positive().default(300),
+    bid_poll_seconds: z.number().positive().default(5),
+    /** Placement name, service name and the attributes providers must have (e.g. {"region": "us-west"}). */
+    placement: z.string().regex(/^[a-z][a-z0-9-]*$/).default('dcloud'),
+    service: z.string().regex(/^[a-z][a-z0-9-]*$/).default('trainer'),
+    attributes: z.record(z.string().min(1), z.string().min(1)).default({}),
+    /** Only bids from these provider addresses are taken (empty: any). */
+    providers: z.array(z.string().startsWith('akash1')).default([]),
+    console: akashConsoleSchema.optional(),
+    chain: akashChainSchema.optional(),
+  })
+  .superRefine((c, ctx) => {
+    if (c.mode === 'console' && !c.console) ctx.addIssue({ code: 'custom', message: 'mode "console" needs a console section', path: ['console'] });
+    if (c.mode === 'chain' && !c.chain) ctx.addIssue({ code: 'custom', message: 'mode "chain" needs a chain section', path: ['chain'] });
+    if (c.denom === 'uakt' && c.akt_usd === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'pricing in uakt needs akt_usd (USD per AKT) for the price cap and cost', path: ['akt_usd'] });
+    }
+  });
+export type AkashBackendConfig = z.infer<typeof akashBackendSchema>;
+
+const primeIntellectBackendSchema = z
+  .strictObject({
+    kind: z.literal('prime-intellect'),
+    ...remoteCommon,
+    api_url: z.url({ protocol: /^https?$/ }).default('https://api.primeintellect.ai'),
+    api_key: z.string().min(1).optional(),
+    api_key_file: z.string().min(1).optional(),
+    /** The spec's gpu_type → Prime Intellect's gpuType (built-in table for the common ones). */
+    gpu_types: z.record(z.string().min(1), z.string().min(1)).default({}),
+    socket: z.string().min(1).optional(),
+    security: z.enum(['secure_cloud', 'community_cloud']).optional(),
+    /** A pod still provisioning after this long is deleted and the attempt fails NO_CAPACITY. */
+    start_timeout_seconds: z.number().positive().default(900),
+  })
+  .superRefine((c, ctx) => {
+    oneSecret(c.api_key, c.api_key_file, 'api_key', ctx);
+    for (const [image, t] of Object.entries(c.trainers)) {
+      if (!t.template_id) ctx.addIssue({ code: 'custom', message: 'Prime Intellect runs a custom template: set template_id', path: ['trainers', image, 'template_id'] });
+    }
+  });
+export type PrimeIntellectBackendConfig = z.infer<typeof primeIntellectBackendSchema>;
+
+/** The P2PFL experiment runs from its own venv (p2pfl pins numpy<2 and click 8.1.8, which the trainer's venv cannot take). */
+export function p2pflDefaultCommand(): string[] {
+  return [path.join(repoRoot(), '.tools', 'p2pfl-venv', 'bin', 'python'), path.join(repoRoot(), 'activities', 'backends', 'p2pfl_experiment.py')];
+}
+
+const p2pflTrainerSchema = z.strictObject({
+  command: z.array(z.string().min(1)).min(1).default(() => p2pflDefaultCommand()),
+  env: z.record(z.string(), z.string()).default({}),
+});
+
+const p2pflBackendSchema = z.strictObject({
+  kind: z.literal('p2pfl'),
+  enabled: z.boolean().default(true),
+  /** Cost accounting over wall time (the nodes run on the operator's hosts). */
+  hourly_usd: z.number().nonnegative().default(0),
+  max_concurrent: z.number().int().nonnegative().optional(),
+  poll_interval_ms: z.number().int().min(10).max(60_000).default(1000),
+  /** Trainer images this backend accepts → how the experiment runs (default: the bundled P2PFL runner). */
+  trainers: z.record(z.string().min(1), p2pflTrainerSchema).default(() => ({ [DEFAULT_TRAINER_IMAGE]: { command: p2pflDefaultCommand(), env: {} } })),
+  /** Federation: nodes in this process, rounds of gossip + FedAvg, local epochs per round. */
+  nodes: z.number().int().min(1).max(64).default(3),
+  rounds: z.number().int().min(1).default(2),
+  epochs: z.number().int().min(1).default(1),
+  /** memory: P2PFL's in-process protocol; grpc: the nodes listen on 127.0.0.1 and also join `peers` on other hosts. */
+  protocol: z.enum(['memory', 'grpc']).default('memory'),
+  peers: z.array(z.string().regex(/^[^\s:]+:\d+$/, 'must be host:port')).default([]),
+});
+export type P2pflBackendConfig = z.infer<typeof p2pflBackendSchema>;
+
+const backendSchema = z.discriminatedUnion('kind', [localBackendSchema, akashBackendSchema, primeIntellectBackendSchema, p2pflBackendSchema]);
 export type BackendConfig = z.infer<typeof backendSchema>;
 
 export const forgeConfigSchema = z.strictObject({
@@ -50,6 +201,20 @@ export const forgeConfigSchema = z.strictObject({
   follow_heartbeat_seconds: z.number().positive().default(30),
   /** How long QUEUED waits between admission checks when no backend has capacity. */
   admission_poll_seconds: z.number().positive().default(15),
+  /**
+   * Cost-aware admission (activities/admission.ts): `order` "price" tries the cheapest candidate first when the
+   * spec's backend.region is "any" ("list": provider, then fallbacks); `budget` "fit" admits a backend only when its
+   * hourly price × max_hours fits the job's remaining max_cost_usd, "stop" admits it anyway and relies on the
+   * follower stopping the attempt when the budget is spent.
+   */
+  admission: z
+    .strictObject({
+      order: z.enum(['price', 'list']).default('price'),
+      budget: z.enum(['fit', 'stop']).default('fit'),
+      /** A candidate whose quote takes longer is skipped for this round. */
+      quote_timeout_ms: z.number().int().positive().default(15_000),
+    })
+    .default({ order: 'price', budget: 'fit', quote_timeout_ms: 15_000 }),
 });
 export type ForgeConfig = z.infer<typeof forgeConfigSchema>;
 

@@ -3,17 +3,27 @@
  * adding a kind is one case below (and one member of the config's union).
  */
 import type { BackendConfig, ForgeConfig } from '../../common/config';
+import { AkashBackend, type AkashBackendOptions } from './akash';
 import { LocalBackend, type LocalBackendOptions } from './local';
+import { P2pflBackend } from './p2pfl';
+import { PrimeIntellectBackend } from './prime-intellect';
 import { BackendError, type Backend } from './types';
 
 export interface BackendFactoryOptions {
   local?: LocalBackendOptions;
+  akash?: AkashBackendOptions;
 }
 
 function createBackend(name: string, config: BackendConfig, home: string, options: BackendFactoryOptions): Backend {
   switch (config.kind) {
     case 'local':
       return new LocalBackend(name, config, home, options.local);
+    case 'akash':
+      return new AkashBackend(name, config, home, options.akash);
+    case 'prime-intellect':
+      return new PrimeIntellectBackend(name, config, home);
+    case 'p2pfl':
+      return new P2pflBackend(name, config, home, options.local);
   }
 }
 

@@ -1,0 +1,115 @@
+/**
+ * The `p2pfl` backend (DESIGN.md §5, seed §6.2.4): a federated finetune as a P2PFL experiment of N nodes, each
+ * training on its own partition of the job's data, models gossiped and averaged (FedAvg) every round; the
+ * aggregated model is the job's output (p2pfl_experiment.py). In-memory protocol with every node in one process, or
+ * gRPC, where the nodes also join `peers` (nodes of the same experiment on other hosts).
+ *
+ * The experiment is a process on this host under the trainer contract, so it runs exactly like the local backend's
+ * trainers (detached, survives the worker, exit status, logs, artifacts, close): this backend is a LocalBackend whose
+ * trainer command is the experiment runner, plus the federation settings in its env and a health check of the
+ * P2PFL venv. Cost = hourly_usd × wall time, as on `local`.
+ */
+import { execFile } from 'node:child_process';
+import type { LocalBackendConfig, P2pflBackendConfig } from '../../common/config';
+import type { TrainingJobSpec } from '../../spec/schema';
+import { LocalBackend, type LocalBackendOptions } from './local';
+import type { Backend, DeploymentRef, DeploymentStatus, HealthReport, LogChunk, Quote, SubmitOptions } from './types';
+
+/** The experiment's settings, as its env (p2pfl_experiment.py reads them). */
+export function federationEnv(config: P2pflBackendConfig): Record<string, string> {
+  return {
+    P2PFL_NODES: String(config.nodes),
+    P2PFL_ROUNDS: String(config.rounds),
+    P2PFL_EPOCHS: String(config.epochs),
+    P2PFL_PROTOCOL: config.protocol,
+    P2PFL_PEERS: config.peers.join(','),
+    PYTHONUNBUFFERED: '1',
+  };
+}
+
+/** This backend's config as the local backend's: same caps, the experiment runner as every trainer's command. */
+export function asLocalConfig(config: P2pflBackendConfig): LocalBackendConfig {
+  const env = federationEnv(config);
+  return {
+    kind: 'local',
+    enabled: config.enabled,
+    hourly_usd: config.hourly_usd,
+    poll_interval_ms: config.poll_interval_ms,
+    ...(config.max_concurrent !== undefined && { max_concurrent: config.max_concurrent }),
+    trainers: Object.fromEntries(Object.entries(config.trainers).map(([image, t]) => [image, { command: t.command, env: { ...env, ...t.env } }])),
+  };
+}
+
+const HEALTH_TTL_MS = 10 * 60_000;
+
+export class P2pflBackend implements Backend {
+  readonly kind = 'p2pfl';
+  private readonly local: LocalBackend;
+  private probe: { at: number; report: HealthReport } | undefined;
+
+  constructor(
+    readonly name: string,
+    private readonly config: P2pflBackendConfig,
+    home: string,
+    options: LocalBackendOptions = {},
+  ) {
+    this.local = new LocalBackend(name, asLocalConfig(config), home, options);
+  }
+
+  /** The workspace is writable and the experiment's Python can import p2pfl (checked at most every 10 minutes). */
+  async health(): Promise<HealthReport> {
+    const local = await this.local.health();
+    if (!local.ok) return local;
+    if (!this.probe || Date.now() - this.probe.at > HEALTH_TTL_MS || !this.probe.report.ok) {
+      this.probe = { at: Date.now(), report: await this.probeP2pfl() };
+    }
+    const p = this.probe.report;
+    const fed = `${this.config.nodes} nodes, ${this.config.rounds} rounds, ${this.config.protocol}`;
+    return { ok: p.ok, detail: `${p.detail}; ${fed}` };
+  }
+
+  private probeP2pfl(): Promise<HealthReport> {
+    const commands = Object.values(this.config.trainers).map((t) => t.command);
+    const [python] = commands[0] ?? [];
+    if (!python) return Promise.resolve({ ok: false, detail: 'no experiment command configured' });
+    return new Promise((resolve) => {
+      execFile(python, ['-c', 'import importlib.metadata as m, p2pfl, torch; print(m.version("p2pfl"), torch.__version__)'], { timeout: 60_000 }, (err, stdout, stderr) => {
+        if (err) {
+          const why = (stderr || err.message).trim().split('\n').at(-1) ?? '';
+          resolve({ ok: false, detail: `P2PFL is not importable with ${python} (${why}); run the bootstrap (npm run bootstrap) or see its P2PFL section` });
+        } else {
+          const [p2pfl = '?', torch = '?'] = stdout.trim().split(/\s+/);
+          resolve({ ok: true, detail: `p2pfl ${p2pfl} (torch ${torch}) in ${python}` });
+        }
+      });
+    });
+  }
+
+  quote(spec: TrainingJobSpec): Promise<Quote> {
+    return this.local.quote(spec);
+  }
+
+  async submit(spec: TrainingJobSpec, rawSpec: unknown, attempt: number, _options?: SubmitOptions): Promise<DeploymentRef> {
+    return { ...(await this.local.submit(spec, rawSpec, attempt)), kind: this.kind };
+  }
+
+  status(deployment: DeploymentRef): Promise<DeploymentStatus> {
+    return this.local.status(deployment);
+  }
+
+  logs(deployment: DeploymentRef, cursor?: string): Promise<LogChunk> {
+    return this.local.logs(deployment, cursor);
+  }
+
+  collectArtifacts(deployment: DeploymentRef, dir: string): Promise<string[]> {
+    return this.local.collectArtifacts(deployment, dir);
+  }
+
+  close(deployment: DeploymentRef): Promise<void> {
+    return this.local.close(deployment);
+  }
+
+  waitForChange(deployment: DeploymentRef, timeoutMs: number): Promise<void> {
+    return this.local.waitForChange(deployment, timeoutMs);
+  }
+}
