@@ -78,3 +78,28 @@ if [ ! -x "$VENV/bin/forge-trainer" ] || [ ! -f "$trainer_stamp" ] || [ "$(cat "
   "$VENV/bin/forge-trainer" --version >/dev/null || die "forge-trainer does not run after installing it"
   echo "$trainer_hash" >"$trainer_stamp"
 fi
+
+# ---- P2PFL (owned by the remote-backends work, issue 7) -------------------------------------------------------------
+# 6. P2PFL for the `p2pfl` backend (activities/backends/p2pfl.ts), in its own venv .tools/p2pfl-venv: p2pfl 0.4.4
+#    pins numpy<2, click==8.1.8 and typer<0.13, which the trainer's venv above (numpy 2.4.6, click 8.5.1) cannot take
+#    (pip: ResolutionImpossible). Everything is pinned by scripts/p2pfl-requirements.lock, used as a constraints file,
+#    so pip never replaces the pinned torch CPU build. Optional: FORGE_SKIP_P2PFL=1 skips it; a failed install only
+#    warns (once per lock file; FORGE_RETRY_P2PFL=1 tries again) and the p2pfl backend's health check says why.
+P2PFL_VENV=$ROOT/.tools/p2pfl-venv
+P2PFL_TORCH=${TORCH_VERSION:-2.13.0}
+p2pfl_hash=$(sha256sum scripts/p2pfl-requirements.lock | cut -d' ' -f1)
+p2pfl_stamp=$P2PFL_VENV/.forge-p2pfl-sha256
+p2pfl_failed=$ROOT/.tools/.forge-p2pfl-failed
+if [ "${FORGE_SKIP_P2PFL:-0}" != 1 ] && { [ ! -f "$p2pfl_stamp" ] || [ "$(cat "$p2pfl_stamp")" != "$p2pfl_hash" ]; } &&
+   { [ "${FORGE_RETRY_P2PFL:-0}" = 1 ] || [ ! -f "$p2pfl_failed" ] || [ "$(cat "$p2pfl_failed")" != "$p2pfl_hash" ]; }; then
+  say "installing P2PFL into .tools/p2pfl-venv (torch==$P2PFL_TORCH, p2pfl[dp] as pinned in scripts/p2pfl-requirements.lock)"
+  if { [ -x "$P2PFL_VENV/bin/python" ] || python3 -m venv "$P2PFL_VENV"; } &&
+     "$P2PFL_VENV/bin/pip" install --quiet --disable-pip-version-check -c scripts/p2pfl-requirements.lock "torch==$P2PFL_TORCH" "p2pfl[dp]" >&2 &&
+     "$P2PFL_VENV/bin/python" -c 'import p2pfl, torch' >/dev/null 2>&1; then
+    echo "$p2pfl_hash" >"$p2pfl_stamp"
+    rm -f "$p2pfl_failed"
+  else
+    mkdir -p "$ROOT/.tools" && echo "$p2pfl_hash" >"$p2pfl_failed"
+    say "WARNING: P2PFL could not be installed (see above): the p2pfl backend stays unhealthy and its test skips. FORGE_RETRY_P2PFL=1 tries again."
+  fi
+fi
