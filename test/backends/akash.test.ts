@@ -1,0 +1,219 @@
+/**
+ * The akash backend against local servers that speak the Akash Console API and a provider's REST + WebSocket
+ * gateway over mTLS. The "container" a lease starts is the real forge agent script running the fake trainer.
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { AkashBackend } from '../../activities/backends/akash';
+import type { Backend, DeploymentRef, DeploymentStatus } from '../../activities/backends/types';
+import { parseConfig, type AkashBackendConfig } from '../../common/config';
+import { trainingJobSpecSchema, type TrainingJobSpec } from '../../spec/schema';
+import { FakeAkashConsole, type ConsoleScenario } from '../fakes/akash-console';
+import { FakeAkashProvider } from '../fakes/akash-provider';
+import { FAKE_TRAINER } from '../helpers/forge';
+import { makeSignedSpec, type SignedSpec } from '../spec/fixtures';
+
+const OWNER = 'akash1owner000000000000000000000000000000000';
+const CHEAP = 'akash1cheap0000000000000000000000000000000000';
+const DEAR = 'akash1dear00000000000000000000000000000000000';
+const API_KEY = 'ak-console-secret-key-0123456789';
+
+const IMAGES = {
+  'forge/trainer-ok': { programs: { 'forge-trainer': ['/bin/sh', FAKE_TRAINER, 'ok', '0.3'] } },
+  'forge/trainer-fail': { programs: { 'forge-trainer': ['/bin/sh', FAKE_TRAINER, 'exit', '0.1', '3'] } },
+  'forge/trainer-slow': { programs: { 'forge-trainer': ['/bin/sh', FAKE_TRAINER, 'ok', '30'] } },
+};
+
+function tmp(prefix: string): string {
+  return mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+function keyFile(secret: string): string {
+  const file = path.join(tmp('akash-key-'), 'key');
+  writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+  return file;
+}
+
+function consoleConfig(url: string, extra: object = {}): AkashBackendConfig {
+  const c = parseConfig({
+    backends: {
+      akash: {
+        kind: 'akash',
+        mode: 'console',
+        hourly_usd: 2,
+        akt_usd: 3,
+        poll_interval_ms: 50,
+        request_timeout_ms: 5000,
+        bid_timeout_seconds: 1,
+        console: { url, api_key_file: keyFile(API_KEY) },
+        trainers: {
+          ok: { image: 'forge/trainer-ok' },
+          fail: { image: 'forge/trainer-fail' },
+          slow: { image: 'forge/trainer-slow' },
+        },
+        ...extra,
+      },
+    },
+  }).backends.akash;
+  if (c?.kind !== 'akash') throw new Error('not an akash config');
+  return c;
+}
+
+function job(image: string, overrides: object = {}): { raw: SignedSpec; spec: TrainingJobSpec } {
+  const raw = makeSignedSpec({ trainer: { image }, backend: { provider: 'akash', max_cost_usd: 50 }, ...overrides });
+  return { raw, spec: trainingJobSpecSchema.parse(raw) };
+}
+
+async function until(backend: Backend, ref: DeploymentRef, done: (s: DeploymentStatus) => boolean, ms = 20_000): Promise<DeploymentStatus> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const s = await backend.status(ref);
+    if (done(s)) return s;
+    if (Date.now() > deadline) throw new Error(`status never matched; last ${JSON.stringify(s)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe('akash backend, console mode', () => {
+  const cheap = new FakeAkashProvider(CHEAP, IMAGES);
+  const dear = new FakeAkashProvider(DEAR, IMAGES);
+  let fake: FakeAkashConsole;
+  const scenario: ConsoleScenario = {
+    apiKey: API_KEY,
+    owner: OWNER,
+    providers: [cheap, dear],
+    // $2/h at $3/AKT and 6.117 s blocks is a cap of 1132.78 uakt per block: the dear bid is over it.
+    bids: [
+      { provider: DEAR, amount: 5000 },
+      { provider: CHEAP, amount: 600, afterMs: 200 },
+    ],
+    gpuModels: [{ vendor: 'nvidia', model: 'a100', available: 3, med: 1.1 }],
+  };
+
+  beforeAll(async () => {
+    await Promise.all([cheap.start(), dear.start()]);
+    fake = new FakeAkashConsole(scenario);
+    await fake.start();
+  });
+  afterAll(async () => {
+    await fake.stop();
+    await Promise.all([cheap.stop(), dear.stop()]);
+  });
+  afterEach(() => {
+    scenario.bids = [
+      { provider: DEAR, amount: 5000 },
+      { provider: CHEAP, amount: 600, afterMs: 200 },
+    ];
+    delete scenario.leaseDiesAfterMs;
+  });
+
+  test('deploys, leases the cheapest bid under the cap, runs the trainer to SUCCEEDED and stages its outputs', async () => {
+    const home = tmp('akash-home-');
+    const backend = new AkashBackend('akash', consoleConfig(fake.url), home);
+    const { raw, spec } = job('ok');
+
+    const ref = await backend.submit(spec, raw, 1);
+    expect(ref).toMatchObject({ backend: 'akash', kind: 'akash', jobId: spec.job_id, attempt: 1 });
+    expect(ref.data).toMatchObject({ mode: 'console', owner: OWNER, denom: 'uakt', cap_usd_hour: 2 });
+    expect(ref.data.manifest_version).toMatch(/^[0-9a-f]{64}$/);
+    // Idempotent: the same attempt is the same deployment.
+    expect(await backend.submit(spec, raw, 1)).toEqual(ref);
+    expect(fake.deployments.size).toBe(1);
+
+    const first = await backend.status(ref);
+    expect(first.state).toBe('PENDING'); // the cheap bid has not come yet
+    const running = await until(backend, ref, (s) => s.state !== 'PENDING');
+    expect(['RUNNING', 'SUCCEEDED']).toContain(running.state);
+    const done = await until(backend, ref, (s) => s.state === 'SUCCEEDED' || s.state === 'FAILED');
+    expect(done).toMatchObject({ state: 'SUCCEEDED', exitCode: 0 });
+    expect(done.costUsd).toBeGreaterThan(0);
+    expect(done.costUsd).toBeLessThan(0.01);
+    expect(done.progress).toEqual({ step: 2, maxSteps: 2, loss: 0.4 });
+
+    // The lease went to the cheap provider, which got a manifest whose client cert named the owner.
+    expect(cheap.container(String(ref.data.dseq))).toBeDefined();
+    expect(dear.container(String(ref.data.dseq))).toBeUndefined();
+
+    const logs = await backend.logs(ref);
+    expect(logs.lines.map((l) => l.line)).toEqual(expect.arrayContaining(['{"event":"progress","step":2,"max_steps":2,"loss":0.4}']));
+    expect(cheap.clientNames).toContain(OWNER);
+    const more = await backend.logs(ref, logs.cursor);
+    expect(more.lines).toEqual([]);
+
+    const out = tmp('akash-out-');
+    expect(await backend.collectArtifacts(ref, out)).toEqual(['metrics.json']);
+    expect(JSON.parse(readFileSync(path.join(out, 'metrics.json'), 'utf8'))).toEqual({ loss: 0.4 });
+
+    await backend.close(ref);
+    await backend.close(ref); // idempotent
+    expect(fake.open).toEqual([]);
+    expect(cheap.running).toBe(0);
+    // Collected outputs outlive the deployment.
+    expect(await backend.collectArtifacts(ref, tmp('akash-out-'))).toEqual(['metrics.json']);
+    // The API key went only in the x-api-key header.
+    expect(fake.requests.every((r) => r.headers['x-api-key'] === API_KEY || r.path === '/v1/gpu-prices')).toBe(true);
+    expect(JSON.stringify(ref)).not.toContain(API_KEY);
+  });
+
+  test('a trainer that exits 3 on Akash fails EXIT_CODE with its stderr', async () => {
+    const backend = new AkashBackend('akash', consoleConfig(fake.url), tmp('akash-home-'));
+    const { raw, spec } = job('fail');
+    const ref = await backend.submit(spec, raw, 1);
+    const s = await until(backend, ref, (x) => x.state === 'FAILED');
+    expect(s.exitCode).toBe(3);
+    expect(s.failure?.class).toBe('EXIT_CODE');
+    expect(s.failure?.detail).toMatch(/fake trainer: failing with 3/);
+    await backend.close(ref);
+  });
+
+  test('no bid under the cap within the bid timeout: NO_CAPACITY, and the deployment is closed', async () => {
+    scenario.bids = [{ provider: DEAR, amount: 5000 }];
+    const backend = new AkashBackend('akash', consoleConfig(fake.url), tmp('akash-home-'));
+    const { raw, spec } = job('ok');
+    const ref = await backend.submit(spec, raw, 1);
+    const s = await until(backend, ref, (x) => x.state === 'FAILED');
+    expect(s.failure?.class).toBe('NO_CAPACITY');
+    expect(s.failure?.detail).toMatch(/no Akash bid at or under 1132\.\d+ uakt\/block .* within 1 s; 1 bid\(s\), cheapest 5000 uakt/);
+    expect(fake.open).not.toContain(String(ref.data.dseq));
+    expect(s.costUsd).toBe(0);
+  });
+
+  test('a lease the provider closes is LOST; close afterwards is harmless', async () => {
+    scenario.leaseDiesAfterMs = 300;
+    const backend = new AkashBackend('akash', consoleConfig(fake.url), tmp('akash-home-'));
+    const { raw, spec } = job('slow');
+    const ref = await backend.submit(spec, raw, 1);
+    await until(backend, ref, (x) => x.state === 'RUNNING');
+    const s = await until(backend, ref, (x) => x.state === 'FAILED');
+    expect(s.failure?.class).toBe('LOST');
+    expect(s.failure?.detail).toMatch(/lease with provider akash1cheap\w+ on deployment \d+ ended: closed \(closed\) by the provider or the chain/);
+    expect(s.costUsd).toBeGreaterThan(0);
+    expect(cheap.container(String(ref.data.dseq))).toBeUndefined();
+    await backend.close(ref);
+    expect(fake.open).not.toContain(String(ref.data.dseq));
+  });
+
+  test('quote: the Console GPU price index, capped; an unknown GPU vendor or unmapped image is REJECTED', async () => {
+    const backend = new AkashBackend('akash', consoleConfig(fake.url), tmp('akash-home-'));
+    const gpu = { resources: { gpus: 1, gpu_type: 'nvidia/a100', gpu_mem_gb: 80, cpus: 8, ram_gb: 64, storage_gb: 100, max_hours: 1 } };
+    expect(await backend.quote(job('ok', gpu).spec)).toMatchObject({ available: true, hourlyUsd: 1.1 });
+    expect(await backend.quote(job('ok', { resources: { ...gpu.resources, gpus: 4 } }).spec)).toMatchObject({ available: false });
+    expect(await backend.quote(job('ok').spec)).toMatchObject({ available: true, hourlyUsd: 2 });
+    await expect(backend.quote(job('ok', { resources: { ...gpu.resources, gpu_type: 'intel/gaudi2' } }).spec)).rejects.toMatchObject({
+      failureClass: 'REJECTED',
+      message: expect.stringMatching(/GPU vendor "intel" is not one Akash knows \(nvidia, amd\)/),
+    });
+    await expect(backend.quote(job('unknown-image').spec)).rejects.toMatchObject({ failureClass: 'REJECTED', message: expect.stringMatching(/no container configured for trainer image "unknown-image"/) });
+  });
+
+  test('health: the key is accepted; a wrong key is reported, never echoed', async () => {
+    expect(await new AkashBackend('akash', consoleConfig(fake.url), tmp('akash-home-')).health()).toMatchObject({ ok: true });
+    const wrong = consoleConfig(fake.url);
+    wrong.console!.api_key_file = keyFile('not-the-key-9876543210');
+    const h = await new AkashBackend('akash', wrong, tmp('akash-home-')).health();
+    expect(h.ok).toBe(false);
+    expect(h.detail).toMatch(/credentials refused .*HTTP 401/);
+    expect(h.detail).not.toContain('not-the-key-9876543210');
+  });
+});
