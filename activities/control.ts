@@ -9,7 +9,8 @@ import type { TrainingJobSpec } from '../spec/schema';
 import type { FailureInfo } from '../spec/failure';
 import { progressDecile } from '../spec/progress';
 import { verifySpecSignature } from '../spec/signing';
-import { BackendError, type Backend, type DeploymentRef, type DeploymentState, type DeploymentStatus, type Quote } from './backends/types';
+import { rankCandidates, type CandidateLook, type Look } from './admission';
+import { BackendError, type Backend, type DeploymentRef, type DeploymentState, type DeploymentStatus } from './backends/types';
 
 export interface JobSettings {
   maxRetries: number;
@@ -50,6 +51,8 @@ export interface AdmissionInput {
   candidates: string[];
   preferred: number;
   spec: TrainingJobSpec;
+  /** What is left of max_cost_usd for this attempt (absent in histories older than cost-aware admission). */
+  budgetUsd?: number;
 }
 
 export interface AdmissionResult {
@@ -104,14 +107,28 @@ export function createControlActivities(deps: ControlDeps) {
     return run;
   }
 
-  /** Whether a backend would take the job now: room, no room (and why), or a refusal of this job. */
-  async function look(name: string, spec: TrainingJobSpec): Promise<{ room: Quote } | { busy: string } | { refused: string }> {
+  /**
+   * Whether a backend would take the job now: room (at a price), no room (and why), or a refusal of this job. A quote
+   * that fails or takes longer than admission.quote_timeout_ms counts as no room this round: one unreachable backend
+   * API must not hold up the others.
+   */
+  async function look(name: string, spec: TrainingJobSpec): Promise<Look> {
+    const ms = deps.config.admission.quote_timeout_ms;
+    let timer: NodeJS.Timeout | undefined;
     try {
-      const quote = await backend(name).quote(spec);
-      return quote.available ? { room: quote } : { busy: `${name}: ${quote.detail ?? 'no capacity'}` };
+      const quote = await Promise.race([
+        backend(name).quote(spec),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`no quote within ${ms} ms`)), ms);
+        }),
+      ]);
+      return quote.available ? { kind: 'room', hourlyUsd: quote.hourlyUsd, ...(quote.detail && { detail: quote.detail }) } : { kind: 'busy', detail: quote.detail ?? 'no capacity' };
     } catch (err) {
-      if (err instanceof BackendError && err.failureClass === 'REJECTED') return { refused: `${name}: ${err.message}` };
-      throw asFailure(err);
+      if (err instanceof BackendError && err.failureClass === 'REJECTED') return { kind: 'refused', detail: err.message };
+      if (err instanceof ApplicationFailure) throw err; // a backend this worker does not have
+      return { kind: 'busy', detail: `quote failed: ${(err as Error).message}` };
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -130,18 +147,28 @@ export function createControlActivities(deps: ControlDeps) {
     }
   }
 
-  /** One pass over the candidates: the first with room, or why none has. */
+  /** Quotes every candidate (at once) and ranks them (activities/admission.ts). */
+  async function ranking(input: AdmissionInput, attempt: number) {
+    const looks: CandidateLook[] = await Promise.all(rotation(input).map(async ({ index, name }) => ({ index, name, look: await look(name, input.spec) })));
+    const a = deps.config.admission;
+    return rankCandidates({
+      looks,
+      order: a.order,
+      budget: a.budget,
+      region: input.spec.backend.region,
+      budgetUsd: input.budgetUsd ?? Infinity,
+      maxHours: input.spec.resources.max_hours,
+      pinPreferred: attempt > 1,
+    });
+  }
+
+  /** One pass over the candidates: the first admissible one, or why none is. */
   async function firstAvailable(input: AdmissionInput): Promise<AdmissionResult | { waits: string[] }> {
-    const refusals: string[] = [];
-    const waits: string[] = [];
-    for (const { index, name } of rotation(input)) {
-      const l = await look(name, input.spec);
-      if ('room' in l) return { index, hourlyUsd: l.room.hourlyUsd };
-      if ('busy' in l) waits.push(l.busy);
-      else refusals.push(l.refused);
-    }
-    allRefused(refusals, input);
-    return { waits };
+    const r = await ranking(input, 1);
+    allRefused(r.refusals, input);
+    const first = r.order[0] ?? r.overBudget[0];
+    if (first) return { index: first.index, hourlyUsd: 'hourlyUsd' in first ? first.hourlyUsd : 0 };
+    return { waits: r.waits };
   }
 
   return {
@@ -201,25 +228,34 @@ export function createControlActivities(deps: ControlDeps) {
      * submission comes back as a failure of that backend, for the workflow to classify.
      */
     async admitAndSubmit(input: AdmissionInput & { rawSpec: unknown; attempt: number }): Promise<SubmitOutcome | null> {
-      const refusals: string[] = [];
-      for (const { index, name } of rotation(input)) {
-        // Look and submit under the backend's lock: two jobs admitted at once must not both take its last slot.
-        const outcome = await withLock(name, async (): Promise<SubmitOutcome | { busy: string } | { refused: string }> => {
-          const l = await look(name, input.spec);
-          if (!('room' in l)) return l;
-          const b = backend(name);
+      const r = await ranking(input, input.attempt);
+      const refusals = [...r.refusals];
+      const waits = [...r.waits];
+      for (const c of r.order) {
+        // Look again and submit under the backend's lock: two jobs admitted at once must not both take its last slot.
+        const outcome = await withLock(c.name, async (): Promise<SubmitOutcome | Look> => {
+          const l = await look(c.name, input.spec);
+          if (l.kind !== 'room') return l;
+          if (c.maxHourlyUsd !== undefined && l.hourlyUsd > c.maxHourlyUsd + 1e-9) return { kind: 'busy', detail: `now $${l.hourlyUsd}/h, over the budget` };
+          const b = backend(c.name);
           try {
-            const deployment = await b.submit(input.spec, input.rawSpec, input.attempt);
-            return { index, submission: { deployment, status: await b.status(deployment) } };
+            const options = c.maxHourlyUsd !== undefined ? { maxHourlyUsd: c.maxHourlyUsd } : {};
+            const deployment = await b.submit(input.spec, input.rawSpec, input.attempt, options);
+            return { index: c.index, submission: { deployment, status: await b.status(deployment) } };
           } catch (err) {
-            if (err instanceof BackendError) return { index, failure: { class: err.failureClass, detail: err.message } };
+            if (err instanceof BackendError) return { index: c.index, failure: { class: err.failureClass, detail: err.message } };
             throw err;
           }
         });
-        if ('refused' in outcome) refusals.push(outcome.refused);
-        else if (!('busy' in outcome)) return outcome;
+        if ('index' in outcome) return outcome;
+        if (outcome.kind === 'refused') refusals.push(`${c.name}: ${outcome.detail}`);
+        else waits.push(`${c.name}: ${outcome.detail}`);
       }
       allRefused(refusals, input);
+      const over = r.overBudget[0];
+      if (over && waits.length === 0) {
+        return { index: over.index, failure: { class: 'BUDGET', detail: r.overBudget.map((o) => o.detail).join('; ') } };
+      }
       return null;
     },
 

@@ -167,7 +167,8 @@ async function runAttempt(
   const budgetLeft = spec.backend.max_cost_usd - job.status.cost_usd;
   if (budgetLeft <= 0) return fail(preferred, { class: 'BUDGET', detail: `max_cost_usd $${spec.backend.max_cost_usd} spent` });
 
-  const admission = { candidates, preferred, spec, rawSpec, attempt };
+  // budgetUsd: admission never starts an attempt that could overspend what is left (activities/admission.ts).
+  const admission = { candidates, preferred, spec, rawSpec, attempt, budgetUsd: budgetLeft };
   let submitted: SubmitOutcome | null;
   try {
     // Not cancellable: a cancel arriving mid-submit must still learn of the deployment, so that it gets closed.

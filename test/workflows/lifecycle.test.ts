@@ -45,6 +45,9 @@ const config = testConfig(
     },
   },
   starts,
+  // The budget test needs an attempt that starts and is stopped mid-run: with the default "fit", admission would
+  // refuse the $36,000/h backend up front (that rule is tested in test/workflows/remote-failover.test.ts).
+  { admission: { budget: 'stop' } },
 );
 
 const forge = useForge(config, home, TQ);
