@@ -69,9 +69,9 @@ export class FakePrimeIntellect {
     this.server?.closeAllConnections();
   }
 
-  /** Pods neither deleted nor vanished. */
+  /** Pods neither deleted nor vanished, or whose container still runs. */
   get live(): Pod[] {
-    return [...this.pods.values()].filter((p) => p.status !== 'TERMINATED');
+    return [...this.pods.values()].filter((p) => (p.status !== 'TERMINATED' && p.status !== 'GONE') || p.container?.running);
   }
 
   private reply(_req: IncomingMessage, res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
