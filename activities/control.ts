@@ -8,7 +8,7 @@ import { parseTrainingJobSpec, specHash, type SpecIssue } from '../spec/parse';
 import type { TrainingJobSpec } from '../spec/schema';
 import type { FailureInfo } from '../spec/failure';
 import { progressDecile } from '../spec/progress';
-import { verifySpecSignature } from '../spec/signing';
+import { verifySpecSignatureFast } from '../common/spec-signature';
 import { rankCandidates, type CandidateLook, type Look } from './admission';
 import { BackendError, type Backend, type DeploymentRef, type DeploymentState, type DeploymentStatus } from './backends/types';
 
@@ -177,7 +177,7 @@ export function createControlActivities(deps: ControlDeps) {
       const parsed = parseTrainingJobSpec(raw);
       if (!parsed.ok) return parsed;
       const issues: SpecIssue[] = [];
-      const sig = verifySpecSignature(raw);
+      const sig = verifySpecSignatureFast(raw);
       if (!sig.ok) issues.push({ path: 'signature_ed25519', message: sig.reason });
       const spec = parsed.spec;
       const allowed = deps.config.allowed_owners;

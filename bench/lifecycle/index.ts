@@ -52,9 +52,10 @@ async function main(): Promise<void> {
   const runs = Promise.all([forge.run(), baseline.run()]);
 
   try {
-    // 1. history size against duration (both at once: 60 s in all).
-    const [short, long] = await Promise.all(
-      ['sleep-5', 'sleep-60'].map(async (image) => {
+    // 1. history size against duration (both at once: 60 s in all; BENCH_SKIP_HISTORY=1 skips it).
+    const durations = process.env.BENCH_SKIP_HISTORY === '1' ? [] : ['sleep-5', 'sleep-60'];
+    const [short = NaN, long = NaN] = await Promise.all(
+      durations.map(async (image) => {
         const s = spec(image);
         const handle = await client.workflow.start('trainingJob', { taskQueue: 'bench-forge', workflowId: `job-${s.job_id}`, args: [s] });
         const status = (await handle.result()) as JobStatus;
@@ -75,6 +76,7 @@ async function main(): Promise<void> {
       t = performance.now();
       await client.workflow.execute('baselineJob', { taskQueue: 'bench-baseline', workflowId: `baseline-${s.job_id}`, args: [['/bin/true']] });
       const b = performance.now() - t;
+      if (process.env.BENCH_VERBOSE === '1') console.error(`run ${i}: trainingJob ${f.toFixed(1)} ms, baseline ${b.toFixed(1)} ms`);
       if (i >= 2) {
         // the first two are warm-up
         forgeMs.push(f);

@@ -4,7 +4,7 @@
  */
 import fc from 'fast-check';
 import { base64urlnopad } from '@scure/base';
-import { verifySpecSignatureFast } from '../../client/api/signature';
+import { verifySpecSignatureFast } from '../../common/spec-signature';
 import { generateKeyPair, verifySpecSignature } from '../../spec/signing';
 import { makeSignedSpec } from '../spec/fixtures';
 

@@ -1,7 +1,7 @@
 /** /jobs: submit (idempotent on job_id), status, list, cancel, logs. */
 import { z } from 'zod';
 import { parseTrainingJobSpec } from '../../../spec/parse';
-import { verifySpecSignatureFast } from '../signature';
+import { verifySpecSignatureFast } from '../../../common/spec-signature';
 import { selfUrl, type ApiContext, type ZodApp } from '../context';
 import { streamJobLogs } from '../logs';
 import { fieldError, fromSpecIssues, ProblemError, summarize, type FieldError } from '../problem';
