@@ -11,7 +11,7 @@ import { parseConfig, type AkashBackendConfig } from '../../common/config';
 import { trainingJobSpecSchema, type TrainingJobSpec } from '../../spec/schema';
 import { FakeAkashConsole, type ConsoleScenario } from '../fakes/akash-console';
 import { FakeAkashProvider } from '../fakes/akash-provider';
-import { FAKE_TRAINER } from '../helpers/forge';
+import { FAKE_TRAINER_SH } from '../fakes/container';
 import { makeSignedSpec, type SignedSpec } from '../spec/fixtures';
 
 const OWNER = 'akash1owner000000000000000000000000000000000';
@@ -20,9 +20,9 @@ const DEAR = 'akash1dear00000000000000000000000000000000000';
 const API_KEY = 'ak-console-secret-key-0123456789';
 
 const IMAGES = {
-  'forge/trainer-ok': { programs: { 'forge-trainer': ['/bin/sh', FAKE_TRAINER, 'ok', '0.3'] } },
-  'forge/trainer-fail': { programs: { 'forge-trainer': ['/bin/sh', FAKE_TRAINER, 'exit', '0.1', '3'] } },
-  'forge/trainer-slow': { programs: { 'forge-trainer': ['/bin/sh', FAKE_TRAINER, 'ok', '30'] } },
+  'forge/trainer-ok': { programs: { 'forge-trainer': ['/bin/sh', FAKE_TRAINER_SH, 'ok', '0.3'] } },
+  'forge/trainer-fail': { programs: { 'forge-trainer': ['/bin/sh', FAKE_TRAINER_SH, 'exit', '0.1', '3'] } },
+  'forge/trainer-slow': { programs: { 'forge-trainer': ['/bin/sh', FAKE_TRAINER_SH, 'ok', '30'] } },
 };
 
 function tmp(prefix: string): string {

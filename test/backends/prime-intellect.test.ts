@@ -10,7 +10,7 @@ import type { Backend, DeploymentRef, DeploymentStatus } from '../../activities/
 import { parseConfig, type PrimeIntellectBackendConfig } from '../../common/config';
 import { trainingJobSpecSchema, type TrainingJobSpec } from '../../spec/schema';
 import { FakePrimeIntellect, type PiScenario } from '../fakes/prime-intellect';
-import { FAKE_TRAINER } from '../helpers/forge';
+import { FAKE_TRAINER_SH } from '../fakes/container';
 import { makeSignedSpec, type SignedSpec } from '../spec/fixtures';
 
 const API_KEY = 'pit_secret_0123456789abcdef';
@@ -69,8 +69,8 @@ const scenario: PiScenario = {
     { cloudId: 'busy', gpuType: 'H100_80GB', gpuCount: 1, price: 0.5, stockStatus: 'Unavailable' },
   ],
   templates: {
-    'tpl-ok': { programs: { 'forge-trainer': ['/bin/sh', FAKE_TRAINER, 'ok', '0.3'] } },
-    'tpl-slow': { programs: { 'forge-trainer': ['/bin/sh', FAKE_TRAINER, 'ok', '30'] } },
+    'tpl-ok': { programs: { 'forge-trainer': ['/bin/sh', FAKE_TRAINER_SH, 'ok', '0.3'] } },
+    'tpl-slow': { programs: { 'forge-trainer': ['/bin/sh', FAKE_TRAINER_SH, 'ok', '30'] } },
   },
 };
 const fake = new FakePrimeIntellect(scenario);

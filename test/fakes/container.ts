@@ -10,6 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { freePort } from '../helpers/ports';
 
+/** test/fixtures/fake-trainer.sh (also in helpers/forge.ts, which pulls in the whole worker). */
+export const FAKE_TRAINER_SH = path.resolve(__dirname, '..', 'fixtures', 'fake-trainer.sh');
+
 export interface Image {
   /** Programs of the image by name: `forge-trainer` → the argv it runs (its own arguments are dropped). */
   programs: Record<string, string[]>;
