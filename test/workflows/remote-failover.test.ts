@@ -4,17 +4,19 @@
  * and reasons, nothing left open, no credential anywhere in the job's history; close on cancel; cost-aware admission.
  */
 import { mkdtempSync } from 'node:fs';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import type { Client, WorkflowHandle } from '@temporalio/client';
 import { agentToken } from '../../activities/backends/remote-agent-script';
-import { parseConfig } from '../../common/config';
+import { parseConfig, type ForgeConfig } from '../../common/config';
 import { DEFAULT_TRAINER_IMAGE } from '../../spec/constants';
 import type { JobStatus } from '../../workflows/messages';
 import { ForgeCostUsd } from '../../workflows/search-attributes';
 import { FakeAkashConsole } from '../fakes/akash-console';
 import { FakeAkashProvider } from '../fakes/akash-provider';
 import { FakePrimeIntellect } from '../fakes/prime-intellect';
+import { http as request, startApi, type ApiHarness } from '../api/harness';
 import { FAKE_TRAINER, fakeTrainer, startJob, startWorker, states, testClient, waitForStatus, type RunningWorker } from '../helpers/forge';
 import { makeSignedSpec } from '../spec/fixtures';
 
@@ -33,15 +35,19 @@ const pi = new FakePrimeIntellect({
   templates: { 'tpl-trainer': slow },
   provisionMs: 100,
 });
+/** An API that accepts connections and never answers. */
+const hung = http.createServer(() => undefined);
 const home = mkdtempSync(path.join(os.tmpdir(), 'forge-remote-'));
+let config: ForgeConfig;
 let worker: RunningWorker | undefined;
 let client: Client;
 let closeClient: (() => Promise<void>) | undefined;
 
 beforeAll(async () => {
   await provider.start();
-  await Promise.all([akash.start(), pi.start()]);
-  const config = parseConfig({
+  await Promise.all([akash.start(), pi.start(), new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve))]);
+  const hungPort = (hung.address() as { port: number }).port;
+  config = parseConfig({
     backends: {
       akash: {
         kind: 'akash',
@@ -63,6 +69,7 @@ beforeAll(async () => {
         request_timeout_ms: 5000,
         trainers: { [DEFAULT_TRAINER_IMAGE]: { template_id: 'tpl-trainer' } },
       },
+      'pi-hung': { kind: 'prime-intellect', api_url: `http://127.0.0.1:${hungPort}`, api_key: PI_KEY, hourly_usd: 3, request_timeout_ms: 60_000 },
       local: { kind: 'local', hourly_usd: 0.5, poll_interval_ms: 100, trainers: { [DEFAULT_TRAINER_IMAGE]: { command: fakeTrainer('ok', 0.3) } } },
       pricey: { kind: 'local', hourly_usd: 36_000, poll_interval_ms: 100, trainers: { [DEFAULT_TRAINER_IMAGE]: { command: fakeTrainer('ok', 0.3) } } },
     },
@@ -80,6 +87,8 @@ afterAll(async () => {
   await worker?.stop();
   await closeClient?.();
   await Promise.all([akash.stop(), pi.stop()]);
+  hung.closeAllConnections();
+  hung.close();
   await provider.stop();
 });
 
@@ -180,4 +189,31 @@ test('budget: a backend whose hourly price × max_hours exceeds max_cost_usd is 
   expect(status.last_error?.detail).toMatch(/pricey at \$36000\.0000\/h × max_hours 1 = \$36000\.0000 exceeds the \$2\.0000 left of max_cost_usd/);
   expect(status.deployments).toEqual([]);
   expect(status.cost_usd).toBe(0);
+});
+
+test('GET /backends/:name/health asks each backend for real, bounded by a timeout', async () => {
+  const api: ApiHarness = await startApi({ taskQueue: `${TQ}-api`, config, home, worker: false, healthTimeoutMs: 1500 });
+  try {
+    const listed = await request(api.url, 'GET', '/backends');
+    expect((listed.json as { backends: { name: string; kind: string; hourly_usd: number }[] }).backends.map((b) => [b.name, b.kind, b.hourly_usd])).toEqual([
+      ['akash', 'akash', 2],
+      ['prime-intellect', 'prime-intellect', 3],
+      ['pi-hung', 'prime-intellect', 3],
+      ['local', 'local', 0.5],
+      ['pricey', 'local', 36_000],
+    ]);
+    const ok = await request(api.url, 'GET', '/backends/akash/health');
+    expect(ok.status).toBe(200);
+    expect(ok.json).toMatchObject({ name: 'akash', kind: 'akash', ok: true, detail: expect.stringMatching(/^console mode: 127\.0\.0\.1:\d+ accepts the API key; price cap \$2\/h$/) });
+    const pod = await request(api.url, 'GET', '/backends/prime-intellect/health');
+    expect(pod.json).toMatchObject({ ok: true, detail: expect.stringMatching(/accepts the API key; \d+ pod\(s\)/) });
+    const started = Date.now();
+    const slow = await request(api.url, 'GET', '/backends/pi-hung/health');
+    expect(slow.status).toBe(503);
+    expect(slow.json).toMatchObject({ ok: false, detail: 'health check timed out: no answer within 1500 ms' });
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(JSON.stringify([ok.json, pod.json, slow.json])).not.toContain(PI_KEY);
+  } finally {
+    await api.stop();
+  }
 });
