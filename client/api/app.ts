@@ -16,6 +16,7 @@ import { trainingJobJsonSchema } from '../../spec/json-schema';
 import { noArtifacts, type ArtifactSource } from './artifacts';
 import type { ApiContext, ZodApp } from './context';
 import { JobsService } from './jobs';
+import { JobMetrics } from './job-metrics';
 import { createMetrics } from './metrics';
 import { fieldError, fromZodIssues, PROBLEM_CONTENT_TYPE, ProblemError, summarize, zodErrorMap, type FieldLocation } from './problem';
 import { artifactRoutes } from './routes/artifacts';
@@ -39,6 +40,8 @@ export interface ApiDeps {
   queryTimeoutMs?: number;
   healthTimeoutMs?: number;
   logPollMs?: number;
+  /** How often /metrics re-reads job counts, attempts and cost from Temporal visibility (ms). */
+  jobMetricsRefreshMs?: number;
   /** Fastify logger options (pino); false for none. */
   logger?: FastifyServerOptions['logger'];
 }
@@ -103,6 +106,8 @@ export async function buildApp(deps: ApiDeps): Promise<ZodApp> {
   app.removeContentTypeParser('text/plain');
 
   const metrics = createMetrics();
+  // Jobs by state, attempts and cost, from Temporal visibility when /metrics is scraped (client/api/job-metrics.ts).
+  new JobMetrics({ client: deps.client, registry: metrics.registry, refreshMs: deps.jobMetricsRefreshMs ?? 30_000 });
   const jobs = new JobsService({
     client: deps.client,
     connection: deps.connection,
@@ -140,6 +145,8 @@ export async function buildApp(deps: ApiDeps): Promise<ZodApp> {
     const labels = { method: req.method, route: req.routeOptions.url ?? '(unmatched)', status: String(reply.statusCode) };
     metrics.requests.inc(labels);
     metrics.duration.observe(labels, reply.elapsedTime / 1000);
+    if (req.method === 'POST' && labels.route === '/jobs') metrics.submitLatency.observe({ status: labels.status }, reply.elapsedTime / 1000);
+    if (req.method === 'GET' && labels.route === '/jobs/:id') metrics.pollLatency.observe({ status: labels.status }, reply.elapsedTime / 1000);
   });
 
   app.setErrorHandler((err: FastifyError | Error, req, reply) => {

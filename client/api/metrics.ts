@@ -10,7 +10,13 @@ export interface ApiMetrics {
   submissions: Counter<'outcome'>;
   jobsSubmitted: Counter<'job_type'>;
   logStreams: Gauge;
+  /** POST /jobs, end to end (validation, signature, idempotent start in Temporal). */
+  submitLatency: Histogram<'status'>;
+  /** GET /jobs/:id, end to end (the workflow's status query, or the closed job's result). */
+  pollLatency: Histogram<'status'>;
 }
+
+const LATENCY_BUCKETS = [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
 export function createMetrics(): ApiMetrics {
   const registry = new Registry();
@@ -46,6 +52,20 @@ export function createMetrics(): ApiMetrics {
     logStreams: new Gauge({
       name: 'forge_api_log_streams_open',
       help: 'Server-sent event log streams currently open',
+      registers,
+    }),
+    submitLatency: new Histogram({
+      name: 'forge_api_submit_latency_seconds',
+      help: 'POST /jobs latency by status code (201 created, 200 existing, 4xx refused)',
+      labelNames: ['status'] as const,
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    pollLatency: new Histogram({
+      name: 'forge_api_poll_latency_seconds',
+      help: 'GET /jobs/:id (status poll) latency by status code',
+      labelNames: ['status'] as const,
+      buckets: LATENCY_BUCKETS,
       registers,
     }),
   };
