@@ -16,7 +16,9 @@ export interface SpecIssue {
 export type ParseSpecResult = { ok: true; spec: TrainingJobSpec } | { ok: false; issues: SpecIssue[] };
 
 function formatPath(path: readonly PropertyKey[]): string {
-  return path.length === 0 ? '(root)' : path.map(String).join('.');
+  // A key that is empty or holds a dot is quoted, so that every path names its field unambiguously (found by fuzzing).
+  const segment = (k: PropertyKey): string => (String(k) === '' || String(k).includes('.') ? JSON.stringify(String(k)) : String(k));
+  return path.length === 0 ? '(root)' : path.map(segment).join('.');
 }
 
 /** Zod reports unknown keys once, at their parent; we want one issue naming each key. */

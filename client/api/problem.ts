@@ -102,7 +102,9 @@ export function fromSpecIssues(issues: readonly SpecIssue[]): FieldError[] {
 }
 
 function formatPath(path: readonly PropertyKey[]): string {
-  return path.length === 0 ? '(root)' : path.map(String).join('.');
+  // A key that is empty or holds a dot is quoted, so that every path names its field unambiguously (found by fuzzing).
+  const segment = (k: PropertyKey): string => (String(k) === '' || String(k).includes('.') ? JSON.stringify(String(k)) : String(k));
+  return path.length === 0 ? '(root)' : path.map(segment).join('.');
 }
 
 /** Zod issues as field errors; an unknown key is named itself, as spec/parse does. */
