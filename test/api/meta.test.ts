@@ -19,7 +19,9 @@ import { http, problemOf, startApi, waitForJob, type ApiHarness } from './harnes
 const TQ = 'test-api-meta';
 const home = tempDir('forge-api-meta-');
 const artifactsRoot = path.join(home, 'artifacts');
-const config = testConfig({ local: { trainers: { ok: fakeTrainer('ok', 0) }, hourly_usd: 1.5, max_concurrent: 2 } });
+// $1.5/h × max_hours 1 is over the fixtures' $1 max_cost_usd: cost-aware admission ("fit", the default) would refuse
+// the artifacts job up front; "stop" lets it run (it costs a fraction of a cent) and stops it only at the budget.
+const config = testConfig({ local: { trainers: { ok: fakeTrainer('ok', 0) }, hourly_usd: 1.5, max_concurrent: 2 } }, undefined, { admission: { budget: 'stop' } });
 const TOKEN = 'sekret-token-0123456789-abcdef';
 const orchestrator = generateKeyPair();
 
