@@ -34,6 +34,8 @@ export interface ApiDeps {
   config: ForgeConfig;
   backends: ReadonlyMap<string, Backend>;
   artifacts?: ArtifactSource;
+  /** The orchestrator's did:key, served at GET /identity (clients check artifact manifests against it). */
+  identity?: () => string;
   /** When set, every request needs `Authorization: Bearer <token>`. */
   token?: string;
   webUiUrl?: string | null;
@@ -120,6 +122,7 @@ export async function buildApp(deps: ApiDeps): Promise<ZodApp> {
     config: deps.config,
     backends: deps.backends,
     artifacts: deps.artifacts ?? noArtifacts,
+    identity: deps.identity ?? null,
     metrics,
     namespace: deps.namespace,
     webUiUrl: deps.webUiUrl ?? null,

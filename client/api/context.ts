@@ -12,6 +12,8 @@ export interface ApiContext {
   config: ForgeConfig;
   backends: ReadonlyMap<string, Backend>;
   artifacts: ArtifactSource;
+  /** The orchestrator's did:key (GET /identity), or null when this API has none. */
+  identity: (() => string) | null;
   metrics: ApiMetrics;
   namespace: string;
   /** Temporal Web UI base URL, or null when unknown. */

@@ -158,6 +158,10 @@ export const backendListSchema = z.object({
   ),
 });
 
+export const identitySchema = z
+  .object({ did: z.string().meta({ description: "the orchestrator's Ed25519 did:key: artifact manifests and the elite registry are signed by it" }) })
+  .meta({ id: 'Identity' });
+
 export const backendParamsSchema = z.strictObject({ name: z.string().min(1).max(63) });
 
 export const backendHealthSchema = z.object({

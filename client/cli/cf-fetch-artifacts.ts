@@ -7,7 +7,7 @@
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { verifyArtifactManifest } from '../../common/artifact-manifest';
+import { MANIFEST_FILE, MANIFEST_SIG_FILE, manifestFilesOf, verifyArtifactManifest } from '../../common/artifact-manifest';
 import { isEd25519DidKey } from '../../spec/did-key';
 import { artifactListSchema } from '../api/schemas';
 import { CliError, downloadTo, EXIT, exitCodeFor, formatProblem, jobIdArg, parseAnswer, runCli, type ApiClient, type CommandSpec } from './shared';
@@ -83,13 +83,16 @@ if (require.main === module) {
         }
         if (!out.json) out.note(`verified ${file.path} (${file.size} bytes)`);
       }
-      // Everything verified: move it into place, the signed manifest beside it.
+      // Everything verified: move it into place, the signed manifest beside it as in the output repo (manifest.json
+      // holds the exact signed bytes, manifest.sig the signature), so the folder can be checked again offline.
       for (const file of manifest.files) {
         const final = path.join(dest, file.path);
         mkdirSync(path.dirname(final), { recursive: true });
         renameSync(path.join(staging, file.path), final);
       }
-      writeFileSync(path.join(dest, 'manifest.json'), `${JSON.stringify(listing.manifest, null, 2)}\n`);
+      const signed = manifestFilesOf(manifest);
+      writeFileSync(path.join(dest, MANIFEST_FILE), signed.json);
+      writeFileSync(path.join(dest, MANIFEST_SIG_FILE), signed.sig);
     } finally {
       rmSync(staging, { recursive: true, force: true });
     }

@@ -4,16 +4,16 @@
  * name only.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Backend } from '../../activities/backends/types';
 import { createBackends } from '../../activities/backends/registry';
 import { DirectoryArtifactSource } from '../../client/api/artifacts';
-import { ARTIFACT_MANIFEST_VERSION } from '../../common/artifact-manifest';
 import { trainingJobJsonSchema } from '../../spec/json-schema';
-import { generateKeyPair, signSpec } from '../../spec/signing';
+import { generateKeyPair } from '../../spec/signing';
 import { makeSignedSpec } from '../spec/fixtures';
 import { fakeTrainer, tempDir, testConfig } from '../helpers/forge';
+import { publishArtifacts } from '../helpers/results';
 import { http, problemOf, startApi, waitForJob, type ApiHarness } from './harness';
 
 const TQ = 'test-api-meta';
@@ -107,7 +107,7 @@ describe('health, metrics, documents', () => {
     const doc = r.json as { openapi: string; paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { properties: Record<string, unknown> } }> } }>> };
     expect(doc.openapi).toBe('3.1.0');
     expect(Object.keys(doc.paths).sort()).toEqual(
-      ['/backends', '/backends/{name}/health', '/healthz', '/jobs', '/jobs/{id}', '/jobs/{id}/artifacts', '/jobs/{id}/artifacts/{name}', '/jobs/{id}/cancel', '/jobs/{id}/logs', '/metrics', '/openapi.json', '/schemas/training-job-v1.json'].sort(),
+      ['/backends', '/backends/{name}/health', '/healthz', '/identity', '/jobs', '/jobs/{id}', '/jobs/{id}/artifacts', '/jobs/{id}/artifacts/{name}', '/jobs/{id}/cancel', '/jobs/{id}/logs', '/metrics', '/openapi.json', '/schemas/training-job-v1.json'].sort(),
     );
     expect(Object.keys(doc.paths['/jobs']!)).toEqual(expect.arrayContaining(['get', 'post']));
     const body = doc.paths['/jobs']!.post!.requestBody!.content['application/json']!.schema;
@@ -177,23 +177,10 @@ describe('artifacts', () => {
     expect((await http(api.url, 'POST', '/jobs', spec)).status).toBe(201);
     await waitForJob(api.url, jobId, (s) => s.state === 'COMPLETED');
     const dir = path.join(artifactsRoot, jobId);
-    mkdirSync(path.join(dir, 'checkpoints'), { recursive: true });
-    for (const [name, bytes] of Object.entries(files)) if (name !== 'evil') writeFileSync(path.join(dir, name), bytes);
+    publishArtifacts(artifactsRoot, jobId, files, orchestrator);
+    rmSync(path.join(dir, 'evil'));
     symlinkSync('/etc/hostname', path.join(dir, 'evil'));
     writeFileSync(path.join(dir, 'secret.txt'), 'not in the manifest');
-    const manifest = signSpec(
-      {
-        version: ARTIFACT_MANIFEST_VERSION,
-        job_id: jobId,
-        spec_sha256: '0'.repeat(64),
-        backend: 'local',
-        attempt: 1,
-        files: Object.entries(files).map(([p, b]) => ({ path: p, sha256: sha(b), size: b.length })),
-        signer_did: orchestrator.did,
-      },
-      orchestrator.secretKey,
-    );
-    writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify(manifest));
   });
 
   test('the list carries the signed manifest and one entry per file', async () => {

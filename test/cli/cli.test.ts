@@ -4,14 +4,14 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { DirectoryArtifactSource } from '../../client/api/artifacts';
-import { ARTIFACT_MANIFEST_VERSION } from '../../common/artifact-manifest';
-import { generateKeyPair, signSpec } from '../../spec/signing';
+import { generateKeyPair, signSpec, verifyBytes } from '../../spec/signing';
 import { makeSignedSpec, makeUnsignedSpec } from '../spec/fixtures';
 import { fakeTrainer, tempDir, testConfig } from '../helpers/forge';
 import { http, startApi, waitForJob, type ApiHarness } from '../api/harness';
+import { publishArtifacts } from '../helpers/results';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const CLI = path.join(ROOT, 'dist', 'client', 'cli');
@@ -221,22 +221,7 @@ describe('cf-fetch-artifacts', () => {
 
   /** Lays out the job's artifacts and a manifest signed by `signer`, optionally lying about one file. */
   function publish(signer = orchestrator, lie?: string): void {
-    const dir = path.join(artifactsRoot, jobId);
-    mkdirSync(path.join(dir, 'checkpoints'), { recursive: true });
-    for (const [name, bytes] of Object.entries(files)) writeFileSync(path.join(dir, name), name === lie ? Buffer.concat([bytes.subarray(1), Buffer.from('!')]) : bytes);
-    const manifest = signSpec(
-      {
-        version: ARTIFACT_MANIFEST_VERSION,
-        job_id: jobId,
-        spec_sha256: 'a'.repeat(64),
-        backend: 'local',
-        attempt: 1,
-        files: Object.entries(files).map(([p, b]) => ({ path: p, sha256: sha(b), size: b.length })),
-        signer_did: signer.did,
-      },
-      signer.secretKey,
-    );
-    writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify(manifest));
+    publishArtifacts(artifactsRoot, jobId, files, signer, lie);
   }
 
   beforeAll(async () => {
@@ -259,7 +244,10 @@ describe('cf-fetch-artifacts', () => {
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout)).toMatchObject({ job_id: jobId, dest, signer_did: orchestrator.did });
     for (const [name, bytes] of Object.entries(files)) expect(sha(readFileSync(path.join(dest, name)))).toBe(sha(bytes));
-    expect(JSON.parse(readFileSync(path.join(dest, 'manifest.json'), 'utf8'))).toMatchObject({ job_id: jobId });
+    // The signed manifest lands beside the files as in the output repo: its exact bytes and its signature.
+    const manifestBytes = readFileSync(path.join(dest, 'manifest.json'));
+    expect(JSON.parse(manifestBytes.toString('utf8'))).toMatchObject({ job_id: jobId });
+    expect(verifyBytes(readFileSync(path.join(dest, 'manifest.sig'), 'utf8').trim(), manifestBytes, orchestrator.publicKey)).toBe(true);
   });
 
   test('a tampered file, a manifest by another key, or an unknown orchestrator identity → 7 and nothing kept', async () => {

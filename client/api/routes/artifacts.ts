@@ -3,19 +3,20 @@
  * by exact name in the manifest, never by a path from the request, so no name can reach outside the job's files.
  */
 import { artifactManifestSchema, type ArtifactManifest } from '../../../common/artifact-manifest';
+import type { JobStatus } from '../../../workflows/messages';
 import type { ApiContext, ZodApp } from '../context';
 import { fieldError, ProblemError } from '../problem';
 import { artifactListSchema, artifactNameParamsSchema, jobParamsSchema } from '../schemas';
 
 export function artifactRoutes(app: ZodApp, ctx: ApiContext): void {
   /** The job's manifest, checked against the schema (a malformed one is the server's fault: 500). */
-  const manifestOf = async (jobId: string): Promise<{ raw: Record<string, unknown>; manifest: ArtifactManifest } | null> => {
+  const manifestOf = async (jobId: string): Promise<{ raw: Record<string, unknown>; manifest: ArtifactManifest; status: JobStatus } | null> => {
     const status = await ctx.jobs.status(jobId);
     const raw = await ctx.artifacts.manifest(jobId, status);
     if (raw === null || raw === undefined) return null;
     const parsed = artifactManifestSchema.safeParse(raw);
     if (!parsed.success) throw new Error(`stored artifact manifest of job ${jobId} is malformed: ${parsed.error.message}`);
-    return { raw: raw as Record<string, unknown>, manifest: parsed.data };
+    return { raw: raw as Record<string, unknown>, manifest: parsed.data, status };
   };
 
   app.get(
@@ -57,8 +58,8 @@ export function artifactRoutes(app: ZodApp, ctx: ApiContext): void {
       const { id, name } = req.params;
       const found = await manifestOf(id);
       const file = found?.manifest.files.find((f) => f.path === name);
-      if (!file) throw new ProblemError('not-found', `job ${id} has no artifact named ${JSON.stringify(name)}`, [fieldError('path', 'name', 'not in the job’s artifact manifest')]);
-      const stream = await ctx.artifacts.open(id, file);
+      if (!found || !file) throw new ProblemError('not-found', `job ${id} has no artifact named ${JSON.stringify(name)}`, [fieldError('path', 'name', 'not in the job’s artifact manifest')]);
+      const stream = await ctx.artifacts.open(id, file, found.status);
       const basename = file.path.split('/').at(-1) ?? 'artifact';
       return reply
         .header('content-type', 'application/octet-stream')

@@ -3,7 +3,7 @@ import { trainingJobJsonSchema } from '../../../spec/json-schema';
 import { JOB_TYPES } from '../../../spec/schema';
 import type { ApiContext, ZodApp } from '../context';
 import { fieldError, ProblemError } from '../problem';
-import { backendHealthSchema, backendListSchema, backendParamsSchema, healthzSchema } from '../schemas';
+import { backendHealthSchema, backendListSchema, backendParamsSchema, healthzSchema, identitySchema } from '../schemas';
 
 class HealthTimeout extends Error {}
 
@@ -62,6 +62,15 @@ export function metaRoutes(app: ZodApp, ctx: ApiContext): void {
       }
       const body = { name: backend.name, kind: backend.kind, ok: report.ok, detail: report.detail, latency_ms: Math.round(performance.now() - started) };
       return reply.code(report.ok ? 200 : 503).send(body);
+    },
+  );
+
+  app.get(
+    '/identity',
+    { schema: { summary: "The orchestrator's did:key (signer of artifact manifests and of the elite registry)", tags: ['meta'], response: { 200: identitySchema } } },
+    async () => {
+      if (!ctx.identity) throw new ProblemError('not-found', 'this API serves no orchestrator identity');
+      return { did: ctx.identity() };
     },
   );
 
