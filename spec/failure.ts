@@ -30,12 +30,20 @@ export function isRetryable(failure: FailureClass): boolean {
   return RETRYABLE_FAILURES.has(failure);
 }
 
-/** Trainer contract (DESIGN.md §6): 0 success, 75 transient (EX_TEMPFAIL), anything else permanent. */
+/** Trainer contract (DESIGN.md §6): 0 success, 75 transient (EX_TEMPFAIL), anything else permanent (but see below). */
 export const TRANSIENT_EXIT_CODE = 75;
+
+/**
+ * Exit statuses of a trainer killed from outside by SIGKILL (137: the OOM killer, `kill -9`, a reclaimed host) or
+ * SIGTERM (143: the reference trainer traps SIGTERM and exits 75; one that does not is still being stopped, not
+ * failing). Not the trainer's word on the job, so retryable, as PREEMPTED (found by the chaos suite, test/chaos).
+ */
+export const KILLED_EXIT_CODES: ReadonlySet<number> = new Set([128 + 9, 128 + 15]);
 
 export function classifyExitCode(code: number): FailureClass | undefined {
   if (code === 0) return undefined;
-  return code === TRANSIENT_EXIT_CODE ? 'TRANSIENT' : 'EXIT_CODE';
+  if (code === TRANSIENT_EXIT_CODE) return 'TRANSIENT';
+  return KILLED_EXIT_CODES.has(code) ? 'PREEMPTED' : 'EXIT_CODE';
 }
 
 export interface FailureInfo {

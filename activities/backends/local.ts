@@ -135,7 +135,9 @@ export class LocalBackend implements Backend {
     const startedAt = new Date(launch.startedAt);
     const progress = await this.readProgress(ws);
     const base = { startedAt: launch.startedAt, ...(progress && { progress }) };
-    const exit = await ws.readExit();
+    // The wrapper may write exit.json and end between our two looks (exit.json, then the process): look for exit.json
+    // again once the process is gone, before calling the attempt lost (found by the chaos suite, test/chaos).
+    const exit = (await ws.readExit()) ?? (leaderAlive(identity(launch)) ? undefined : await ws.readExit());
     if (exit) {
       const finished = { ...base, exitCode: exit.code, finishedAt: exit.finishedAt.toISOString(), costUsd: this.cost(startedAt, exit.finishedAt) };
       const failureClass = classifyExitCode(exit.code);
