@@ -4,6 +4,7 @@
  */
 import { Context, ApplicationFailure, activityInfo } from '@temporalio/activity';
 import type { ForgeConfig } from '../common/config';
+import { resultSettings, type ResultSettings } from '../common/results-config';
 import { parseTrainingJobSpec, specHash, type SpecIssue } from '../spec/parse';
 import type { TrainingJobSpec } from '../spec/schema';
 import type { FailureInfo } from '../spec/failure';
@@ -17,6 +18,8 @@ export interface JobSettings {
   backoff: { initialSeconds: number; maxSeconds: number };
   followHeartbeatSeconds: number;
   admissionPollSeconds: number;
+  /** Result integration (common/results-config.ts); absent in histories older than it. */
+  results?: ResultSettings;
 }
 
 export type ValidationResult =
@@ -204,6 +207,7 @@ export function createControlActivities(deps: ControlDeps) {
           backoff: { initialSeconds: c.retry_backoff.initial_seconds, maxSeconds: c.retry_backoff.max_seconds },
           followHeartbeatSeconds: c.follow_heartbeat_seconds,
           admissionPollSeconds: c.admission_poll_seconds,
+          results: resultSettings(c.results),
         },
       };
     },

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_TRAINER_IMAGE } from '../spec/constants';
 import { repoRoot } from './paths';
+import { defaultResultsConfig, resultsConfigSchema } from './results-config';
 
 const backendName = z
   .string()
@@ -201,6 +202,8 @@ export const forgeConfigSchema = z.strictObject({
   follow_heartbeat_seconds: z.number().positive().default(30),
   /** How long QUEUED waits between admission checks when no backend has capacity. */
   admission_poll_seconds: z.number().positive().default(15),
+  /** Artifacts, evals, the elite registry and notifications of finished jobs (common/results-config.ts). */
+  results: resultsConfigSchema.default(defaultResultsConfig),
   /**
    * Cost-aware admission (activities/admission.ts): `order` "price" tries the cheapest candidate first when the
    * spec's backend.region is "any" ("list": provider, then fallbacks); `budget` "fit" admits a backend only when its

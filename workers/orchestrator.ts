@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createBackends } from '../activities/backends/registry';
 import { createControlActivities } from '../activities/control';
+import { createResultActivities, type ResultHooks } from '../activities/results';
 import { loadConfig, type ForgeConfig } from '../common/config';
 import { forgeHome } from '../common/paths';
 import { connectWorker, parseEnv, readTemporalEnv } from '../common/temporal';
@@ -42,6 +43,8 @@ export interface OrchestratorWorkerOptions {
   identity?: string;
   /** Worker Deployment Versioning (workers/pool.ts deploymentOptions); unversioned without it. */
   deployment?: Pick<WorkerOptions, 'workerDeploymentOptions'>;
+  /** Tests: hooks into the result activities. */
+  resultHooks?: ResultHooks;
 }
 
 /** The pre-bundled workflow code made by `npm run build`, if present. */
@@ -59,6 +62,7 @@ export async function createOrchestratorWorker(o: OrchestratorWorkerOptions): Pr
     backends,
     pollIntervalMs: (name) => o.config.backends[name]?.poll_interval_ms ?? 1000,
   });
+  const results = createResultActivities({ config: o.config.results, home: o.home, backends, ...(o.resultHooks ? { hooks: o.resultHooks } : {}) });
   const bundle = o.workflowBundlePath ?? env.FORGE_WORKFLOW_BUNDLE ?? defaultWorkflowBundle();
   const code: Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> = bundle
     ? { workflowBundle: { codePath: bundle } }
@@ -68,7 +72,7 @@ export async function createOrchestratorWorker(o: OrchestratorWorkerOptions): Pr
     namespace: o.namespace,
     taskQueue: o.taskQueue ?? env.FORGE_ORCHESTRATOR_TASK_QUEUE,
     ...code,
-    activities,
+    activities: { ...activities, ...results },
     ...poolWorkerOptions(pool),
     ...o.deployment,
     ...(o.identity ? { identity: o.identity } : {}),

@@ -1,2 +1,3 @@
 /** Workflow entry points registered on `forge-orchestrator` (the bundle's root). */
 export { trainingJob } from './training-job';
+export { integrateResults } from './integrate-results';

@@ -1,20 +1,26 @@
 /**
  * trainingJob: one workflow per job (id `job-<job_id>`), the lifecycle of DESIGN.md §4.
  *
- *   CREATED → QUEUED → SUBMITTED → RUNNING → COMPLETED
- *                 ↑                  ↓
- *               RETRY ←──────────  FAILED ──→ ABANDONED
+ *   CREATED → QUEUED → SUBMITTED → RUNNING → EVALUATING → COMPLETED
+ *      │          ↑                  ↓             ↑
+ *      │        RETRY ←──────────  FAILED ──→ ABANDONED
+ *      └─ (eval job) ──────────────────────────────┘
  *   any non-terminal state → CANCELLED (signed cancel update, or a Temporal cancellation)
  *
- * Every transition goes through JobRecord; the retry/failover decision is the pure planAfterFailure.
+ * Every transition goes through JobRecord; the retry/failover decision is the pure planAfterFailure. After a
+ * successful attempt the artifacts are committed (RUNNING), then the integrateResults child evaluates and promotes
+ * (EVALUATING). Once the job is COMPLETED or ABANDONED its owner's notification target is told.
  */
 import {
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
+  ChildWorkflowFailure,
   allHandlersFinished,
   condition,
+  executeChild,
   isCancellation,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
@@ -23,15 +29,25 @@ import {
 } from '@temporalio/workflow';
 import type { ControlActivities, FollowResult, JobSettings, Submission, SubmitOutcome } from '../activities/control';
 import type { DeploymentRef, DeploymentState } from '../activities/backends/types';
+import type { NotificationEvent } from '../activities/notify';
+import type { ResultActivities } from '../activities/results';
+import type { ResultSettings } from '../common/results-config';
 import { FAILURE_CLASSES, type FailureClass, type FailureInfo } from '../spec/failure';
+import { describeNotificationTarget } from '../spec/notification-target';
 import { formatSpecIssues } from '../spec/parse';
 import { progressDecile } from '../spec/progress';
 import type { TrainingJobSpec } from '../spec/schema';
 import { verifyCancelRequest, type CancelRequest } from '../spec/signing';
 import { JobRecord } from './lifecycle/job-record';
 import { planAfterFailure } from './lifecycle/retry-plan';
+import { integrateResults } from './integrate-results';
 import { cancelUpdate, statusQuery, type JobStatus } from './messages';
-import { jobWorkflowId } from './names';
+import { integrateWorkflowId, jobWorkflowId } from './names';
+
+/** patched() ids: histories recorded before these behaviours replay along their old paths. */
+const PATCH_RESULTS = 'forge-results-integration';
+const PATCH_EVAL_JOBS = 'forge-eval-jobs';
+const PATCH_NOTIFY = 'forge-notifications';
 
 // Short calls (validate, admit, submit, close) are local activities: no task-queue round trip each, which keeps a
 // job's overhead near that of a single activity. Infrastructure errors retry here; a backend's typed refusal
@@ -82,8 +98,9 @@ export async function trainingJob(rawSpec: unknown): Promise<JobStatus> {
     { validator: (req: CancelRequest) => validateCancel(job, req) },
   );
 
+  let accepted: AcceptedJob | undefined;
   try {
-    await lifecycle.run(() => runJob(job, rawSpec));
+    accepted = await lifecycle.run(() => runJob(job, rawSpec));
   } catch (err) {
     if (!isCancellation(err)) throw err;
     await CancellationScope.nonCancellable(async () => {
@@ -93,6 +110,7 @@ export async function trainingJob(rawSpec: unknown): Promise<JobStatus> {
     // A Temporal cancellation ends the execution as Canceled, as the Web UI expects.
     if (!ownerCancel) throw err;
   }
+  if (accepted) await notifyEnd(job, accepted);
   await condition(allHandlersFinished);
   return job.status;
 }
@@ -109,18 +127,32 @@ function validateCancel(job: JobRecord, req: CancelRequest): void {
   if (!check.ok) throw new Error(`cancel refused: ${check.reason}`);
 }
 
-async function runJob(job: JobRecord, rawSpec: unknown): Promise<void> {
+/** A job whose spec passed validation: what its end (notifications) needs. */
+interface AcceptedJob {
+  spec: TrainingJobSpec;
+  settings: JobSettings;
+}
+
+async function runJob(job: JobRecord, rawSpec: unknown): Promise<AcceptedJob | undefined> {
   const v = await quick.validateSpec(rawSpec);
   if (!v.ok) {
     job.failedValidation(formatSpecIssues(v.issues));
-    return;
+    return undefined;
   }
   const { spec, settings } = v;
   if (workflowInfo().workflowId !== jobWorkflowId(spec.job_id)) {
     job.failedValidation(`job_id: workflow id must be ${jobWorkflowId(spec.job_id)}, got ${workflowInfo().workflowId}`);
-    return;
+    return undefined;
   }
   job.accepted(spec, v.specHash);
+  const results = settings.results;
+  if (spec.job_type === 'eval' && results && patched(PATCH_EVAL_JOBS)) {
+    // An eval job trains nothing: the suite runs against its base model, as the integrateResults child.
+    const model = `${spec.base_model.source}:${spec.base_model.name}@${spec.base_model.revision}`;
+    job.transition('EVALUATING', `eval job: evaluating ${model} on ${spec.objective.task_types.join(', ')}, no training`);
+    if (await evaluate(job, spec, v.specHash, results)) job.transition('COMPLETED', `evaluated: ${evalSummary(job)}`);
+    return { spec, settings };
+  }
   job.transition('QUEUED', 'waiting for admission');
 
   const candidates = [spec.backend.provider, ...(spec.backend.fallbacks ?? [])];
@@ -128,8 +160,9 @@ async function runJob(job: JobRecord, rawSpec: unknown): Promise<void> {
   for (let attempt = 1, retriesUsed = 0; ; attempt++, retriesUsed++) {
     const { index, outcome } = await runAttempt(job, spec, rawSpec, settings, candidates, preferred, attempt);
     if (outcome.ok) {
-      job.transition('COMPLETED', `attempt ${attempt} succeeded on ${candidates[index]}`);
-      return;
+      if (results?.enabled && patched(PATCH_RESULTS)) await integrate(job, spec, v.specHash, results);
+      else job.transition('COMPLETED', `attempt ${attempt} succeeded on ${candidates[index]}`);
+      return { spec, settings };
     }
     const plan = planAfterFailure({
       failure: outcome.failure.class,
@@ -143,7 +176,7 @@ async function runJob(job: JobRecord, rawSpec: unknown): Promise<void> {
     });
     if (plan.action === 'abandon') {
       job.transition('ABANDONED', `${plan.failure}: ${plan.reason}`);
-      return;
+      return { spec, settings };
     }
     job.transition('RETRY', `${plan.reason} → ${candidates[plan.backendIndex]}`);
     await sleep(plan.delayMs);
@@ -248,4 +281,112 @@ async function close(job: JobRecord, deployment: DeploymentRef): Promise<void> {
 
 async function closeAll(job: JobRecord): Promise<void> {
   for (const d of job.openDeployments()) await close(job, d);
+}
+
+// ---- results (DESIGN.md §8) ----------------------------------------------------------------------------------------
+
+function results(settings: ResultSettings) {
+  return proxyActivities<ResultActivities>({
+    startToCloseTimeout: `${settings.maxMinutes} minutes`,
+    scheduleToCloseTimeout: `${settings.maxMinutes} minutes`,
+    // They heartbeat every few seconds while they copy, hash and push.
+    heartbeatTimeout: '1 minute',
+    retry: { initialInterval: '2 seconds', maximumInterval: '1 minute' },
+  });
+}
+
+/** The innermost cause of a failed activity or child, as a failure of ours (REJECTED when it said so, else LOST). */
+function resultFailure(err: unknown, what: string): FailureInfo {
+  let cause: unknown = err;
+  while ((cause instanceof ActivityFailure || cause instanceof ChildWorkflowFailure) && cause.cause) cause = cause.cause;
+  const type = cause instanceof ApplicationFailure ? cause.type : undefined;
+  const failureClass = type && FAILURE_CLASSES.includes(type as FailureClass) ? (type as FailureClass) : 'LOST';
+  return { class: failureClass, detail: `${what}: ${cause instanceof Error ? cause.message : String(cause)}` };
+}
+
+/** The results could not be stored or evaluated: the job ends without training again (its outputs stay on the backend). */
+function abandonResults(job: JobRecord, err: unknown, what: string): void {
+  if (isCancellation(err)) throw err;
+  const failure = resultFailure(err, what);
+  job.failed(failure);
+  job.transition('ABANDONED', `${failure.class}: ${failure.detail}`);
+}
+
+/** RUNNING (trainer succeeded) → artifacts committed → EVALUATING → COMPLETED. */
+async function integrate(job: JobRecord, spec: TrainingJobSpec, specHash: string, settings: ResultSettings): Promise<void> {
+  const deployment = job.status.deployments.at(-1)!.ref;
+  try {
+    job.setArtifacts(await results(settings).commitArtifacts({ spec, specHash, deployment }));
+  } catch (err) {
+    abandonResults(job, err, 'the artifacts could not be committed');
+    return;
+  }
+  const a = job.status.artifacts!;
+  job.transition('EVALUATING', `artifacts committed to ${a.repo} ${a.branch} at ${a.commit.slice(0, 12)}`);
+  if (await evaluate(job, spec, specHash, settings)) job.transition('COMPLETED', `evaluated: ${evalSummary(job)}`);
+}
+
+/** The integrateResults child: evals (and promotion for trained models). False when it failed (job abandoned). */
+async function evaluate(job: JobRecord, spec: TrainingJobSpec, specHash: string, settings: ResultSettings): Promise<boolean> {
+  try {
+    const r = await executeChild(integrateResults, {
+      workflowId: integrateWorkflowId(spec.job_id),
+      args: [{ spec, specHash, artifacts: job.status.artifacts, maxMinutes: settings.maxMinutes }],
+    });
+    job.setEvals(r.evals);
+    return true;
+  } catch (err) {
+    abandonResults(job, err, 'evaluation failed');
+    return false;
+  }
+}
+
+function evalSummary(job: JobRecord): string {
+  const parts = job.status.evals.map((e) => {
+    const rate = e.tasks ? `${(e.success_rate * 100).toFixed(1)}%` : 'no eval tasks';
+    return `${e.task_type} ${rate}${e.promoted ? ' (promoted)' : ''}`;
+  });
+  return parts.join(', ') || 'no task types';
+}
+
+/** Tells the spec's notification target how the job ended. A failed delivery is recorded; the job stays as it ended. */
+async function notifyEnd(job: JobRecord, { spec, settings }: AcceptedJob): Promise<void> {
+  const ending: Partial<Record<string, [NotificationEvent, string | undefined]>> = {
+    COMPLETED: ['job.completed', spec.notifications?.on_complete],
+    ABANDONED: ['job.failed', spec.notifications?.on_failure],
+  };
+  const [event, target] = ending[job.state] ?? [];
+  const retry = settings.results?.notify;
+  if (!event || !target || !retry || !patched(PATCH_NOTIFY)) return;
+  const s = job.status;
+  const last = s.transitions.at(-1)!;
+  const send = proxyActivities<ResultActivities>({
+    startToCloseTimeout: '2 minutes',
+    retry: {
+      initialInterval: `${retry.initialIntervalSeconds} seconds`,
+      maximumInterval: `${retry.maximumIntervalSeconds} seconds`,
+      maximumAttempts: retry.maximumAttempts,
+    },
+  }).notify;
+  const record = { event, target: describeNotificationTarget(target), at: new Date().toISOString() };
+  try {
+    const r = await send({
+      target,
+      payload: {
+        event,
+        job_id: s.job_id,
+        job_type: s.job_type,
+        owner_did: s.owner_did,
+        state: s.state,
+        reason: last.reason,
+        at: last.at,
+        artifacts: s.artifacts ? { repo: s.artifacts.repo, branch: s.artifacts.branch, commit: s.artifacts.commit } : null,
+        evals: s.evals.map((e) => ({ task_type: e.task_type, success_rate: e.success_rate, promoted: e.promoted })),
+        last_error: s.last_error ? { class: s.last_error.class, detail: s.last_error.detail } : null,
+      },
+    });
+    job.addNotification({ ...record, delivered: true, detail: `delivered to ${r.delivered_to.join(', ')}` });
+  } catch (err) {
+    job.addNotification({ ...record, delivered: false, detail: resultFailure(err, 'not delivered').detail });
+  }
 }

@@ -6,9 +6,11 @@
 import { Client, Connection } from '@temporalio/client';
 import { createBackends } from '../../activities/backends/registry';
 import { loadConfig } from '../../common/config';
+import { orchestratorKey } from '../../common/orchestrator-key';
 import { forgeHome } from '../../common/paths';
 import { connectionOptions, temporalAddress } from '../../common/temporal';
 import { buildApp } from './app';
+import { GitArtifactSource } from './git-artifacts';
 import { readApiSettings } from './env';
 
 export interface ListeningMessage {
@@ -31,6 +33,9 @@ export async function main(): Promise<void> {
     taskQueue: api.FORGE_ORCHESTRATOR_TASK_QUEUE,
     config,
     backends: createBackends(config, home),
+    // The job's committed artifacts, checked against the orchestrator's key (made on first use, shared with workers).
+    artifacts: new GitArtifactSource({ home, git: config.results.git, signerDid: () => orchestratorKey(home).did }),
+    identity: () => orchestratorKey(home).did,
     ...(api.FORGE_API_TOKEN ? { token: api.FORGE_API_TOKEN } : {}),
     webUiUrl: settings.webUiUrl,
     queryTimeoutMs: api.FORGE_API_QUERY_TIMEOUT_MS,

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { NativeConnection, Runtime, DefaultLogger, type Worker } from '@temporalio/worker';
+import type { ResultHooks } from '../../activities/results';
 import { parseConfig, type ForgeConfig } from '../../common/config';
 import { createOrchestratorWorker } from '../../workers/orchestrator';
 import type { JobStatus } from '../../workflows/messages';
@@ -34,7 +35,7 @@ export function tempDir(prefix = 'forge-'): string {
 export const FAKE_TRAINER = path.resolve(__dirname, '..', 'fixtures', 'fake-trainer.sh');
 
 /** argv of the fake trainer: `mode` for `seconds`, see test/fixtures/fake-trainer.sh. */
-export function fakeTrainer(mode: 'ok' | 'exit' | 'transient-until' | 'vanish', seconds: number, arg?: number): string[] {
+export function fakeTrainer(mode: 'ok' | 'exit' | 'transient-until' | 'vanish' | 'model', seconds: number, arg?: number): string[] {
   return ['/bin/sh', FAKE_TRAINER, mode, String(seconds), ...(arg === undefined ? [] : [String(arg)])];
 }
 
@@ -44,7 +45,10 @@ export interface TestBackend {
   max_concurrent?: number;
 }
 
-/** A fast operator config: short backoff, quick heartbeats and polls. `starts` records every trainer start. */
+/**
+ * A fast operator config: short backoff, quick heartbeats and polls. `starts` records every trainer start. Result
+ * integration (artifacts, evals, registry) is off unless `extra.results` turns it on: fake trainers make no model.
+ */
 export function testConfig(backends: Record<string, TestBackend>, starts?: string, extra: object = {}): ForgeConfig {
   return parseConfig({
     backends: Object.fromEntries(
@@ -64,6 +68,7 @@ export function testConfig(backends: Record<string, TestBackend>, starts?: strin
     retry_backoff: { initial_seconds: 0.2, max_seconds: 1 },
     follow_heartbeat_seconds: 3,
     admission_poll_seconds: 0.5,
+    results: { enabled: false },
     ...extra,
   });
 }
@@ -79,7 +84,7 @@ export interface RunningWorker {
 }
 
 /** An in-process orchestrator worker on `taskQueue`, with the run's pre-built workflow bundle. */
-export async function startWorker(config: ForgeConfig, home: string, taskQueue: string): Promise<RunningWorker> {
+export async function startWorker(config: ForgeConfig, home: string, taskQueue: string, resultHooks?: ResultHooks): Promise<RunningWorker> {
   quietRuntime();
   const connection = await NativeConnection.connect({ address: temporalAddress() });
   const worker = await createOrchestratorWorker({
@@ -90,6 +95,7 @@ export async function startWorker(config: ForgeConfig, home: string, taskQueue: 
     taskQueue,
     workflowBundlePath: process.env.FORGE_TEST_WORKFLOW_BUNDLE,
     env: { FORGE_ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS: '1' },
+    ...(resultHooks ? { resultHooks } : {}),
   });
   const running = worker.run();
   return {

@@ -4,7 +4,7 @@ test('the edges of DESIGN.md §4', () => {
   const allowed = JOB_STATES.flatMap((from) => JOB_STATES.filter((to) => canTransition(from, to)).map((to) => `${from}→${to}`));
   expect(allowed.sort()).toEqual(
     [
-      'CREATED→QUEUED', 'CREATED→ABANDONED', 'CREATED→CANCELLED',
+      'CREATED→QUEUED', 'CREATED→EVALUATING', 'CREATED→ABANDONED', 'CREATED→CANCELLED',
       'QUEUED→SUBMITTED', 'QUEUED→FAILED', 'QUEUED→ABANDONED', 'QUEUED→CANCELLED',
       'SUBMITTED→RUNNING', 'SUBMITTED→FAILED', 'SUBMITTED→CANCELLED',
       'RUNNING→EVALUATING', 'RUNNING→COMPLETED', 'RUNNING→FAILED', 'RUNNING→CANCELLED',

@@ -8,7 +8,8 @@ import { log, upsertMemo, upsertSearchAttributes, workflowInfo } from '@temporal
 import type { DeploymentRef, DeploymentStatus } from '../../activities/backends/types';
 import type { FailureInfo } from '../../spec/failure';
 import type { TrainingJobSpec } from '../../spec/schema';
-import type { DeploymentRecord, ErrorRecord, JobStatus } from '../messages';
+import type { ArtifactsRecord } from '../../activities/artifacts';
+import type { DeploymentRecord, ErrorRecord, EvalRecord, JobStatus, NotificationRecord } from '../messages';
 import {
   ForgeAttempt,
   ForgeBackend,
@@ -48,6 +49,9 @@ export class JobRecord {
       deployments: [],
       last_error: null,
       errors: [],
+      artifacts: null,
+      evals: [],
+      notifications: [],
     };
     const initial: SearchAttributeUpdatePair[] = [];
     const type = this.status.job_type;
@@ -164,6 +168,18 @@ export class JobRecord {
   /** Spend of every deployment but this one: what the budget left for `ref` is measured against. */
   costExcept(ref: DeploymentRef): number {
     return this.status.deployments.filter((d) => d !== this.deployment(ref)).reduce((sum, d) => sum + d.cost_usd, 0);
+  }
+
+  setArtifacts(record: ArtifactsRecord): void {
+    this.status.artifacts = record;
+  }
+
+  setEvals(evals: EvalRecord[]): void {
+    this.status.evals = evals;
+  }
+
+  addNotification(n: NotificationRecord): void {
+    this.status.notifications.push(n);
   }
 
   private record(state: JobState, reason: string): void {

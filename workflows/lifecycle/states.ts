@@ -18,7 +18,8 @@ export type JobState = (typeof JOB_STATES)[number];
 export const TERMINAL_STATES: ReadonlySet<JobState> = new Set<JobState>(['COMPLETED', 'ABANDONED', 'CANCELLED']);
 
 const EDGES: Record<JobState, readonly JobState[]> = {
-  CREATED: ['QUEUED', 'ABANDONED'],
+  // An eval job trains nothing: it goes straight to EVALUATING.
+  CREATED: ['QUEUED', 'EVALUATING', 'ABANDONED'],
   // Submission itself can fail (the backend refuses): that is a failed attempt too.
   QUEUED: ['SUBMITTED', 'FAILED', 'ABANDONED'],
   SUBMITTED: ['RUNNING', 'FAILED'],
