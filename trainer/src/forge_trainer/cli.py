@@ -5,6 +5,7 @@
   forge-trainer finetune [...]      supervised finetuning; options default to the contract env
   forge-trainer init-tiny --out D   a tiny local model with a byte-level tokenizer
   forge-trainer serve --model D     an OpenAI-compatible completions server
+  forge-trainer grpo-server [...]   a GRPO trainer host's policy process (driven by workers/grpo.ts)
 """
 
 from __future__ import annotations
@@ -92,7 +93,27 @@ def cmd_init_tiny(args: argparse.Namespace, _env: Mapping[str, str]) -> int:
 def cmd_serve(args: argparse.Namespace, _env: Mapping[str, str]) -> int:
     from forge_trainer.serve import serve
 
-    serve(Path(args.model), host=args.host, port=args.port, model_name=args.model_name)
+    serve(
+        Path(args.model),
+        host=args.host,
+        port=args.port,
+        model_name=args.model_name,
+        allow_weight_updates=args.allow_weight_updates,
+    )
+    return EXIT_OK
+
+
+def cmd_grpo_server(args: argparse.Namespace, _env: Mapping[str, str]) -> int:
+    from forge_trainer.grpo_server import serve_grpo
+
+    serve_grpo(
+        Path(args.config),
+        Path(args.state_dir),
+        Path(args.work_dir),
+        host=args.host,
+        port=args.port,
+        advertise_host=args.advertise_host,
+    )
     return EXIT_OK
 
 
@@ -128,7 +149,21 @@ def parser() -> argparse.ArgumentParser:
     srv.add_argument("--host", default="127.0.0.1")
     srv.add_argument("--port", type=int, default=8000, help="0 picks a free port (printed in the serving event)")
     srv.add_argument("--model-name", help="the model id clients use (default: the directory's name)")
+    srv.add_argument(
+        "--allow-weight-updates",
+        action="store_true",
+        help="enable POST /update_weights_from_disk (RL rollout workers load each policy version through it)",
+    )
     srv.set_defaults(handler=cmd_serve)
+
+    grpo = sub.add_parser("grpo-server", help="hold one RL job's policy: GRPO updates, weights over HTTP, checkpoints")
+    grpo.add_argument("--config", required=True, help="the session's JSON config (written by the host worker)")
+    grpo.add_argument("--state-dir", required=True, help="the job's state folder (checkpoints, training log, final/)")
+    grpo.add_argument("--work-dir", required=True, help="scratch folder (served weights), removed at exit")
+    grpo.add_argument("--host", default="127.0.0.1")
+    grpo.add_argument("--port", type=int, default=0, help="0 picks a free port (printed in the serving event)")
+    grpo.add_argument("--advertise-host", help="the host name rollout workers reach this one by (default: --host)")
+    grpo.set_defaults(handler=cmd_grpo_server)
     return p
 
 

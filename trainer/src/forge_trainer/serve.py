@@ -4,7 +4,10 @@ API on GPU hosts):
 
   POST /v1/completions   prompt (string or list of strings), n, max_tokens, temperature, top_p, logprobs, seed, stop
   GET  /v1/models
-  GET  /health
+  GET  /health           also names the loaded weights (`weight_version`)
+  POST /update_weights_from_disk   {"model_path", "weight_version"?}: load other weights of the same architecture
+                         (SGLang's endpoint of that name; only with --allow-weight-updates, and with a bearer token
+                         when FORGE_SERVE_ADMIN_TOKEN is set). RL rollout workers load each policy version with it.
 
 `logprobs` are those of the model's raw distribution (temperature 1, no top-p), as vLLM reports by default: what a
 policy-gradient update needs. One request computes at a time; a request with a `seed` is reproducible.
@@ -12,8 +15,12 @@ policy-gradient update needs. One request computes at a time; a request with a `
 
 from __future__ import annotations
 
+import hmac
 import json
+import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 import uuid
@@ -131,6 +138,31 @@ class Engine:
         self.context = int(getattr(self.model.config, "max_position_embeddings", 2048) or 2048)
         self.created = int(time.time())
         self.lock = threading.Lock()
+        self.model_dir = model_dir
+        self.weight_version = "base"
+
+    def load_weights(self, model_path: Path, weight_version: str | None) -> None:
+        """
+        Swaps in the weights of `model_path` (a folder with model.safetensors, or that file): same architecture as the
+        served model, whose config and tokenizer stay. Requests in flight finish on the old weights.
+        """
+        from transformers import AutoModelForCausalLM
+
+        weights = model_path if model_path.is_file() else model_path / "model.safetensors"
+        if not weights.is_file():
+            raise RequestError(f"{weights} does not exist", "model_path")
+        with tempfile.TemporaryDirectory(prefix="forge-weights-") as tmp:
+            for name in ("config.json", "generation_config.json"):
+                if (self.model_dir / name).is_file():
+                    shutil.copyfile(self.model_dir / name, Path(tmp) / name)
+            (Path(tmp) / "model.safetensors").symlink_to(weights.resolve())
+            try:
+                model = AutoModelForCausalLM.from_pretrained(tmp).to(self.device).eval()
+            except (OSError, ValueError, RuntimeError) as err:
+                raise RequestError(f"cannot load {weights}: {err}", "model_path") from err
+        with self.lock:
+            self.model = model
+            self.weight_version = weight_version or str(weights)
 
     def sample(self, prompt_ids: list[int], req: CompletionRequest, generator: torch.Generator) -> list[Sample]:
         import torch
@@ -256,7 +288,9 @@ def _error_body(message: str, status: HTTPStatus, param: str | None = None) -> d
     return {"error": {"message": message, "type": kind, "param": param, "code": None}}
 
 
-def make_handler(engine: Engine) -> type[BaseHTTPRequestHandler]:
+def make_handler(engine: Engine, allow_weight_updates: bool = False) -> type[BaseHTTPRequestHandler]:
+    admin_token = os.environ.get("FORGE_SERVE_ADMIN_TOKEN", "")
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "forge-trainer"
         protocol_version = "HTTP/1.1"
@@ -275,7 +309,8 @@ def make_handler(engine: Engine) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/health":
-                self._send(HTTPStatus.OK, {"status": "ok", "model": engine.name})
+                health = {"status": "ok", "model": engine.name, "weight_version": engine.weight_version}
+                self._send(HTTPStatus.OK, health)
             elif path == "/v1/models":
                 model = {"id": engine.name, "object": "model", "created": engine.created, "owned_by": "forge"}
                 self._send(HTTPStatus.OK, {"object": "list", "data": [model]})
@@ -296,6 +331,9 @@ def make_handler(engine: Engine) -> type[BaseHTTPRequestHandler]:
                 self._send(too_big, _error_body(f"body over {MAX_BODY_BYTES} bytes", too_big))
                 return
             raw = self.rfile.read(length)
+            if path == "/update_weights_from_disk" and allow_weight_updates:
+                self._update_weights(raw)
+                return
             if path != "/v1/completions":
                 self._send(HTTPStatus.NOT_FOUND, _error_body(f"no route POST {path}", HTTPStatus.NOT_FOUND))
                 return
@@ -311,13 +349,43 @@ def make_handler(engine: Engine) -> type[BaseHTTPRequestHandler]:
                 status = HTTPStatus.INTERNAL_SERVER_ERROR
                 self._send(status, _error_body(f"{type(err).__name__}: {err}", status))
 
+        def _update_weights(self, raw: bytes) -> None:
+            got = self.headers.get("Authorization", "")
+            if admin_token and not (
+                got.startswith("Bearer ") and hmac.compare_digest(got[7:].encode(), admin_token.encode())
+            ):
+                unauthorized = HTTPStatus.UNAUTHORIZED
+                self._send(unauthorized, _error_body("missing or wrong bearer token", unauthorized))
+                return
+            try:
+                body = json.loads(raw)
+                path = body.get("model_path") if isinstance(body, dict) else None
+                version = body.get("weight_version") if isinstance(body, dict) else None
+                if not isinstance(path, str) or not path:
+                    raise RequestError("model_path must be a non-empty string", "model_path")
+                if version is not None and not isinstance(version, str):
+                    raise RequestError("weight_version must be a string", "weight_version")
+                engine.load_weights(Path(path), version)
+                self._send(HTTPStatus.OK, {"success": True, "message": f"loaded {path}", "weight_version": version})
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                bad = HTTPStatus.BAD_REQUEST
+                self._send(bad, {"success": False, **_error_body(f"the body is not valid JSON: {err}", bad)})
+            except RequestError as err:
+                self._send(err.status, {"success": False, **_error_body(str(err), err.status, err.param)})
+
     return Handler
 
 
-def serve(model_dir: Path, host: str = "127.0.0.1", port: int = 8000, model_name: str | None = None) -> None:
+def serve(
+    model_dir: Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    model_name: str | None = None,
+    allow_weight_updates: bool = False,
+) -> None:
     """Serves until SIGTERM or SIGINT; prints {"event":"serving","url":...} once it listens."""
     engine = Engine(model_dir, model_name or model_dir.resolve().name)
-    httpd = ThreadingHTTPServer((host, port), make_handler(engine))
+    httpd = ThreadingHTTPServer((host, port), make_handler(engine, allow_weight_updates))
     httpd.daemon_threads = True
 
     def stop(_signum: int, _frame: FrameType | None) -> None:

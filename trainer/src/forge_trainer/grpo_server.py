@@ -1,0 +1,252 @@
+"""
+`forge-trainer grpo-server`: the long-lived trainer process of a GRPO trainer host (workers/grpo.ts starts one per
+job it holds). It loads the policy and the reference model once (resuming from the job's newest checkpoint), then
+serves over HTTP until SIGTERM, or until its parent goes away (stdin closes):
+
+  GET  /health                              {status, job_id, session_id, version, sha256, step}
+  GET  /v1/policy                           the current version {version, sha256, url}               (token)
+  GET  /v1/policy/<version>/model.safetensors   that version's weights, header X-Forge-Sha256        (token)
+  PUT  /v1/rollouts/<id>                    a rollout: {policy_version, prompt | prompt_token_ids,
+                                            samples: [{token_ids, logprobs, reward}]}                 (token)
+  POST /v1/update                           {step, groups: [{rollout_id, advantages}], rollout_tokens_per_s}
+                                            -> the step's training_log line + {version, sha256, checkpoint} (admin)
+  POST /v1/checkpoint                       a checkpoint of the current version now                    (admin)
+  POST /v1/export                           the policy as the run's outputs -> {files: [{path, sha256, size}]} (admin)
+  GET  /v1/final/<path>                     an exported file                                            (token)
+
+`token` is FORGE_GRPO_TOKEN (rollout workers: weights and uploads), `admin` FORGE_GRPO_ADMIN_TOKEN (the host worker
+only); both from the environment, never the command line. Errors are JSON {"error": {"message", ...}} with 400
+(malformed), 401, 404, 409 (wrong step, missing or stale rollouts), 410 (superseded by another session).
+On SIGTERM or stdin EOF: a checkpoint of the current version (if it is newer than the last), then exit 0.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import os
+import re
+import shutil
+import signal
+import sys
+import threading
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from forge_trainer.contract import Events, PermanentError, dumps
+from forge_trainer.grpo import GrpoConfig, GrpoSession, UpdateRefused, UpdateRequest
+
+MAX_BODY_BYTES = 256 * 1024 * 1024
+WEIGHTS_PATH = re.compile(r"^/v1/policy/(\d+)/model\.safetensors$")
+ROLLOUT_PATH = re.compile(r"^/v1/rollouts/([A-Za-z0-9._:@-]{1,200})$")
+FINAL_PATH = re.compile(r"^/v1/final/([A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*)$")
+CHUNK = 1 << 20
+
+
+def _tokens() -> tuple[str, str]:
+    token = os.environ.get("FORGE_GRPO_TOKEN", "")
+    admin = os.environ.get("FORGE_GRPO_ADMIN_TOKEN", "")
+    if len(token) < 16 or len(admin) < 16:
+        raise PermanentError("FORGE_GRPO_TOKEN and FORGE_GRPO_ADMIN_TOKEN must be set (16 characters or more)")
+    return token, admin
+
+
+def make_handler(session: GrpoSession, base_url: list[str], token: str, admin: str) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "forge-grpo"
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _json(self, status: int, body: dict[str, Any]) -> None:
+            data = dumps(body).encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _error(self, status: int, message: str, **details: Any) -> None:
+            self._json(status, {"error": {"message": message, **details}})
+
+        def _authorized(self, expected: str) -> bool:
+            got = self.headers.get("Authorization", "")
+            ok = got.startswith("Bearer ") and hmac.compare_digest(got[7:].encode(), expected.encode())
+            if not ok:
+                self._error(HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token")
+            return ok
+
+        def _body(self) -> Any:
+            try:
+                length = int(self.headers.get("Content-Length", ""))
+            except ValueError as err:
+                raise UpdateRefused("Content-Length required", status=411) from err
+            if length > MAX_BODY_BYTES:
+                self.close_connection = True
+                raise UpdateRefused(f"body over {MAX_BODY_BYTES} bytes", status=413)
+            raw = self.rfile.read(length)
+            try:
+                return json.loads(raw) if raw else {}
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise UpdateRefused(f"the body is not valid JSON: {err}", status=400) from err
+
+        def _file(self, path: Path, sha256: str | None) -> None:
+            size = path.stat().st_size
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(size))
+            if sha256:
+                self.send_header("X-Forge-Sha256", sha256)
+            self.end_headers()
+            with path.open("rb") as f:
+                while chunk := f.read(CHUNK):
+                    self.wfile.write(chunk)
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/health":
+                v = session.current()
+                self._json(
+                    HTTPStatus.OK,
+                    {
+                        "status": "superseded" if session.superseded else "ok",
+                        "job_id": session.cfg.job_id,
+                        "session_id": session.cfg.session_id,
+                        "version": v.number,
+                        "sha256": v.sha256,
+                    },
+                )
+                return
+            if not self._authorized(token):
+                return
+            if path == "/v1/policy":
+                v = session.current()
+                url = f"{base_url[0]}/v1/policy/{v.number}/model.safetensors"
+                self._json(HTTPStatus.OK, {"version": v.number, "sha256": v.sha256, "url": url})
+                return
+            m = WEIGHTS_PATH.match(path)
+            if m:
+                v = session.weights(int(m.group(1)))
+                if v is None or not v.path.exists():
+                    self._error(HTTPStatus.NOT_FOUND, f"policy version {m.group(1)} is not kept here")
+                else:
+                    self._file(v.path, v.sha256)
+                return
+            m = FINAL_PATH.match(path)
+            if m:
+                file = session.state_dir / "final" / m.group(1)
+                if ".." in m.group(1).split("/") or not file.is_file():
+                    self._error(HTTPStatus.NOT_FOUND, f"no exported file {m.group(1)}")
+                else:
+                    self._file(file, None)
+                return
+            self._error(HTTPStatus.NOT_FOUND, f"no route GET {path}")
+
+        def do_PUT(self) -> None:
+            path = self.path.split("?", 1)[0]
+            try:
+                body = self._body()
+                if not self._authorized(token):
+                    return
+                m = ROLLOUT_PATH.match(path)
+                if not m:
+                    self._error(HTTPStatus.NOT_FOUND, f"no route PUT {path}")
+                    return
+                r = session.add_rollout(m.group(1), body)
+                self._json(HTTPStatus.OK, {"rollout_id": r.rollout_id, "samples": len(r.samples)})
+            except UpdateRefused as err:
+                self._error(err.status, str(err), **err.details)
+
+        def do_POST(self) -> None:
+            path = self.path.split("?", 1)[0]
+            try:
+                body = self._body()
+                if not self._authorized(admin):
+                    return
+                if path == "/v1/update":
+                    result = session.update(UpdateRequest.from_json(body))
+                    url = f"{base_url[0]}/v1/policy/{result['version']}/model.safetensors"
+                    self._json(HTTPStatus.OK, {**result, "url": url})
+                elif path == "/v1/checkpoint":
+                    saved = session.checkpoint()
+                    self._json(HTTPStatus.OK, {"version": session.version, "checkpoint": saved and str(saved)})
+                elif path == "/v1/export":
+                    files = session.export()
+                    url = f"{base_url[0]}/v1/final"
+                    self._json(HTTPStatus.OK, {"version": session.version, "files": files, "url": url})
+                else:
+                    self._error(HTTPStatus.NOT_FOUND, f"no route POST {path}")
+            except UpdateRefused as err:
+                self._error(err.status, str(err), **err.details)
+            except Exception as err:  # a bug must not take the policy down with it: 500, keep serving
+                self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(err).__name__}: {err}")
+
+    return Handler
+
+
+def serve_grpo(
+    config_file: Path,
+    state_dir: Path,
+    work_dir: Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    advertise_host: str | None = None,
+) -> None:
+    token, admin = _tokens()
+    try:
+        raw = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise PermanentError(f"cannot read the grpo config {config_file}: {err}") from err
+    cfg = GrpoConfig.from_json(raw)
+    events = Events()
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def watch_parent() -> None:  # the host worker died (even by SIGKILL): its pipe to our stdin closes
+        try:
+            while sys.stdin.buffer.read(1024):
+                pass
+        except (OSError, ValueError):
+            pass
+        stop.set()
+
+    if not sys.stdin.isatty():
+        threading.Thread(target=watch_parent, daemon=True).start()
+
+    session = GrpoSession(cfg, state_dir, work_dir, events)
+    base_url: list[str] = [""]
+    httpd = ThreadingHTTPServer((host, port), make_handler(session, base_url, token, admin))
+    httpd.daemon_threads = True
+    bound_port = int(httpd.server_address[1])
+    base_url[0] = f"http://{advertise_host or host}:{bound_port}"
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
+    v = session.current()
+    events.emit(
+        "serving",
+        url=base_url[0],
+        port=bound_port,
+        job_id=cfg.job_id,
+        session_id=cfg.session_id,
+        version=v.number,
+        sha256=v.sha256,
+        resumed_from=session.st.resumed_from,
+    )
+    while not stop.wait(0.5):
+        pass
+    try:
+        saved = session.checkpoint()
+        events.emit("stopped", version=session.version, checkpoint=saved and str(saved))
+    except UpdateRefused as err:  # superseded: the successor's state is not ours to touch
+        events.emit("stopped", version=session.version, checkpoint=None, reason=str(err))
+    httpd.shutdown()
+    httpd.server_close()
+    shutil.rmtree(work_dir, ignore_errors=True)
