@@ -11,6 +11,7 @@ import type { FailureInfo } from '../spec/failure';
 import { progressDecile } from '../spec/progress';
 import { verifySpecSignatureFast } from '../common/spec-signature';
 import { rankCandidates, type CandidateLook, type Look } from './admission';
+import { FairAdmission } from './fair-admission';
 import { BackendError, type Backend, type DeploymentRef, type DeploymentState, type DeploymentStatus } from './backends/types';
 
 export interface JobSettings {
@@ -81,6 +82,8 @@ export interface ControlDeps {
   backends: Map<string, Backend>;
   /** Poll interval of followDeployment per backend name (ms). */
   pollIntervalMs(backend: string): number;
+  /** Per-owner round robin of free slots among waiting jobs (activities/fair-admission.ts); default on. */
+  fairness?: 'owner' | 'off';
 }
 
 /** A backend's refusal becomes a typed, non-retryable failure: the workflow decides what to do next. */
@@ -101,6 +104,9 @@ export function createControlActivities(deps: ControlDeps) {
     }
     return b;
   };
+
+  // Free slots go to waiting owners in round robin (issue 8). Waiters that stop asking expire after two polls.
+  const fair = deps.fairness === 'off' ? undefined : new FairAdmission(deps.config.admission_poll_seconds * 2000 + 5000);
 
   // Per-backend admission locks of this worker process (a chain of promises per backend name).
   const locks = new Map<string, Promise<unknown>>();
@@ -218,11 +224,27 @@ export function createControlActivities(deps: ControlDeps) {
      */
     async awaitAdmission(input: AdmissionInput & { pollSeconds: number }): Promise<AdmissionResult> {
       const ctx = Context.current();
-      for (;;) {
-        const look = await firstAvailable(input);
-        if ('index' in look) return look;
-        ctx.heartbeat({ waiting: look.waits });
-        await ctx.sleep(input.pollSeconds * 1000); // rejects with CancelledFailure when the job is cancelled
+      const { job_id: jobId, owner_did: owner } = input.spec;
+      try {
+        for (;;) {
+          fair?.wait(input.candidates, jobId, owner);
+          const look = await firstAvailable(input);
+          if ('index' in look) {
+            // Room, and this job's owner is the one due there (fair share): go and take it.
+            if (!fair || fair.mayAdmit(input.candidates[look.index]!, owner)) return look;
+          }
+          ctx.heartbeat({ waiting: 'waits' in look ? look.waits : ['fair share: other owners are due first'] });
+          // Until the next poll, or until this job's owner becomes due (a slot was granted or freed on this worker).
+          const wake = fair?.wakeup(jobId);
+          try {
+            await Promise.race([ctx.sleep(input.pollSeconds * 1000), ...(wake ? [wake.promise] : [])]); // rejects when cancelled
+          } finally {
+            wake?.cancel();
+          }
+        }
+      } catch (err) {
+        fair?.leave(jobId); // cancelled: it no longer waits
+        throw err;
       }
     },
 
@@ -232,6 +254,8 @@ export function createControlActivities(deps: ControlDeps) {
      * submission comes back as a failure of that backend, for the workflow to classify.
      */
     async admitAndSubmit(input: AdmissionInput & { rawSpec: unknown; attempt: number }): Promise<SubmitOutcome | null> {
+      const { job_id: jobId, owner_did: owner } = input.spec;
+      fair?.wait(input.candidates, jobId, owner);
       const r = await ranking(input, input.attempt);
       const refusals = [...r.refusals];
       const waits = [...r.waits];
@@ -241,13 +265,18 @@ export function createControlActivities(deps: ControlDeps) {
           const l = await look(c.name, input.spec);
           if (l.kind !== 'room') return l;
           if (c.maxHourlyUsd !== undefined && l.hourlyUsd > c.maxHourlyUsd + 1e-9) return { kind: 'busy', detail: `now $${l.hourlyUsd}/h, over the budget` };
+          if (fair && !fair.mayAdmit(c.name, owner)) return { kind: 'busy', detail: 'fair share: jobs of other owners are due first' };
           const b = backend(c.name);
           try {
             const options = c.maxHourlyUsd !== undefined ? { maxHourlyUsd: c.maxHourlyUsd } : {};
             const deployment = await b.submit(input.spec, input.rawSpec, input.attempt, options);
+            fair?.granted(c.name, jobId, owner);
             return { index: c.index, submission: { deployment, status: await b.status(deployment) } };
           } catch (err) {
-            if (err instanceof BackendError) return { index: c.index, failure: { class: err.failureClass, detail: err.message } };
+            if (err instanceof BackendError) {
+              fair?.leave(jobId);
+              return { index: c.index, failure: { class: err.failureClass, detail: err.message } };
+            }
             throw err;
           }
         });
@@ -287,6 +316,7 @@ export function createControlActivities(deps: ControlDeps) {
           // An ended deployment is released by its follower right away: one step less before the job can end.
           const ended = status.state === 'SUCCEEDED' || status.state === 'FAILED';
           if (ended) await b.close(input.deployment).catch((err: unknown) => { throw asFailure(err); });
+          if (ended) fair?.wakeDue(input.deployment.backend); // a slot freed: the owner due there looks now
           return { status, reason: 'changed', closed: ended };
         }
         if (progressDecile(status.progress) > input.knownDecile) return { status, reason: 'progress' };
@@ -303,6 +333,7 @@ export function createControlActivities(deps: ControlDeps) {
       } catch (err) {
         throw asFailure(err);
       }
+      fair?.wakeDue(deployment.backend); // a slot freed: the owner due there looks now
     },
   };
 }

@@ -157,6 +157,8 @@ export function registryRepoUrl(deps: Pick<RegistryDeps, 'home' | 'registry'>): 
 export class EliteRegistry {
   /** In-process queue: promotions of one process take turns (the compare-and-swap still guards against others). */
   private queue: Promise<unknown> = Promise.resolve();
+  /** How many pushes lost a compare-and-swap race and were decided again (observability, tests). */
+  casRetries = 0;
 
   constructor(private readonly deps: RegistryDeps) {}
 
@@ -258,6 +260,7 @@ export class EliteRegistry {
         } catch (err) {
           if (race < MAX_RACES && /stale info|\[rejected\]|non-fast-forward|fetch first|cannot lock ref|failed to update ref/i.test(String(err))) {
             // Another promotion moved the tip: decide again against what it wrote.
+            this.casRetries += 1;
             await new Promise((r) => setTimeout(r, 20 + Math.floor(Math.random() * 80)));
             continue;
           }

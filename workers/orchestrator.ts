@@ -29,6 +29,8 @@ export const orchestratorEnvSchema = z.object({
   FORGE_WORKFLOW_BUNDLE: z.string().optional(),
   /** Another queue than forge-orchestrator: tests, or a blue/green roll-out. */
   FORGE_ORCHESTRATOR_TASK_QUEUE: z.string().min(1).default(TASK_QUEUE_ORCHESTRATOR),
+  /** Free slots go to waiting owners in round robin ("owner", activities/fair-admission.ts), or first come ("off"). */
+  FORGE_ADMISSION_FAIRNESS: z.enum(['owner', 'off']).default('owner'),
 });
 
 export interface OrchestratorWorkerOptions {
@@ -61,6 +63,7 @@ export async function createOrchestratorWorker(o: OrchestratorWorkerOptions): Pr
     config: o.config,
     backends,
     pollIntervalMs: (name) => o.config.backends[name]?.poll_interval_ms ?? 1000,
+    fairness: env.FORGE_ADMISSION_FAIRNESS,
   });
   const results = createResultActivities({ config: o.config.results, home: o.home, backends, ...(o.resultHooks ? { hooks: o.resultHooks } : {}) });
   const bundle = o.workflowBundlePath ?? env.FORGE_WORKFLOW_BUNDLE ?? defaultWorkflowBundle();

@@ -30,6 +30,8 @@ export interface HarnessOptions {
   worker?: boolean;
   token?: string;
   artifacts?: ArtifactSource;
+  /** The orchestrator did:key served at GET /identity. */
+  identity?: () => string;
   backends?: ReadonlyMap<string, Backend>;
   logPollMs?: number;
   queryTimeoutMs?: number;
@@ -58,6 +60,7 @@ export async function startApi(o: HarnessOptions): Promise<ApiHarness> {
     config: o.config,
     backends: o.backends ?? createBackends(o.config, o.home),
     ...(o.artifacts ? { artifacts: o.artifacts } : {}),
+    ...(o.identity ? { identity: o.identity } : {}),
     ...(o.token ? { token: o.token } : {}),
     webUiUrl: 'http://127.0.0.1:8233',
     queryTimeoutMs: o.queryTimeoutMs ?? 10_000,

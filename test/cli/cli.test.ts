@@ -2,7 +2,6 @@
  * The cf-* commands as a user runs them: subprocesses of the compiled dist/client/cli/*.js against a real API (in
  * this process, on a free port) with a real orchestrator worker on the dev server. Exit codes are part of the test.
  */
-import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -12,9 +11,8 @@ import { makeSignedSpec, makeUnsignedSpec } from '../spec/fixtures';
 import { fakeTrainer, tempDir, testConfig } from '../helpers/forge';
 import { http, startApi, waitForJob, type ApiHarness } from '../api/harness';
 import { publishArtifacts } from '../helpers/results';
+import { requireBuilt, runCommand, type Run } from '../helpers/cli';
 
-const ROOT = path.resolve(__dirname, '..', '..');
-const CLI = path.join(ROOT, 'dist', 'client', 'cli');
 const TQ = 'test-cli';
 const home = tempDir('forge-cli-');
 const artifactsRoot = path.join(home, 'artifacts');
@@ -22,39 +20,16 @@ const config = testConfig({ local: { trainers: { ok: fakeTrainer('ok', 1), fail:
 
 let api: ApiHarness;
 beforeAll(async () => {
-  // The bootstrap compiles dist/ before the tests (npm test); a stale build would test old code.
-  for (const name of ['shared', 'cf-keygen', 'cf-submit-training', 'cf-check-training', 'cf-cancel', 'cf-fetch-artifacts']) {
-    const built = path.join(CLI, `${name}.js`);
-    const source = path.join(ROOT, 'client', 'cli', `${name}.ts`);
-    if (!existsSync(built) || statSync(built).mtimeMs < statSync(source).mtimeMs) throw new Error(`${built} is missing or older than its source: run npm run bootstrap`);
-  }
+  requireBuilt(['shared', 'cf-keygen', 'cf-submit-training', 'cf-check-training', 'cf-cancel', 'cf-fetch-artifacts']);
   api = await startApi({ taskQueue: TQ, config, home, artifacts: new DirectoryArtifactSource(artifactsRoot) });
 });
 afterAll(async () => {
   await api?.stop();
 });
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 /** Runs a command without blocking this process (the API under test lives here). */
 function cf(command: string, args: string[], env: Record<string, string> = {}): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(CLI, `${command}.js`), ...args], {
-      env: { PATH: process.env.PATH ?? '', FORGE_HOME: home, FORGE_API_URL: api.url, FORGE_CLI_POLL_MS: '100', ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end();
-  });
+  return runCommand(command, args, { FORGE_HOME: home, FORGE_API_URL: api.url, FORGE_CLI_POLL_MS: '100', ...env });
 }
 
 const keyFile = path.join(home, 'keys', 'owner.json');

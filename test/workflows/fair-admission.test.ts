@@ -1,0 +1,37 @@
+/**
+ * Per-owner fairness of admission through the real workflow (issue 8): a backend that runs one attempt at a time,
+ * owner A queues six jobs, then owner B queues two. B's jobs are not served after all of A's: free slots alternate
+ * between the waiting owners.
+ */
+import path from 'node:path';
+import { generateKeyPair } from '../../spec/signing';
+import type { JobStatus } from '../../workflows/messages';
+import { makeSignedSpec } from '../spec/fixtures';
+import { fakeTrainer, startJob, tempDir, testConfig, useForge, waitForStatus } from '../helpers/forge';
+
+const TQ = 'test-fair-admission';
+const home = tempDir('forge-fair-');
+const config = testConfig({ local: { max_concurrent: 1, trainers: { ok: fakeTrainer('ok', 0.6) } } }, path.join(home, 'starts.log'));
+const forge = useForge(config, home, TQ);
+
+test('one slot, owner A queues 6 jobs before owner B queues 2: B is served second and fourth, not after A', async () => {
+  const [a, b] = [generateKeyPair(), generateKeyPair()];
+  const aSpecs = Array.from({ length: 6 }, () => makeSignedSpec({ trainer: { image: 'ok' } }, a));
+  const bSpecs = Array.from({ length: 2 }, () => makeSignedSpec({ trainer: { image: 'ok' } }, b));
+  const handles = [];
+  for (const s of aSpecs) handles.push(await startJob(forge.client, TQ, s));
+  // A's first job holds the slot; the rest of A's queue up before B arrives.
+  await waitForStatus(handles[0]!, (s) => s.state === 'RUNNING');
+  await Promise.all(handles.slice(1).map((h) => waitForStatus(h, (s) => s.state === 'QUEUED')));
+  for (const s of bSpecs) handles.push(await startJob(forge.client, TQ, s));
+  const results = (await Promise.all(handles.map((h) => h.result()))) as JobStatus[];
+  expect(results.every((r) => r.state === 'COMPLETED')).toBe(true);
+  const submittedAt = (r: JobStatus): number => Date.parse(r.transitions.find((t) => t.state === 'SUBMITTED')!.at);
+  const order = results
+    .map((r, i) => ({ owner: i < 6 ? 'A' : 'B', at: submittedAt(r) }))
+    .sort((x, y) => x.at - y.at)
+    .map((x) => x.owner)
+    .join('');
+  // Round robin from the moment B waits: A (running), then B, A, B, then the rest of A.
+  expect(order).toBe('ABABAAAA');
+}, 120_000);
