@@ -3,9 +3,10 @@
  * replay-safe (without `patched()`) fails here, before it can break running jobs.
  *
  * To add histories for new scenarios: `RECORD_HISTORIES=1 npx jest test/workflows/replay.test.ts`, then commit
- * the new files.
+ * the new files. It records only scenarios that have no file yet: the old files are the proof that histories made by
+ * older workflow code still replay. `RECORD_HISTORIES=all` records every scenario again.
  */
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { Worker } from '@temporalio/worker';
@@ -14,9 +15,13 @@ import { cancelJob } from '../../client/cancel-job';
 import { makeSignedSpec } from '../spec/fixtures';
 import { fakeTrainer, startJob, startWorker, tempDir, temporalAddress, testClient, testConfig, waitForStatus } from '../helpers/forge';
 import { findTemporalCli } from '../../infra/dev-server';
+import { nip19 } from 'nostr-tools';
+import { integrateWorkflowId } from '../../workflows/names';
+import { makeBareRepo } from '../helpers/results';
 
 const DIR = path.resolve(__dirname, '..', 'histories');
-const RECORD = process.env.RECORD_HISTORIES === '1';
+const RECORD = process.env.RECORD_HISTORIES === '1' || process.env.RECORD_HISTORIES === 'all';
+const RECORD_ALL = process.env.RECORD_HISTORIES === 'all';
 
 async function record(): Promise<void> {
   const TQ = 'test-record-histories';
@@ -25,7 +30,15 @@ async function record(): Promise<void> {
     'local-a': { trainers: { ok: fakeTrainer('ok', 0.2), 'fail-once': fakeTrainer('transient-until', 0.1, 2), vanish: fakeTrainer('vanish', 0.1), slow: fakeTrainer('ok', 30), 'exit-3': fakeTrainer('exit', 0.1, 3) } },
     'local-b': { trainers: { vanish: fakeTrainer('ok', 0.2) } },
   });
+  // Result integration (artifacts, evals, registry, notifications) runs on a worker of its own queue: a stand-in
+  // trainer that writes a model, a task type without eval tasks (nothing to serve), notifications that cannot be sent.
+  const TQ_RESULTS = `${TQ}-results`;
+  const outputRepo = makeBareRepo(path.join(home, 'models.git'), { 'README.md': '# models\n' });
+  const resultsConfig = testConfig({ 'local-a': { trainers: { model: fakeTrainer('model', 0.2), ok: fakeTrainer('ok', 0.2) } } }, undefined, {
+    results: { git: { file_roots: [home] }, notifications: { retry: { maximum_attempts: 2, initial_interval_seconds: 0.1 } } },
+  });
   const worker = await startWorker(config, home, TQ);
+  const resultsWorker = await startWorker(resultsConfig, home, TQ_RESULTS);
   const { client, connection } = await testClient();
   const keys = generateKeyPair();
   const scenarios: Record<string, ReturnType<typeof makeSignedSpec>> = {
@@ -36,19 +49,39 @@ async function record(): Promise<void> {
     'invalid-spec': makeSignedSpec({ trainer: { image: 'ok' }, backend: { provider: 'nowhere' } }),
     'cancelled-by-owner': makeSignedSpec({ trainer: { image: 'slow' }, backend: { provider: 'local-a' } }, keys),
   };
+  const resultSpec = (overrides: object) =>
+    makeSignedSpec({
+      backend: { provider: 'local-a' },
+      objective: { task_types: ['no-eval-tasks'], target_metric: 0 },
+      artifacts: { output_repo: outputRepo },
+      notifications: { on_complete: `nostr:${nip19.npubEncode('a'.repeat(64))}`, on_failure: `nostr:${nip19.npubEncode('b'.repeat(64))}` },
+      ...overrides,
+    });
+  const resultScenarios: Record<string, ReturnType<typeof makeSignedSpec>> = {
+    'results-completed': resultSpec({ trainer: { image: 'model' } }),
+    'results-no-model-abandoned': resultSpec({ trainer: { image: 'ok' } }),
+    'eval-job': resultSpec({ job_type: 'eval' }),
+  };
+  const todo = [
+    ...Object.entries(scenarios).map(([name, spec]) => ({ name, spec, queue: TQ })),
+    ...Object.entries(resultScenarios).map(([name, spec]) => ({ name, spec, queue: TQ_RESULTS })),
+  ].filter(({ name }) => RECORD_ALL || !existsSync(path.join(DIR, `trainingJob-${name}.json`)));
+  const show = (workflowId: string): Buffer =>
+    execFileSync(findTemporalCli(), ['workflow', 'show', '--address', temporalAddress(), '-w', workflowId, '-o', 'json']);
   try {
-    for (const [name, spec] of Object.entries(scenarios)) {
-      const handle = await startJob(client, TQ, spec);
+    for (const { name, spec, queue } of todo) {
+      const handle = await startJob(client, queue, spec);
       if (name === 'cancelled-by-owner') {
         await waitForStatus(handle, (s) => s.state === 'RUNNING');
         await cancelJob(handle, signCancelRequest(spec.job_id, Math.floor(Date.now() / 1000), keys.secretKey));
       }
       await handle.result();
       // The CLI writes the same JSON the Web UI downloads, which is what operators attach to bug reports.
-      const json = execFileSync(findTemporalCli(), ['workflow', 'show', '--address', temporalAddress(), '-w', handle.workflowId, '-o', 'json']);
-      writeFileSync(path.join(DIR, `trainingJob-${name}.json`), json);
+      writeFileSync(path.join(DIR, `trainingJob-${name}.json`), show(handle.workflowId));
+      if (name === 'results-completed') writeFileSync(path.join(DIR, 'integrateResults-completed.json'), show(integrateWorkflowId(spec.job_id)));
     }
   } finally {
+    await resultsWorker.stop();
     await worker.stop();
     await connection.close();
   }
@@ -58,18 +91,19 @@ interface StoredHistory {
   events: { workflowExecutionStartedEventAttributes?: { input?: { payloads?: { data?: string }[] } } }[];
 }
 
-/** The workflow checks its own id against the spec's job_id, so replay must use the original id. */
+/** trainingJob checks its own id against the spec's job_id, so replay must use the original id. */
 function workflowIdOf(history: StoredHistory, file: string): string {
   const data = history.events[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0]?.data;
   if (!data) throw new Error(`${file}: no workflow input in the first event`);
-  const spec = JSON.parse(Buffer.from(data, 'base64').toString('utf8')) as { job_id: string };
-  return `job-${spec.job_id}`;
+  const input = JSON.parse(Buffer.from(data, 'base64').toString('utf8')) as { job_id?: string; spec?: { job_id: string } };
+  // integrateResults takes {spec, ...}: its id is the child's.
+  return input.spec ? integrateWorkflowId(input.spec.job_id) : `job-${input.job_id}`;
 }
 
 test('every committed history replays without non-determinism', async () => {
   if (RECORD) await record();
   const files = readdirSync(DIR).filter((f) => f.endsWith('.json'));
-  expect(files.length).toBeGreaterThanOrEqual(6);
+  expect(files.length).toBeGreaterThanOrEqual(10);
   const histories = files.map((f) => {
     const history = JSON.parse(readFileSync(path.join(DIR, f), 'utf8')) as StoredHistory;
     return { workflowId: workflowIdOf(history, f), history };
