@@ -141,12 +141,14 @@ export class FairAdmission {
     this.wakers.delete(jobId);
   }
 
-  /** A slot on `backend` may have freed: wake the waiting jobs of the owner that is due there. */
+  /**
+   * A slot on `backend` may have freed: wake the job due next there (the oldest waiting job of the owner due), and
+   * only that one — ten thousand queued jobs must not all look at once. Its admission wakes the next in turn.
+   */
   wakeDue(backend: string): void {
-    const q = this.queues.get(backend);
-    const owner = q?.dueOrder(this.now())[0];
-    if (!q || owner === undefined) return;
-    for (const [jobId, fns] of [...this.wakers]) if (q.ownerOf(jobId) === owner) for (const fn of fns) fn();
+    const next = this.queues.get(backend)?.next(this.now());
+    if (!next) return;
+    for (const fn of this.wakers.get(next.jobId) ?? []) fn();
   }
 
   /** Resolves when the job should look again (its owner became due somewhere), or never; `cancel` to stop waiting. */
