@@ -12,7 +12,7 @@ import { connectClient, readTemporalEnv, temporalAddress } from '../../common/te
 import { isTerminal } from '../../workflows/lifecycle/states';
 import { statusQuery, type JobStatus } from '../../workflows/messages';
 import { TASK_QUEUE_ORCHESTRATOR, WORKFLOW_TYPE_TRAINING_JOB, jobWorkflowId } from '../../workflows/names';
-import { EXAMPLE_SPEC, demoPaths, ensureGitRepo, ensureOwnerKey, ensureTinyModel, reverseWordExamples, signedExampleSpec } from './prepare';
+import { EXAMPLE_SPEC, demoPaths, ensureBareRepo, ensureGitRepo, ensureOwnerKey, ensureTinyModel, reverseWordExamples, signedExampleSpec } from './prepare';
 
 export interface DemoOptions {
   home: string;
@@ -48,6 +48,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     'README.md': readme,
   });
   log(`${data.created ? 'made a dataset repository' : 'dataset repository'}: ${data.url}`);
+  const models = ensureBareRepo(paths.modelsRepo);
+  log(`${models.created ? 'made the output repository' : 'output repository'}: ${models.url}`);
   const owner = ensureOwnerKey(paths.key);
   log(`${owner.created ? 'made an owner key' : 'owner key'}: ${paths.key} (${owner.keys.did})`);
 
@@ -75,6 +77,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   } catch {
     // metrics.json is the trainer's: when it is missing the outputs line above still says where to look
   }
+  const a = status.artifacts;
+  if (a) log(`artifacts: ${a.repo} ${a.branch} @ ${a.commit.slice(0, 12)} (${a.files.length} files, signed manifest)`);
+  for (const e of status.evals) log(`eval ${e.task_type}: ${e.successes}/${e.tasks} (${(e.success_rate * 100).toFixed(1)}%)${e.promotion ? `; ${e.promotion}` : ''}`);
   log(`try it: .tools/venv/bin/forge-trainer serve --model ${result.outputDir}`);
   return result;
 }

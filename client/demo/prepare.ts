@@ -20,6 +20,8 @@ export const DEFAULT_TRAINER = path.join(repoRoot(), '.tools', 'venv', 'bin', 'f
 export interface DemoPaths {
   model: string;
   dataRepo: string;
+  /** The output repo the example spec names (bare): where the finetuned model is committed. */
+  modelsRepo: string;
   key: string;
 }
 
@@ -27,6 +29,7 @@ export function demoPaths(home: string): DemoPaths {
   return {
     model: path.join(home, 'models', 'tiny-base'),
     dataRepo: path.join(home, 'demo', 'reverse-words'),
+    modelsRepo: path.join(home, 'demo', 'models'),
     key: path.join(home, 'keys', 'demo-owner.json'),
   };
 }
@@ -77,6 +80,15 @@ export function ensureGitRepo(dir: string, files: Record<string, string>): { url
   }
   git('add', '--all');
   git('commit', '--quiet', '--message', 'dataset');
+  return { url, created: true };
+}
+
+/** A bare repository at `dir` (the demo's output repo); returns its file:// URL. Kept as is when it exists. */
+export function ensureBareRepo(dir: string): { url: string; created: boolean } {
+  const url = `file://${path.resolve(dir)}`;
+  if (existsSync(path.join(dir, 'HEAD'))) return { url, created: false };
+  mkdirSync(dir, { recursive: true });
+  execFileSync('git', ['init', '--quiet', '--bare', '--initial-branch', 'main'], { cwd: dir, stdio: 'pipe' });
   return { url, created: true };
 }
 

@@ -14,7 +14,8 @@ import { TRAINER, TRAINER_ENV, requireTrainer } from './helpers';
 
 const TQ = 'test-trainer-demo';
 const home = tempDir('forge-demo-');
-const config = testConfig({ local: { trainers: { [DEFAULT_TRAINER_IMAGE]: [TRAINER, 'run'] } } });
+// With result integration, as `npm start` runs it: the model is committed, evaluated on the toy suite, offered to the registry.
+const config = testConfig({ local: { trainers: { [DEFAULT_TRAINER_IMAGE]: [TRAINER, 'run'] } } }, undefined, { results: { evals: { serve_env: TRAINER_ENV } } });
 config.backends.local!.trainers[DEFAULT_TRAINER_IMAGE]!.env = TRAINER_ENV;
 
 let worker: RunningWorker;
@@ -45,7 +46,10 @@ test('the demo prepares FORGE_HOME, signs the example spec and follows the job t
   expect(text).toMatch(/made an owner key: .*demo-owner\.json \(did:key:z6Mk/);
   expect(text).toMatch(/RUNNING/);
   expect(text).toMatch(/progress +step \d+\/40 +loss \d/);
-  expect(text).toMatch(/COMPLETED/);
+  expect(text).toMatch(/EVALUATING +artifacts committed to file:\/\/.*\/demo\/models jobs\//);
+  expect(text).toMatch(/COMPLETED +evaluated: toy/);
+  expect(text).toMatch(/artifacts: file:\/\/.*demo\/models jobs\/[0-9a-f-]{36} @ [0-9a-f]{12} \(\d+ files, signed manifest\)/);
+  expect(text).toMatch(/eval toy: \d+\/20 /);
   expect(text).toMatch(/validation loss [\d.]+ → [\d.]+ in 40 steps/);
 
   // The key is private, and everything is reused the next time.
