@@ -1,12 +1,13 @@
 /**
  * training-job-v1 (seed §6.4) as a zod schema. Every object is strict, so a misspelt key is an error rather than
  * a silently ignored setting. Extensions of v1: base_model.source "local", backend.fallbacks,
- * backend.max_retries, trainer.image.
+ * backend.max_retries, trainer.image, rl (GRPO settings of rl jobs, spec/rl.ts).
  */
 import { z } from 'zod';
 import { DEFAULT_MAX_RETRIES, DEFAULT_TRAINER_IMAGE } from './constants';
 import { isEd25519DidKey } from './did-key';
 import { gitRefProblem, gitUrlProblem, relativePathProblem } from './git-names';
+import { rlSchema } from './rl';
 
 export const JOB_TYPES = ['finetune', 'rl', 'eval'] as const;
 export type JobType = (typeof JOB_TYPES)[number];
@@ -153,6 +154,7 @@ const specObjectSchema = z.strictObject({
   notifications: notificationsSchema.optional(),
   // Defaulted as a whole so that consumers can always read spec.trainer.image.
   trainer: trainerSchema.default({ image: DEFAULT_TRAINER_IMAGE }),
+  rl: rlSchema.optional(),
   signature_ed25519: z
     .string()
     .regex(BASE64URL_PATTERN, 'must be a non-empty base64url string')
@@ -161,8 +163,15 @@ const specObjectSchema = z.strictObject({
 
 type SpecObject = z.output<typeof specObjectSchema>;
 
+/** Cross-field rules: an `rl` block belongs to rl jobs only. */
+const specChecked = specObjectSchema.superRefine((spec, ctx) => {
+  if (spec.rl !== undefined && spec.job_type !== 'rl') {
+    ctx.addIssue({ code: 'custom', message: `only for job_type "rl" (this job is "${spec.job_type}")`, path: ['rl'], input: spec.rl });
+  }
+});
+
 /** Parsed specs carry the concrete output branch, so nobody downstream forgets the substitution. */
-export const trainingJobSpecSchema = specObjectSchema.transform(
+export const trainingJobSpecSchema = specChecked.transform(
   (spec): SpecObject => ({
     ...spec,
     artifacts: { ...spec.artifacts, output_branch: substituteJobId(spec.artifacts.output_branch, spec.job_id) },
