@@ -199,6 +199,10 @@ export function createNotifyActivities(deps: NotifyDeps) {
         }
         return { delivered_to: delivered };
       }
+      const allowed = settings.webhook.allowed_hosts;
+      if (allowed && !allowed.includes(target.url.hostname)) {
+        throw new NotifyTargetError(`webhook host ${target.url.hostname} is not in results.notifications.webhook.allowed_hosts`);
+      }
       const body = JSON.stringify(p);
       const headers = {
         'content-type': 'application/json',

@@ -6,7 +6,7 @@
  */
 import path from 'node:path';
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { GitAccessError } from '../common/git';
+import { GitAccessError, isPermanentGitFailure } from '../common/git';
 import { nostrKeyFile, orchestratorKey } from '../common/orchestrator-key';
 import type { ResultsConfig } from '../common/results-config';
 import { SecretFileError } from '../common/secret-file';
@@ -55,6 +55,7 @@ function isPermanent(err: unknown): boolean {
     err instanceof EvalSuiteError ||
     err instanceof SecretFileError ||
     err instanceof NotifyTargetError ||
+    isPermanentGitFailure(err) ||
     ((err instanceof GitAccessError || err instanceof EvalRunError || err instanceof DeliveryError) && err.permanent)
   );
 }

@@ -101,6 +101,17 @@ export function gitEnvFor(url: string | undefined, settings: GitSettings): GitEn
   return { env, secrets };
 }
 
+/**
+ * Git failures that no retry can fix: no or wrong credentials, no such repository, an unknown host key. Anything
+ * else (a network error, a server hiccup) may pass and is retried.
+ */
+const PERMANENT_GIT_FAILURE =
+  /Authentication failed|could not read Username|could not read Password|Permission denied \(publickey|Host key verification failed|Repository not found|does not appear to be a git repository|not found: did you run git update-server-info|HTTP 40[134]|returned error: 40[134]/i;
+
+export function isPermanentGitFailure(err: unknown): boolean {
+  return PERMANENT_GIT_FAILURE.test(err instanceof Error ? err.message : String(err));
+}
+
 export function redact(message: string, secrets: readonly string[]): string {
   return secrets.reduce((m, s) => (s ? m.split(s).join('[redacted]') : m), message);
 }

@@ -89,6 +89,8 @@ const notificationsSchema = z.strictObject({
       /** HMAC-SHA256 key of the X-Forge-Signature-256 header (without one, webhooks go unsigned and are refused). */
       secret: z.string().min(1).optional(),
       secret_file: z.string().min(1).optional(),
+      /** When set, webhooks go only to these host names (a spec cannot make the orchestrator POST elsewhere). */
+      allowed_hosts: z.array(z.string().min(1)).optional(),
       /** Extra CA certificates (PEM) to trust for https:// webhooks (an internal CA). */
       ca_file: z.string().min(1).optional(),
       timeout_ms: z.number().int().positive().default(10_000),

@@ -85,6 +85,41 @@ export const jobStatusSchema = z
     ),
     last_error: errorRecordSchema.nullable(),
     errors: z.array(errorRecordSchema),
+    // Result integration (absent from jobs that ran before it).
+    artifacts: z
+      .object({
+        repo: z.string(),
+        branch: z.string(),
+        commit: z.string(),
+        path: z.string(),
+        manifest_sha256: z.string(),
+        signer_did: z.string(),
+        files: z.array(z.object({ path: z.string(), sha256: z.string(), size: z.int() })),
+        lfs: z.array(z.string()),
+      })
+      .nullable()
+      .optional()
+      .meta({ description: 'where the artifacts were committed (null until they are)' }),
+    evals: z
+      .array(
+        z.object({
+          task_type: z.string(),
+          tasks: z.int(),
+          successes: z.int(),
+          success_rate: z.number(),
+          suite_sha256: z.string().nullable(),
+          mean_latency_ms: z.number(),
+          promoted: z.boolean().nullable(),
+          promotion: z.string().nullable(),
+          elite_success_rate: z.number().nullable(),
+          registry_commit: z.string().nullable(),
+        }),
+      )
+      .optional()
+      .meta({ description: 'eval results per task type, and what the elite registry made of them' }),
+    notifications: z
+      .array(z.object({ event: z.string(), target: z.string(), delivered: z.boolean(), detail: z.string(), at: z.string() }))
+      .optional(),
   })
   .meta({ id: 'JobStatus', description: 'the trainingJob workflow\'s `status` query' });
 

@@ -409,6 +409,19 @@ export function statusTable(s: ApiJobStatus): string {
   const lines = head.map(([k, v]) => `${k!.padEnd(11)} ${v}`);
   lines.push('', 'transitions');
   lines.push(...table([['TIME', 'STATE', 'ATTEMPT', 'BACKEND', 'REASON'], ...s.transitions.map((t) => [time(t.at), t.state, String(t.attempt), t.backend ?? '-', t.reason])]));
+  if (s.artifacts) {
+    const a = s.artifacts;
+    lines.push('', 'artifacts', `  ${a.repo} ${a.branch} @ ${a.commit}`, `  ${a.path}/: ${a.files.length} files, manifest sha256 ${a.manifest_sha256.slice(0, 16)}…, signed by ${a.signer_did}`);
+  }
+  if (s.evals?.length) {
+    lines.push('', 'evals');
+    lines.push(
+      ...table([
+        ['TASK TYPE', 'PASSED', 'SUCCESS', 'ELITE'],
+        ...s.evals.map((e) => [e.task_type, `${e.successes}/${e.tasks}`, `${(e.success_rate * 100).toFixed(1)}%`, e.promotion ?? '-']),
+      ]),
+    );
+  }
   if (s.deployments.length) {
     lines.push('', 'deployments');
     lines.push(

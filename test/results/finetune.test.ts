@@ -67,7 +67,7 @@ function finetune(maxSteps: number) {
 
 beforeAll(async () => {
   requireTrainer();
-  requireBuilt(['cf-fetch-artifacts', 'cf-eval', 'cf-export-elites']);
+  requireBuilt(['cf-fetch-artifacts', 'cf-eval', 'cf-export-elites', 'cf-check-training']);
   model = initTinyModel(path.join(home, 'tiny-base'));
   dataRepo = makeDataRepo(path.join(home, 'data'), { 'datasets/reverse/train.jsonl': reverseExamples(200) });
   outputRepo = makeBareRepo(path.join(home, 'repos', 'models.git'), { 'README.md': '# models\n' });
@@ -214,6 +214,12 @@ test('cf-fetch-artifacts: the committed files, verified against GET /identity; t
   for (const f of ['manifest.json', 'manifest.sig']) {
     expect(readFileSync(path.join(dest, f))).toEqual(gitBytes(repoDir, 'show', `${a.artifacts!.commit}:models/job-${a.job_id}/${f}`));
   }
+
+  // The status over the API (and cf-check-training) shows where the model went and how it did.
+  const check = await runCommand('cf-check-training', [a.job_id], { FORGE_API_URL: api.url });
+  expect(check.code).toBe(0);
+  expect(check.stdout).toContain(`${outputRepo} jobs/${a.job_id} @ ${a.artifacts!.commit}`);
+  expect(check.stdout).toMatch(/toy +\d+\/20 +\d+\.\d% +first elite for this task type/);
 
   const proxy = await tamperingProxy(api.url, 'model.safetensors');
   try {

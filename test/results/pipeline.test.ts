@@ -168,9 +168,14 @@ test('Git LFS: asked for by .gitattributes but not installed → a clear, non-re
   }
 });
 
-test('an output repo outside the operator file_roots is refused', async () => {
+test('an output repo outside the operator file_roots, or one that does not exist: REJECTED at once, not retried', async () => {
   const elsewhere = makeBareRepo(path.join(tempDir('forge-elsewhere-'), 'x.git'));
-  const final = await runJob(client, TQ, spec({ artifacts: { output_repo: elsewhere } }));
-  expect(final.state).toBe('ABANDONED');
-  expect(final.last_error?.detail).toMatch(/outside the operator's results.git.file_roots/);
+  const [outside, missing] = await Promise.all([
+    runJob(client, TQ, spec({ artifacts: { output_repo: elsewhere } })),
+    runJob(client, TQ, spec({ artifacts: { output_repo: `file://${path.join(home, 'repos', 'missing.git')}` } })),
+  ]);
+  expect(outside.state).toBe('ABANDONED');
+  expect(outside.last_error).toMatchObject({ class: 'REJECTED', detail: expect.stringMatching(/outside the operator's results.git.file_roots/) });
+  expect(missing.state).toBe('ABANDONED');
+  expect(missing.last_error).toMatchObject({ class: 'REJECTED', detail: expect.stringMatching(/does not appear to be a git repository/) });
 });
