@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { promises as fs, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { decidePromotions, EliteRegistry, RegistryError, type PromotionCandidate } from '../../activities/registry';
+import { decidePromotions, EliteRegistry, RegistryError, type EliteEntry, type Elites, type PromotionCandidate } from '../../activities/registry';
 import type { EvalSummary } from '../../activities/evals';
 import { parseConfig } from '../../common/config';
 import { orchestratorKey } from '../../common/orchestrator-key';
@@ -43,12 +43,29 @@ const client = (repo?: string) =>
 
 test('the rule: strictly better than the elite, above zero, meeting target_metric', () => {
   const elite = candidate([summary('toy', 8)]);
-  const current = { version: 'forge-elites-v1' as const, updated_at: new Date().toISOString(), signer_did: 'x', elites: {} };
   expect(decidePromotions(null, elite)[0]).toMatchObject({ promoted: true, reason: 'first elite for this task type' });
   expect(decidePromotions(null, candidate([summary('toy', 0)]))[0]).toMatchObject({ promoted: false, reason: 'solved no eval task' });
   expect(decidePromotions(null, candidate([summary('toy', 0, 0)]))[0]).toMatchObject({ promoted: false, reason: expect.stringMatching(/no tasks/) });
   expect(decidePromotions(null, candidate([summary('toy', 10)], 0.9))[0]).toMatchObject({ promoted: false, reason: 'success rate 50.0% is below target_metric 90.0%' });
-  const withElite = { ...current, elites: { toy: { metrics: { success_rate: 0.4 }, agent_id: 'forge:job-x', job_id: 'x' } } } as unknown as Parameters<typeof decidePromotions>[0];
+  const c = candidate([summary('toy', 8)]);
+  const entry: EliteEntry = {
+    task_type: 'toy',
+    agent_id: 'forge:job-x',
+    job_id: 'x',
+    base_agent_id: 'local:tiny@main',
+    derivative: 'finetuned',
+    owner_did: c.owner_did,
+    base_model: c.base_model,
+    spec_sha256: c.spec_sha256,
+    artifacts: c.artifacts,
+    metrics: { success_rate: 0.4, tasks: 20, successes: 8, suite_sha256: null },
+    eval_summary: c.evals,
+    promoted_at: new Date().toISOString(),
+    previous: null,
+    signer_did: c.owner_did,
+    signature_ed25519: 'unchecked-here',
+  };
+  const withElite: Elites = { version: 'forge-elites-v1', updated_at: entry.promoted_at, signer_did: c.owner_did, elites: { toy: entry } };
   expect(decidePromotions(withElite, candidate([summary('toy', 8)]))[0]).toMatchObject({ promoted: false, elite_success_rate: 0.4 });
   expect(decidePromotions(withElite, candidate([summary('toy', 9)]))[0]).toMatchObject({ promoted: true, reason: 'beats the elite forge:job-x (40.0%)' });
 });
