@@ -76,6 +76,8 @@ beforeAll(async () => {
     retry_backoff: { initial_seconds: 0.2, max_seconds: 1 },
     follow_heartbeat_seconds: 3,
     admission_poll_seconds: 0.5,
+    // This file is about backends and failover; fake trainers make no model to integrate.
+    results: { enabled: false },
   });
   worker = await startWorker(config, home, TQ);
   const c = await testClient();
