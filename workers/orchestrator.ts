@@ -21,7 +21,9 @@ export const ORCHESTRATOR_POOL: PoolDefaults = {
   workflowTasks: 50,
   activities: 500,
   localActivities: 50,
-  cachedWorkflows: 1000,
+  // Each cached workflow costs ~2.3 MiB of RSS (bench/load); an evicted one replays its short history on its next
+  // task. 250 keeps one worker under 1 GiB however many jobs it runs (BENCHMARKS.md "Load").
+  cachedWorkflows: 250,
   shutdownGraceSeconds: 5,
 };
 

@@ -158,7 +158,7 @@ async function running(env: Env): Promise<string[]> {
   );
   const worker = spawnWorker(home, server.address, TQ, configFile, {
     FORGE_ORCHESTRATOR_MAX_ACTIVITIES: String(JOBS + 100),
-    FORGE_ORCHESTRATOR_MAX_CACHED_WORKFLOWS: String(JOBS + 100),
+    ...(process.env.LOAD_CACHE ? { FORGE_ORCHESTRATOR_MAX_CACHED_WORKFLOWS: process.env.LOAD_CACHE } : {}),
     FORGE_ORCHESTRATOR_MAX_WORKFLOW_TASKS: '50',
     FORGE_ORCHESTRATOR_MAX_LOCAL_ACTIVITIES: '50',
   });
@@ -218,7 +218,7 @@ async function running(env: Env): Promise<string[]> {
   return [
     `### Part 1: ${JOBS} jobs running at once on one orchestrator worker`,
     '',
-    `Command: \`LOAD_PARTS=running LOAD_JOBS=${JOBS} LOAD_SLEEP_SECONDS=${SLEEP} LOAD_SHORT_SECONDS=${SHORT} npm run bench:load\`; ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'CPU'}, Node ${process.version}, Temporal CLI dev server in memory, worker = \`dist/workers/main.js orchestrator\` with FORGE_ORCHESTRATOR_MAX_ACTIVITIES=${JOBS + 100}, MAX_CACHED_WORKFLOWS=${JOBS + 100}; local backend, trainer = \`sh -c 'sleep N'\`, poll_interval_ms 10000, follow_heartbeat_seconds ${HEARTBEAT_SECONDS}.`,
+    `Command: \`LOAD_PARTS=running LOAD_JOBS=${JOBS} LOAD_SLEEP_SECONDS=${SLEEP} LOAD_SHORT_SECONDS=${SHORT} npm run bench:load\`; ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'CPU'}, Node ${process.version}, Temporal CLI dev server in memory, worker = \`dist/workers/main.js orchestrator\` with FORGE_ORCHESTRATOR_MAX_ACTIVITIES=${JOBS + 100}, MAX_CACHED_WORKFLOWS=${process.env.LOAD_CACHE ?? '250 (default)'}; local backend, trainer = \`sh -c 'sleep N'\`, poll_interval_ms 10000, follow_heartbeat_seconds ${HEARTBEAT_SECONDS}.`,
     '',
     '| measure | value | target |',
     '|---|---|---|',
@@ -258,7 +258,7 @@ async function queued(env: Env): Promise<string[]> {
   );
   const worker = spawnWorker(home, server.address, TQ, configFile, {
     FORGE_ORCHESTRATOR_MAX_ACTIVITIES: String(QUEUED + 100),
-    FORGE_ORCHESTRATOR_MAX_CACHED_WORKFLOWS: String(QUEUED + 100),
+    ...(process.env.LOAD_CACHE ? { FORGE_ORCHESTRATOR_MAX_CACHED_WORKFLOWS: process.env.LOAD_CACHE } : {}),
   });
   await sleep(3000);
   // Owner 0 floods half the queue first; then the other owners, interleaved.

@@ -9,7 +9,7 @@ describe('pool env', () => {
       maxConcurrentWorkflowTaskExecutions: 50,
       maxConcurrentActivityTaskExecutions: 500,
       maxConcurrentLocalActivityExecutions: 50,
-      maxCachedWorkflows: 1000,
+      maxCachedWorkflows: 250,
       shutdownGraceTime: '5 seconds',
     });
     const env = {
