@@ -1,3 +1,4 @@
 /** Workflow entry points registered on `forge-orchestrator` (the bundle's root). */
 export { trainingJob } from './training-job';
 export { integrateResults } from './integrate-results';
+export { grpoRun } from './grpo-run';

@@ -1,0 +1,172 @@
+/**
+ * The plain data that crosses the Temporal boundary in RL (DESIGN.md §7): the grpoRun workflow, the rollout
+ * activities on `forge-rollout`, the trainer-host activities on `forge-grpo` / `forge-grpo@<hostId>` and the policy
+ * collection on the orchestrator's queue. JSON only; the big things (weights, completions) never travel through
+ * Temporal: rollout workers upload completions straight to the trainer host and download weights from it.
+ */
+
+/** One policy version as its trainer host serves it. */
+export interface PolicyRef {
+  version: number;
+  /** GET it with the session's bearer token: model.safetensors of this version. */
+  url: string;
+  sha256: string;
+}
+
+/** What rollout workers need to reach a trainer session (weights and uploads). */
+export interface TrainerEndpoint {
+  baseUrl: string;
+  /** Bearer token of the session's weights and uploads (never its update endpoint). */
+  token: string;
+}
+
+/** The settings of one trainer session (the `forge-trainer grpo-server` config less its ids). */
+export interface TrainerSessionConfig {
+  base_model: { name: string; source: string; revision: string };
+  learning_rate: number;
+  weight_decay: number;
+  warmup_steps: number;
+  clip_epsilon: number;
+  kl_beta: number;
+  max_off_policy_steps: number;
+  checkpoint_interval_steps: number;
+  max_steps: number;
+  seed: number;
+}
+
+export interface AcquireInput {
+  jobId: string;
+  /** The grpoRun workflow id (one per attempt). */
+  runId: string;
+  attempt: number;
+  config: TrainerSessionConfig;
+}
+
+/** A trainer host holding the job's policy: where its updates go, and the version it holds. */
+export interface HostLease {
+  hostId: string;
+  /** forge-grpo@<hostId>: updates, watch, export and release go there. */
+  taskQueue: string;
+  sessionId: string;
+  trainer: TrainerEndpoint;
+  policy: PolicyRef;
+  /** The checkpoint step the session resumed from, or null (fresh from the base model). */
+  resumedFrom: number | null;
+}
+
+export interface SessionInput {
+  sessionId: string;
+}
+
+/** The prompt of a rollout, as a (task type, seed) pair the rollout worker resolves (workflows/rl/prompts.ts). */
+export interface RolloutTaskRef {
+  taskType: string;
+  seed: number;
+}
+
+export interface RolloutInput {
+  jobId: string;
+  /** Unique per run, step, prompt and trainer session: the name the completions are uploaded under. */
+  rolloutId: string;
+  step: number;
+  index: number;
+  task: RolloutTaskRef;
+  policy: PolicyRef;
+  trainer: TrainerEndpoint;
+  groupSize: number;
+  temperature: number;
+  maxTokens: number;
+  /** The sampling seed sent to the inference server (reproducible runs). */
+  seed: number;
+}
+
+export interface RolloutResult {
+  rolloutId: string;
+  step: number;
+  index: number;
+  /** The policy version that generated every completion of this group. */
+  policyVersion: number;
+  taskType: string;
+  taskId: string;
+  rewards: number[];
+  /** Completions the task's checker accepted (reward 1). */
+  successes: number;
+  completionTokens: number;
+  /** Epoch milliseconds on the rollout worker: generation started and the upload finished. */
+  startedAt: number;
+  endedAt: number;
+  worker: string;
+}
+
+export interface UpdateInput {
+  jobId: string;
+  sessionId: string;
+  step: number;
+  groups: { rolloutId: string; advantages: number[] }[];
+  rolloutTokensPerS: number | null;
+}
+
+/** One step's line of training_log.jsonl (the keys of the issue, then extras). */
+export interface StepLine {
+  step: number;
+  policy_version: number;
+  reward_mean: number;
+  reward_std: number;
+  loss: number;
+  kl: number;
+  staleness_mean: number;
+  staleness_max: number;
+  trainer_idle_fraction: number;
+  rollout_tokens_per_s: number | null;
+  step_seconds: number;
+  update_seconds?: number;
+  clip_fraction?: number;
+  grad_norm?: number;
+  lr?: number;
+}
+
+export interface UpdateResult {
+  line: StepLine;
+  policy: PolicyRef;
+  /** Path of the checkpoint this step wrote, if it wrote one. */
+  checkpoint: string | null;
+}
+
+export interface ExportedFile {
+  path: string;
+  sha256: string;
+  size: number;
+}
+
+export interface ExportResult {
+  version: number;
+  files: ExportedFile[];
+  /** GET <url>/<path> with the session's token. */
+  url: string;
+}
+
+export interface CollectInput {
+  jobId: string;
+  attempt: number;
+  exported: ExportResult;
+  trainer: TrainerEndpoint;
+}
+
+export interface CollectResult {
+  /** Folder on the orchestrator host holding the verified files (what the results pipeline commits). */
+  dir: string;
+  files: ExportedFile[];
+}
+
+/** How the watch of a trainer session ended (it only ends when the session does). */
+export interface WatchResult {
+  reason: string;
+}
+
+/** Failure types of RL activities that the grpoRun workflow tells apart (ApplicationFailure.type). */
+export const RL_FAILURE = {
+  /** The trainer session is gone (its process died, or a newer session holds the job). */
+  SESSION_LOST: 'RL_SESSION_LOST',
+  /** The trainer refused an update that cannot succeed as sent (missing or stale rollouts). */
+  UPDATE_REFUSED: 'RL_UPDATE_REFUSED',
+} as const;

@@ -1,0 +1,263 @@
+/**
+ * RL test plumbing: a tiny model, the reference trainer's inference server in front of it, rollout and GRPO workers
+ * (in this process, or as separate processes through the image entrypoint so that a test can SIGKILL them), and a
+ * worker on the test's own task queue that runs grpoRun (and collectPolicy) from the run's workflow bundle.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { openSync } from 'node:fs';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { createRlCollectActivities } from '../../activities/rl/collect';
+import type { StepLine } from '../../activities/rl/types';
+import { rlSettings, type RlSettings } from '../../common/rl-config';
+import { repoRoot } from '../../common/paths';
+import { resolveRl, type RlParams } from '../../spec/rl';
+import type { GrpoRunInput, GrpoRunResult } from '../../workflows/grpo-run';
+import { createGrpoWorker, type GrpoWorker } from '../../workers/grpo';
+import { createRolloutWorker, type RolloutWorker } from '../../workers/rollout';
+import { temporalAddress } from '../helpers/forge';
+
+export const FORGE_TRAINER = path.join(repoRoot(), '.tools', 'venv', 'bin', 'forge-trainer');
+export const MAIN = path.join(repoRoot(), 'dist', 'workers', 'main.js');
+
+export function quietRuntime(): void {
+  try {
+    Runtime.install({ logger: new DefaultLogger('WARN') });
+  } catch {
+    // installed already (by another helper of this test file)
+  }
+}
+
+/** Runs a command to its end; rejects with its stderr when it fails. */
+export function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    p.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err.slice(-2000)}`))));
+  });
+}
+
+export async function tinyModel(dir: string, seed = 0): Promise<string> {
+  await run(FORGE_TRAINER, ['init-tiny', '--out', dir, '--seed', String(seed)], { ...process.env, OMP_NUM_THREADS: '1' });
+  return dir;
+}
+
+export interface Served {
+  url: string;
+  proc: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** The reference trainer's OpenAI-compatible server with weight loading on, on a free port. */
+export async function serveModel(model: string, log: string): Promise<Served> {
+  const proc = spawn(FORGE_TRAINER, ['serve', '--model', model, '--port', '0', '--allow-weight-updates'], {
+    env: { ...process.env, OMP_NUM_THREADS: '1' },
+    stdio: ['ignore', 'pipe', openSync(log, 'a')],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    proc.once('exit', (code) => reject(new Error(`serve exited ${code} (see ${log})`)));
+    createInterface({ input: proc.stdout! }).on('line', (line) => {
+      try {
+        const ev = JSON.parse(line) as { event?: string; url?: string };
+        if (ev.event === 'serving' && ev.url) resolve(ev.url);
+      } catch {
+        // not JSON
+      }
+    });
+  });
+  return {
+    url,
+    proc,
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill('SIGTERM');
+      await new Promise((r) => proc.once('exit', r));
+    },
+  };
+}
+
+export interface Queues {
+  orchestrator: string;
+  rollout: string;
+  grpo: string;
+}
+
+export function queues(prefix: string): Queues {
+  return { orchestrator: `${prefix}-orch`, rollout: `${prefix}-rollout`, grpo: `${prefix}-grpo` };
+}
+
+/** Short timeouts: a dead host or rollout worker is noticed within seconds. */
+export function testSettings(q: Queues, extra: Partial<RlSettings> = {}): RlSettings {
+  return {
+    ...rlSettings(),
+    grpoTaskQueue: q.grpo,
+    rolloutTaskQueue: q.rollout,
+    acquireTimeoutSeconds: 120,
+    loadTimeoutSeconds: 120,
+    hostStartTimeoutSeconds: 10,
+    hostHeartbeatSeconds: 4,
+    rolloutHeartbeatSeconds: 4,
+    rolloutTimeoutSeconds: 120,
+    updateTimeoutSeconds: 120,
+    statusIntervalSeconds: 0,
+    ...extra,
+  };
+}
+
+export function rolloutEnv(q: Queues, inferenceUrl: string, home: string, hostId: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return {
+    FORGE_INFERENCE_URL: inferenceUrl,
+    FORGE_ROLLOUT_TASK_QUEUE: q.rollout,
+    FORGE_HOST_ID: hostId,
+    FORGE_ROLLOUT_CACHE_DIR: path.join(home, `cache-${hostId}`),
+    FORGE_ROLLOUT_HEARTBEAT_MS: '500',
+    FORGE_ROLLOUT_SHUTDOWN_GRACE_SECONDS: '1',
+    ...extra,
+  };
+}
+
+export function grpoEnv(q: Queues, home: string, hostId: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  return {
+    FORGE_HOST_ID: hostId,
+    FORGE_GRPO_TASK_QUEUE: q.grpo,
+    FORGE_GRPO_STATE_DIR: path.join(home, 'grpo-state'),
+    FORGE_GRPO_WORK_DIR: path.join(home, `grpo-work-${hostId}`),
+    FORGE_GRPO_TRAINER_COMMAND: JSON.stringify([FORGE_TRAINER, 'grpo-server']),
+    FORGE_GRPO_SHUTDOWN_GRACE_SECONDS: '5',
+    FORGE_GRPO_LEASE_SECONDS: '60',
+    ...extra,
+  };
+}
+
+export interface InProcess<T> {
+  value: T;
+  stop(): Promise<void>;
+}
+
+export async function startRollout(env: NodeJS.ProcessEnv): Promise<InProcess<RolloutWorker>> {
+  quietRuntime();
+  const connection = await NativeConnection.connect({ address: temporalAddress() });
+  const r = await createRolloutWorker({ connection, namespace: 'default', env });
+  const running = r.worker.run();
+  return {
+    value: r,
+    async stop() {
+      if (r.worker.getState() === 'RUNNING') r.worker.shutdown();
+      await running;
+      await r.close();
+      await connection.close();
+    },
+  };
+}
+
+export async function startGrpo(env: NodeJS.ProcessEnv): Promise<InProcess<GrpoWorker>> {
+  quietRuntime();
+  const connection = await NativeConnection.connect({ address: temporalAddress() });
+  const g = await createGrpoWorker({ connection, namespace: 'default', env });
+  const running = g.run();
+  return {
+    value: g,
+    async stop() {
+      g.shutdown();
+      await running;
+      await connection.close();
+    },
+  };
+}
+
+/** The grpoRun workflows of the test (and collectPolicy) on the test's orchestrator queue. */
+export async function startRunWorker(q: Queues, home: string): Promise<InProcess<Worker>> {
+  quietRuntime();
+  const connection = await NativeConnection.connect({ address: temporalAddress() });
+  const worker = await Worker.create({
+    connection,
+    namespace: 'default',
+    taskQueue: q.orchestrator,
+    workflowBundle: { codePath: process.env.FORGE_TEST_WORKFLOW_BUNDLE! },
+    activities: createRlCollectActivities({ home }),
+    shutdownGraceTime: '1 second',
+  });
+  const running = worker.run();
+  return {
+    value: worker,
+    async stop() {
+      if (worker.getState() === 'RUNNING') worker.shutdown();
+      await running;
+      await connection.close();
+    },
+  };
+}
+
+/** A worker process through the image's entrypoint (dist/workers/main.js <role>), to be killed by the test. */
+export function spawnRole(role: 'rollout' | 'grpo', env: NodeJS.ProcessEnv, log: string): ChildProcess {
+  return spawn(process.execPath, [MAIN, role], {
+    stdio: ['ignore', openSync(log, 'a'), openSync(log, 'a')],
+    env: { ...process.env, TEMPORAL_ADDRESS: temporalAddress(), FORGE_WORKER_LOG_LEVEL: 'WARN', ...env },
+  });
+}
+
+export function exited(p: ChildProcess): Promise<void> {
+  return new Promise((resolve) => (p.exitCode !== null || p.signalCode !== null ? resolve() : p.once('exit', () => resolve())));
+}
+
+export async function testClient(): Promise<{ client: Client; connection: Connection }> {
+  const connection = await Connection.connect({ address: temporalAddress() });
+  return { client: new Client({ connection }), connection };
+}
+
+export interface RunOptions {
+  jobId: string;
+  maxSteps: number;
+  model: string;
+  rl?: Partial<RlParams>;
+  settings: RlSettings;
+  checkpointInterval?: number;
+  learningRate?: number;
+  taskTypes?: string[];
+}
+
+export function runInput(o: RunOptions): GrpoRunInput {
+  const rl = { ...resolveRl(undefined), group_size: 8, prompts_per_step: 8, max_completion_tokens: 8, ...o.rl };
+  return {
+    jobId: o.jobId,
+    attempt: 1,
+    parentWorkflowId: null,
+    taskTypes: o.taskTypes ?? ['toy'],
+    maxSteps: o.maxSteps,
+    rl,
+    trainer: {
+      base_model: { name: o.model, source: 'local', revision: 'main' },
+      learning_rate: o.learningRate ?? 3e-3,
+      weight_decay: 0,
+      warmup_steps: 0,
+      clip_epsilon: rl.clip_epsilon,
+      kl_beta: rl.kl_beta,
+      max_off_policy_steps: rl.max_off_policy_steps,
+      checkpoint_interval_steps: o.checkpointInterval ?? 1000,
+      max_steps: o.maxSteps,
+      seed: 1234,
+    },
+    settings: o.settings,
+    deadline: null,
+    budgetUsd: null,
+  };
+}
+
+export async function startRun(client: Client, q: Queues, input: GrpoRunInput): Promise<WorkflowHandle> {
+  return client.workflow.start('grpoRun', { taskQueue: q.orchestrator, workflowId: `job-${input.jobId}-grpo-${input.attempt}`, args: [input] });
+}
+
+export function readSteps(text: string): StepLine[] {
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as StepLine & { event?: string })
+    .filter((l) => l.event === 'step');
+}
+
+export type { GrpoRunResult };

@@ -1,0 +1,48 @@
+/** Reads a grpoRun's recorded history (every run of its continue-as-new chain): which versions each update used. */
+import type { Client } from '@temporalio/client';
+import { defaultPayloadConverter } from '@temporalio/common';
+import type { temporal } from '@temporalio/proto';
+import type { RolloutInput, UpdateInput } from '../../activities/rl/types';
+
+export interface RecordedRun {
+  runs: number;
+  /** Every rollout dispatched: its step and the version it was told to generate with. */
+  rollouts: { rolloutId: string; step: number; version: number }[];
+  /** Every update sent: its step and, per group, the version that generated it. */
+  updates: { step: number; versions: number[] }[];
+}
+
+function decode<T>(payloads: temporal.api.common.v1.IPayloads | null | undefined): T {
+  return defaultPayloadConverter.fromPayload<T>(payloads!.payloads![0]!);
+}
+
+export async function recordedVersions(client: Client, workflowId: string): Promise<RecordedRun> {
+  const rollouts = new Map<string, { rolloutId: string; step: number; version: number }>();
+  const updates: { step: number; groups: string[] }[] = [];
+  let runId: string | undefined = (await client.workflow.getHandle(workflowId).describe()).runId;
+  let runs = 0;
+  while (runId) {
+    runs++;
+    const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+    let previous: string | undefined;
+    for (const e of history.events ?? []) {
+      const started = e.workflowExecutionStartedEventAttributes;
+      if (started?.continuedExecutionRunId) previous = started.continuedExecutionRunId;
+      const a = e.activityTaskScheduledEventAttributes;
+      if (!a) continue;
+      if (a.activityType?.name === 'rollout') {
+        const input = decode<RolloutInput>(a.input);
+        rollouts.set(input.rolloutId, { rolloutId: input.rolloutId, step: input.step, version: input.policy.version });
+      } else if (a.activityType?.name === 'grpoUpdate') {
+        const input = decode<UpdateInput>(a.input);
+        updates.push({ step: input.step, groups: input.groups.map((g) => g.rolloutId) });
+      }
+    }
+    runId = previous;
+  }
+  return {
+    runs,
+    rollouts: [...rollouts.values()],
+    updates: updates.map((u) => ({ step: u.step, versions: u.groups.map((id) => rollouts.get(id)!.version) })),
+  };
+}
