@@ -43,7 +43,7 @@ const stops: InProcess<unknown>[] = [];
 
 beforeAll(async () => {
   ({ client, connection } = await testClient());
-  const model = await tinyModel(path.join(home, 'tiny'));
+  const model = await tinyModel();
   served = await serveModel(model, path.join(home, 'serve.log'));
   stops.push(await startRunWorker(q, home));
   stops.push(await startRollout(rolloutEnv(q, served.url, home, 'r1')));
@@ -58,7 +58,7 @@ afterAll(async () => {
 
 test('reward rises, staleness stays within max_off_policy_steps, every step is logged', async () => {
   const jobId = '7d0c5d1e-0b7a-4a57-9e4c-1e0f6a3b2c01';
-  const input = runInput({ jobId, maxSteps: STEPS, model: path.join(home, 'tiny'), rl: { max_off_policy_steps: K }, settings: testSettings(q), checkpointInterval: 10 });
+  const input = runInput({ jobId, maxSteps: STEPS, model: await tinyModel(), rl: { max_off_policy_steps: K }, settings: testSettings(q), checkpointInterval: 10 });
   const handle = await startRun(client, q, input);
   const result = (await handle.result()) as GrpoRunResult;
   expect(result.steps).toBe(STEPS);

@@ -4,7 +4,8 @@
  * worker on the test's own task queue that runs grpoRun (and collectPolicy) from the run's workflow bundle.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { openSync } from 'node:fs';
+import { existsSync, openSync, renameSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
@@ -42,8 +43,21 @@ export function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = proces
   });
 }
 
-export async function tinyModel(dir: string, seed = 0): Promise<string> {
-  await run(FORGE_TRAINER, ['init-tiny', '--out', dir, '--seed', String(seed)], { ...process.env, OMP_NUM_THREADS: '1' });
+/**
+ * A tiny random model (forge-trainer init-tiny, seed 0), made once per jest run (under the run's FORGE_TEST_DIR) and
+ * shared by the RL test files.
+ */
+export async function tinyModel(): Promise<string> {
+  const root = process.env.FORGE_TEST_DIR ?? os.tmpdir();
+  const dir = path.join(root, 'rl-tiny-model');
+  if (existsSync(path.join(dir, 'config.json'))) return dir;
+  const tmp = `${dir}.tmp-${process.pid}`;
+  await run(FORGE_TRAINER, ['init-tiny', '--out', tmp, '--seed', '0'], { ...process.env, OMP_NUM_THREADS: '1' });
+  try {
+    renameSync(tmp, dir);
+  } catch {
+    rmSync(tmp, { recursive: true, force: true }); // another test file made it first
+  }
   return dir;
 }
 
@@ -139,9 +153,9 @@ export interface InProcess<T> {
   stop(): Promise<void>;
 }
 
-export async function startRollout(env: NodeJS.ProcessEnv): Promise<InProcess<RolloutWorker>> {
+export async function startRollout(env: NodeJS.ProcessEnv, address = temporalAddress()): Promise<InProcess<RolloutWorker>> {
   quietRuntime();
-  const connection = await NativeConnection.connect({ address: temporalAddress() });
+  const connection = await NativeConnection.connect({ address });
   const r = await createRolloutWorker({ connection, namespace: 'default', env });
   const running = r.worker.run();
   return {
@@ -155,9 +169,9 @@ export async function startRollout(env: NodeJS.ProcessEnv): Promise<InProcess<Ro
   };
 }
 
-export async function startGrpo(env: NodeJS.ProcessEnv): Promise<InProcess<GrpoWorker>> {
+export async function startGrpo(env: NodeJS.ProcessEnv, address = temporalAddress()): Promise<InProcess<GrpoWorker>> {
   quietRuntime();
-  const connection = await NativeConnection.connect({ address: temporalAddress() });
+  const connection = await NativeConnection.connect({ address });
   const g = await createGrpoWorker({ connection, namespace: 'default', env });
   const running = g.run();
   return {
@@ -171,9 +185,9 @@ export async function startGrpo(env: NodeJS.ProcessEnv): Promise<InProcess<GrpoW
 }
 
 /** The grpoRun workflows of the test (and collectPolicy) on the test's orchestrator queue. */
-export async function startRunWorker(q: Queues, home: string): Promise<InProcess<Worker>> {
+export async function startRunWorker(q: Queues, home: string, address = temporalAddress()): Promise<InProcess<Worker>> {
   quietRuntime();
-  const connection = await NativeConnection.connect({ address: temporalAddress() });
+  const connection = await NativeConnection.connect({ address });
   const worker = await Worker.create({
     connection,
     namespace: 'default',
@@ -205,8 +219,8 @@ export function exited(p: ChildProcess): Promise<void> {
   return new Promise((resolve) => (p.exitCode !== null || p.signalCode !== null ? resolve() : p.once('exit', () => resolve())));
 }
 
-export async function testClient(): Promise<{ client: Client; connection: Connection }> {
-  const connection = await Connection.connect({ address: temporalAddress() });
+export async function testClient(address = temporalAddress()): Promise<{ client: Client; connection: Connection }> {
+  const connection = await Connection.connect({ address });
   return { client: new Client({ connection }), connection };
 }
 

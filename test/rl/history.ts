@@ -18,12 +18,13 @@ function decode<T>(payloads: temporal.api.common.v1.IPayloads | null | undefined
 
 export async function recordedVersions(client: Client, workflowId: string): Promise<RecordedRun> {
   const rollouts = new Map<string, { rolloutId: string; step: number; version: number }>();
-  const updates: { step: number; groups: string[] }[] = [];
+  let updates: { step: number; groups: string[] }[] = [];
   let runId: string | undefined = (await client.workflow.getHandle(workflowId).describe()).runId;
   let runs = 0;
   while (runId) {
     runs++;
     const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
+    const ofRun: { step: number; groups: string[] }[] = [];
     let previous: string | undefined;
     for (const e of history.events ?? []) {
       const started = e.workflowExecutionStartedEventAttributes;
@@ -35,9 +36,10 @@ export async function recordedVersions(client: Client, workflowId: string): Prom
         rollouts.set(input.rolloutId, { rolloutId: input.rolloutId, step: input.step, version: input.policy.version });
       } else if (a.activityType?.name === 'grpoUpdate') {
         const input = decode<UpdateInput>(a.input);
-        updates.push({ step: input.step, groups: input.groups.map((g) => g.rolloutId) });
+        ofRun.push({ step: input.step, groups: input.groups.map((g) => g.rolloutId) });
       }
     }
+    updates = [...ofRun, ...updates]; // walking back from the newest run
     runId = previous;
   }
   return {
