@@ -82,7 +82,8 @@ if (require.main === module) {
         ...(modelName ? { modelName } : {}),
         onTask: (row) => {
           done += 1;
-          if (!out.json) out.transient(`  ${done} tasks  ${row.task_type}/${row.task_id} ${row.success ? 'passed' : 'failed'}`);
+          // A progress line a terminal overwrites; piped output gets only the summary.
+          if (!out.json && out.tty) out.transient(`  ${done} tasks  ${row.task_type}/${row.task_id} ${row.success ? 'passed' : 'failed'}`);
         },
       });
     } catch (err) {
