@@ -50,8 +50,8 @@ export interface RolloutWorker {
   worker: Worker;
   bus: PolicyBus | undefined;
   cache: PolicyCache;
-  /** Weights downloaded ahead of time from announcements (sha256s). */
-  prefetched: string[];
+  /** Weights downloaded ahead of time from announcements, before any activity asked (sha256s). */
+  prefetched(): string[];
   close(): Promise<void>;
 }
 
@@ -73,7 +73,6 @@ export async function createRolloutWorker(o: RolloutWorkerOptions): Promise<Roll
   const hostId = env.FORGE_HOST_ID ?? `${os.hostname()}-${process.pid}`;
   const cache = new PolicyCache(env.FORGE_ROLLOUT_CACHE_DIR ?? path.join(home, 'rollout-cache'), env.FORGE_ROLLOUT_KEEP_VERSIONS);
   const sessions = new KnownSessions();
-  const prefetched: string[] = [];
   let bus: PolicyBus | undefined;
   if (env.FORGE_MQTT_URL) {
     bus = await PolicyBus.connect({ url: env.FORGE_MQTT_URL, clientId: `forge-rollout-${hostId}` });
@@ -81,10 +80,9 @@ export async function createRolloutWorker(o: RolloutWorkerOptions): Promise<Roll
       (a) => {
         const trainer = sessions.endpointOf(a.url);
         if (!trainer || cache.has(a.sha256)) return;
-        cache.ensure({ version: a.version, url: a.url, sha256: a.sha256 }, trainer.token).then(
-          () => prefetched.push(a.sha256),
-          (err: Error) => console.warn(`[rollout] prefetch of ${a.job_id} version ${a.version} failed: ${err.message}`),
-        );
+        cache
+          .ensure({ version: a.version, url: a.url, sha256: a.sha256 }, trainer.token, undefined, 'prefetch')
+          .catch((err: Error) => console.warn(`[rollout] prefetch of ${a.job_id} version ${a.version} failed: ${err.message}`));
       },
       (topic, why) => console.warn(`[rollout] ignoring an announcement on ${topic}: ${why}`),
     );
@@ -113,7 +111,7 @@ export async function createRolloutWorker(o: RolloutWorkerOptions): Promise<Roll
     worker,
     bus,
     cache,
-    prefetched,
+    prefetched: () => [...cache.origins].filter(([, o]) => o === 'prefetch').map(([sha]) => sha),
     async close() {
       await bus?.close().catch(() => undefined);
     },

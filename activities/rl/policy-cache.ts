@@ -19,8 +19,12 @@ export class PolicyIntegrityError extends Error {
   override name = 'PolicyIntegrityError';
 }
 
+export type DownloadOrigin = 'activity' | 'prefetch';
+
 export class PolicyCache {
   private readonly downloads = new Map<string, Promise<string>>();
+  /** Who started each download (sha256 → origin): prefetches that beat their activity show here. */
+  readonly origins = new Map<string, DownloadOrigin>();
 
   constructor(
     readonly dir: string,
@@ -37,7 +41,7 @@ export class PolicyCache {
   }
 
   /** The folder holding the verified weights of `policy` (downloaded once, however many ask at the same time). */
-  async ensure(policy: PolicyRef, token: string, signal?: AbortSignal): Promise<string> {
+  async ensure(policy: PolicyRef, token: string, signal?: AbortSignal, origin: DownloadOrigin = 'activity'): Promise<string> {
     if (!SHA256.test(policy.sha256)) throw new PolicyIntegrityError(`policy version ${policy.version}: "${policy.sha256}" is not a sha256`);
     const folder = this.folder(policy.sha256);
     if (this.has(policy.sha256)) {
@@ -47,6 +51,7 @@ export class PolicyCache {
     }
     let pending = this.downloads.get(policy.sha256);
     if (!pending) {
+      this.origins.set(policy.sha256, origin);
       pending = this.download(policy, token, signal).finally(() => this.downloads.delete(policy.sha256));
       this.downloads.set(policy.sha256, pending);
     }

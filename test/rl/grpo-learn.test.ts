@@ -4,11 +4,17 @@
  * rewards from the eval suite's checker (with partial credit by similarity). Fixed seeds; asynchronous with
  * max_off_policy_steps 1. Checks: the mean reward of the last steps is clearly above the first; no update ever used a
  * rollout older than the bound (from the versions the history recorded, and from the trainer's log); the run's
- * outputs carry every step's metrics.
+ * outputs carry every step's metrics. With an MQTT broker on 127.0.0.1:1883 (Mosquitto; .ci/run starts it), the run
+ * also announces every policy version on forge/jobs/<job_id>/policy (Tashi coordination), and the rollout worker
+ * prefetches announced weights before its activities ask for them.
  */
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client, Connection } from '@temporalio/client';
+import mqtt, { type MqttClient } from 'mqtt';
+import { policyTopic } from '../../activities/rl/policy-bus';
+import type { RolloutWorker } from '../../workers/rollout';
 import type { GrpoRunResult } from '../../workflows/grpo-run';
 import { tempDir } from '../helpers/forge';
 import {
@@ -30,6 +36,22 @@ import {
 } from './harness';
 import { recordedVersions } from './history';
 
+const MQTT_URL = process.env.FORGE_TEST_MQTT_URL ?? 'mqtt://127.0.0.1:1883';
+
+/** Whether the broker answers (checked once, synchronously, so that the MQTT test can be skipped by name). */
+function brokerUp(url: string): boolean {
+  const { hostname, port } = new URL(url);
+  const probe = `const s=require('net').connect(${Number(port) || 1883},'${hostname}');s.on('connect',()=>process.exit(0));s.on('error',()=>process.exit(1));setTimeout(()=>process.exit(1),2000)`;
+  try {
+    execFileSync(process.execPath, ['-e', probe], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+const MQTT = brokerUp(MQTT_URL);
+if (!MQTT) console.warn(`MQTT test skipped: no MQTT broker at ${MQTT_URL} (install mosquitto; .ci/run starts it, or set FORGE_TEST_MQTT_URL)`);
+
 const home = tempDir('forge-rl-learn-');
 const q = queues('test-rl-learn');
 const STEPS = 30;
@@ -40,25 +62,37 @@ let client: Client;
 let connection: Connection;
 let served: Served;
 const stops: InProcess<unknown>[] = [];
+const JOB = '7d0c5d1e-0b7a-4a57-9e4c-1e0f6a3b2c01';
+let rollout: InProcess<RolloutWorker>;
+let subscriber: MqttClient | undefined;
+const announced: { retain: boolean; payload: string }[] = [];
+let logged: { step: number; sha256: string }[] = [];
 
 beforeAll(async () => {
   ({ client, connection } = await testClient());
   const model = await tinyModel();
   served = await serveModel(model, path.join(home, 'serve.log'));
+  const mqttEnv: Record<string, string> = MQTT ? { FORGE_MQTT_URL: MQTT_URL } : {};
+  if (MQTT) {
+    subscriber = await mqtt.connectAsync(MQTT_URL, { protocolVersion: 5, clientId: `forge-test-${process.pid}` });
+    subscriber.on('message', (_topic, payload, packet) => announced.push({ retain: packet.retain, payload: payload.toString('utf8') }));
+    await subscriber.subscribeAsync(policyTopic(JOB), { qos: 1 });
+  }
   stops.push(await startRunWorker(q, home));
-  stops.push(await startRollout(rolloutEnv(q, served.url, home, 'r1')));
-  stops.push(await startGrpo(grpoEnv(q, home, 'g1')));
+  rollout = await startRollout(rolloutEnv(q, served.url, home, 'r1', mqttEnv));
+  stops.push(rollout);
+  stops.push(await startGrpo(grpoEnv(q, home, 'g1', mqttEnv)));
 }, 60_000);
 
 afterAll(async () => {
   for (const s of stops.reverse()) await s.stop();
   await served?.stop();
+  await subscriber?.endAsync();
   await connection?.close();
 });
 
 test('reward rises, staleness stays within max_off_policy_steps, every step is logged', async () => {
-  const jobId = '7d0c5d1e-0b7a-4a57-9e4c-1e0f6a3b2c01';
-  const input = runInput({ jobId, maxSteps: STEPS, model: await tinyModel(), rl: { max_off_policy_steps: K }, settings: testSettings(q), checkpointInterval: 10 });
+  const input = runInput({ jobId: JOB, maxSteps: STEPS, model: await tinyModel(), rl: { max_off_policy_steps: K }, settings: testSettings(q), checkpointInterval: 10 });
   const handle = await startRun(client, q, input);
   const result = (await handle.result()) as GrpoRunResult;
   expect(result.steps).toBe(STEPS);
@@ -66,6 +100,7 @@ test('reward rises, staleness stays within max_off_policy_steps, every step is l
   expect(result.hostLosses).toBe(0);
 
   const steps = readSteps(readFileSync(path.join(result.outputDir, 'training_log.jsonl'), 'utf8'));
+  logged = steps.map((s) => ({ step: s.step, sha256: (s as unknown as { sha256: string }).sha256 }));
   expect(steps.map((s) => s.step)).toEqual(Array.from({ length: STEPS }, (_, i) => i + 1));
   for (const s of steps) for (const k of KEYS) expect(s).toHaveProperty(k);
   const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
@@ -87,4 +122,16 @@ test('reward rises, staleness stays within max_off_policy_steps, every step is l
   expect(status).toMatchObject({ phase: 'done', policy_version: STEPS, latest: { step: STEPS } });
   const files = result.files.map((f) => f.path);
   expect(files).toEqual(expect.arrayContaining(['model.safetensors', 'config.json', 'training_log.jsonl', 'metrics.json']));
+});
+
+(MQTT ? test : test.skip)('Tashi coordination: every version is announced retained over MQTT 5, and rollout workers prefetch it', async () => {
+  expect(logged).toHaveLength(STEPS);
+  const messages = announced.filter((m) => m.payload.length > 0).map((m) => JSON.parse(m.payload) as { job_id: string; version: number; sha256: string; url: string });
+  const byVersion = new Map(messages.map((m) => [m.version, m]));
+  for (const line of logged) expect(byVersion.get(line.step)).toMatchObject({ job_id: JOB, version: line.step, sha256: line.sha256 });
+  expect(byVersion.get(0)?.url).toMatch(/\/v1\/policy\/0\/model\.safetensors$/);
+  // The run's end clears the retained announcement (an empty retained message).
+  expect(announced.at(-1)?.payload).toBe('');
+  // Weights the rollout worker fetched because of an announcement, before an activity asked for them.
+  expect(rollout.value.prefetched().length).toBeGreaterThan(0);
 });
