@@ -36,6 +36,8 @@ async function main(): Promise<void> {
         },
       },
     },
+    // The lifecycle alone: a process that makes no model has nothing to integrate (artifacts, evals).
+    results: { enabled: false },
   });
   const native = await NativeConnection.connect({ address: server.address });
   const forge = await createOrchestratorWorker({ connection: native, namespace: 'default', config, home: dir, taskQueue: 'bench-forge' });
