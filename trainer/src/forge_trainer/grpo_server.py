@@ -250,3 +250,8 @@ def serve_grpo(
     httpd.shutdown()
     httpd.server_close()
     shutil.rmtree(work_dir, ignore_errors=True)
+    # The stdin watcher is a daemon thread blocked in read(): a normal interpreter shutdown can abort on its buffer
+    # lock ("could not acquire lock for <stdin> at interpreter shutdown"). Everything is saved and flushed: leave now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
