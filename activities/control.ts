@@ -5,6 +5,7 @@
 import { Context, ApplicationFailure, activityInfo } from '@temporalio/activity';
 import type { ForgeConfig } from '../common/config';
 import { resultSettings, type ResultSettings } from '../common/results-config';
+import { rlSettings, type RlSettings } from '../common/rl-config';
 import { parseTrainingJobSpec, specHash, type SpecIssue } from '../spec/parse';
 import type { TrainingJobSpec } from '../spec/schema';
 import type { FailureInfo } from '../spec/failure';
@@ -21,6 +22,8 @@ export interface JobSettings {
   admissionPollSeconds: number;
   /** Result integration (common/results-config.ts); absent in histories older than it. */
   results?: ResultSettings;
+  /** RL jobs' grpoRun settings (common/rl-config.ts); absent in histories older than RL. */
+  rl?: RlSettings;
 }
 
 export type ValidationResult =
@@ -214,6 +217,7 @@ export function createControlActivities(deps: ControlDeps) {
           followHeartbeatSeconds: c.follow_heartbeat_seconds,
           admissionPollSeconds: c.admission_poll_seconds,
           results: resultSettings(c.results),
+          rl: rlSettings(c.rl),
         },
       };
     },

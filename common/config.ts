@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { DEFAULT_TRAINER_IMAGE } from '../spec/constants';
 import { repoRoot } from './paths';
 import { defaultResultsConfig, resultsConfigSchema } from './results-config';
+import { defaultRlConfig, rlConfigSchema } from './rl-config';
 
 const backendName = z
   .string()
@@ -204,6 +205,8 @@ export const forgeConfigSchema = z.strictObject({
   admission_poll_seconds: z.number().positive().default(15),
   /** Artifacts, evals, the elite registry and notifications of finished jobs (common/results-config.ts). */
   results: resultsConfigSchema.default(defaultResultsConfig),
+  /** RL jobs: trainer-host and rollout queues, timeouts, price (common/rl-config.ts). */
+  rl: rlConfigSchema.default(defaultRlConfig),
   /**
    * Cost-aware admission (activities/admission.ts): `order` "price" tries the cheapest candidate first when the
    * spec's backend.region is "any" ("list": provider, then fallbacks); `budget` "fit" admits a backend only when its

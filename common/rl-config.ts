@@ -4,6 +4,11 @@
  */
 import { z } from 'zod';
 
+/** The backend name an rl attempt's deployment carries (status, ForgeBackend): its trainer hosts' queue. */
+export const RL_BACKEND = 'forge-grpo';
+/** The DeploymentRef kind of an rl attempt (its grpoRun child). */
+export const RL_BACKEND_KIND = 'grpo';
+
 const seconds = z.number().positive();
 
 export const rlConfigSchema = z.strictObject({

@@ -9,6 +9,7 @@ import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker
 import { createBackends } from '../activities/backends/registry';
 import { createControlActivities } from '../activities/control';
 import { createResultActivities, type ResultHooks } from '../activities/results';
+import { createRlCollectActivities, withRlOutputs } from '../activities/rl/collect';
 import { loadConfig, type ForgeConfig } from '../common/config';
 import { forgeHome } from '../common/paths';
 import { connectWorker, parseEnv, readTemporalEnv } from '../common/temporal';
@@ -67,7 +68,7 @@ export async function createOrchestratorWorker(o: OrchestratorWorkerOptions): Pr
     pollIntervalMs: (name) => o.config.backends[name]?.poll_interval_ms ?? 1000,
     fairness: env.FORGE_ADMISSION_FAIRNESS,
   });
-  const results = createResultActivities({ config: o.config.results, home: o.home, backends, ...(o.resultHooks ? { hooks: o.resultHooks } : {}) });
+  const results = createResultActivities({ config: o.config.results, home: o.home, backends: withRlOutputs(backends), ...(o.resultHooks ? { hooks: o.resultHooks } : {}) });
   const bundle = o.workflowBundlePath ?? env.FORGE_WORKFLOW_BUNDLE ?? defaultWorkflowBundle();
   const code: Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'> = bundle
     ? { workflowBundle: { codePath: bundle } }
@@ -77,7 +78,8 @@ export async function createOrchestratorWorker(o: OrchestratorWorkerOptions): Pr
     namespace: o.namespace,
     taskQueue: o.taskQueue ?? env.FORGE_ORCHESTRATOR_TASK_QUEUE,
     ...code,
-    activities: { ...activities, ...results },
+    // rl jobs: the grpoRun child collects the final policy here; the results pipeline commits it (withRlOutputs).
+    activities: { ...activities, ...results, ...createRlCollectActivities({ home: o.home }) },
     ...poolWorkerOptions(pool),
     ...o.deployment,
     ...(o.identity ? { identity: o.identity } : {}),

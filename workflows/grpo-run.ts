@@ -418,7 +418,6 @@ export async function grpoRun(input: GrpoRunInput): Promise<GrpoRunResult> {
       throw fail('LOST', `the final policy could not be collected from ${lease.hostId}: ${causeOf(err).message}`);
     }
     await releaseHost(lease, true);
-    c.host = null;
     phase = 'done';
     await report(true);
     return {

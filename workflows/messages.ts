@@ -4,6 +4,7 @@ import type { ArtifactsRecord } from '../activities/artifacts';
 import type { DeploymentRef, DeploymentState, TrainingProgress } from '../activities/backends/types';
 import type { FailureClass } from '../spec/failure';
 import type { CancelRequest } from '../spec/signing';
+import type { RlProgress } from './grpo-run';
 import type { JobState } from './lifecycle/states';
 
 export interface TransitionRecord {
@@ -79,6 +80,8 @@ export interface JobStatus {
   /** Eval results per task type (and promotion), once evaluated. */
   evals: EvalRecord[];
   notifications: NotificationRecord[];
+  /** rl jobs: the current attempt's GRPO progress (trainer host, policy version, the latest training_log line). */
+  rl?: RlProgress | null;
 }
 
 export const statusQuery = defineQuery<JobStatus>('status');

@@ -41,6 +41,9 @@ import { verifyCancelRequest, type CancelRequest } from '../spec/signing';
 import { JobRecord } from './lifecycle/job-record';
 import { planAfterFailure } from './lifecycle/retry-plan';
 import { integrateResults } from './integrate-results';
+import { rlProgressSignal } from './grpo-run';
+import { RlProgressBox, runRlAttempt } from './rl-attempt';
+import { RL_BACKEND } from '../common/rl-config';
 import { cancelUpdate, statusQuery, type JobStatus } from './messages';
 import { integrateWorkflowId, jobWorkflowId } from './names';
 
@@ -48,6 +51,7 @@ import { integrateWorkflowId, jobWorkflowId } from './names';
 const PATCH_RESULTS = 'forge-results-integration';
 const PATCH_EVAL_JOBS = 'forge-eval-jobs';
 const PATCH_NOTIFY = 'forge-notifications';
+const PATCH_RL = 'forge-rl-grpo';
 
 // Short calls (validate, admit, submit, close) are local activities: no task-queue round trip each, which keeps a
 // job's overhead near that of a single activity. Infrastructure errors retry here; a backend's typed refusal
@@ -87,6 +91,9 @@ export async function trainingJob(rawSpec: unknown): Promise<JobStatus> {
   let ownerCancel: string | undefined;
 
   setHandler(statusQuery, () => job.status);
+  // rl jobs: the grpoRun child's progress (trainer host, policy version, latest step) into the status.
+  const rlBox = new RlProgressBox();
+  setHandler(rlProgressSignal, (p) => rlBox.receive(job, p));
   setHandler(
     cancelUpdate,
     async () => {
@@ -100,7 +107,7 @@ export async function trainingJob(rawSpec: unknown): Promise<JobStatus> {
 
   let accepted: AcceptedJob | undefined;
   try {
-    accepted = await lifecycle.run(() => runJob(job, rawSpec));
+    accepted = await lifecycle.run(() => runJob(job, rawSpec, rlBox));
   } catch (err) {
     if (!isCancellation(err)) throw err;
     await CancellationScope.nonCancellable(async () => {
@@ -133,7 +140,7 @@ interface AcceptedJob {
   settings: JobSettings;
 }
 
-async function runJob(job: JobRecord, rawSpec: unknown): Promise<AcceptedJob | undefined> {
+async function runJob(job: JobRecord, rawSpec: unknown, rlBox: RlProgressBox): Promise<AcceptedJob | undefined> {
   const v = await quick.validateSpec(rawSpec);
   if (!v.ok) {
     job.failedValidation(formatSpecIssues(v.issues));
@@ -155,10 +162,14 @@ async function runJob(job: JobRecord, rawSpec: unknown): Promise<AcceptedJob | u
   }
   job.transition('QUEUED', 'waiting for admission');
 
-  const candidates = [spec.backend.provider, ...(spec.backend.fallbacks ?? [])];
+  // An rl attempt runs the grpoRun child on the trainer hosts' queues instead of a backend submission (rl-attempt.ts).
+  const rl = spec.job_type === 'rl' && settings.rl !== undefined && patched(PATCH_RL);
+  const candidates = rl ? [RL_BACKEND] : [spec.backend.provider, ...(spec.backend.fallbacks ?? [])];
   let preferred = 0;
   for (let attempt = 1, retriesUsed = 0; ; attempt++, retriesUsed++) {
-    const { index, outcome } = await runAttempt(job, spec, rawSpec, settings, candidates, preferred, attempt);
+    const { index, outcome } = rl
+      ? { index: 0, outcome: await runRlAttempt(job, spec, settings, attempt, rlBox) }
+      : await runAttempt(job, spec, rawSpec, settings, candidates, preferred, attempt);
     if (outcome.ok) {
       if (results?.enabled && patched(PATCH_RESULTS)) await integrate(job, spec, v.specHash, results);
       else job.transition('COMPLETED', `attempt ${attempt} succeeded on ${candidates[index]}`);

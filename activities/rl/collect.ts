@@ -12,14 +12,13 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { jobAttemptDir } from '../../common/paths';
+import { RL_BACKEND, RL_BACKEND_KIND } from '../../common/rl-config';
 import type { TrainingJobSpec } from '../../spec/schema';
 import type { Backend, DeploymentRef, DeploymentStatus, HealthReport, LogChunk, Quote } from '../backends/types';
 import { BackendError } from '../backends/types';
 import type { CollectInput, CollectResult, ExportedFile } from './types';
 
-/** The name RL attempts carry as their backend (status, ForgeBackend) and the results pipeline looks up. */
-export const RL_BACKEND = 'forge-grpo';
-export const RL_BACKEND_KIND = 'grpo';
+export { RL_BACKEND, RL_BACKEND_KIND };
 const SAFE_PATH = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
 
 export function rlOutputDir(home: string, jobId: string, attempt: number): string {

@@ -16,7 +16,7 @@ import { makeSignedSpec } from '../spec/fixtures';
 import { fakeTrainer, startJob, startWorker, tempDir, temporalAddress, testClient, testConfig, waitForStatus } from '../helpers/forge';
 import { findTemporalCli } from '../../infra/dev-server';
 import { nip19 } from 'nostr-tools';
-import { integrateWorkflowId } from '../../workflows/names';
+import { grpoWorkflowId, integrateWorkflowId } from '../../workflows/names';
 import { makeBareRepo } from '../helpers/results';
 
 const DIR = path.resolve(__dirname, '..', 'histories');
@@ -95,8 +95,9 @@ interface StoredHistory {
 function workflowIdOf(history: StoredHistory, file: string): string {
   const data = history.events[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0]?.data;
   if (!data) throw new Error(`${file}: no workflow input in the first event`);
-  const input = JSON.parse(Buffer.from(data, 'base64').toString('utf8')) as { job_id?: string; spec?: { job_id: string } };
-  // integrateResults takes {spec, ...}: its id is the child's.
+  const input = JSON.parse(Buffer.from(data, 'base64').toString('utf8')) as { job_id?: string; spec?: { job_id: string }; jobId?: string; attempt?: number };
+  // integrateResults takes {spec, ...}: its id is the child's. grpoRun takes {jobId, attempt, ...} (test/rl/rl-job.test.ts records it).
+  if (input.jobId && input.attempt) return grpoWorkflowId(input.jobId, input.attempt);
   return input.spec ? integrateWorkflowId(input.spec.job_id) : `job-${input.job_id}`;
 }
 

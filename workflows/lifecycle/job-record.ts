@@ -9,6 +9,7 @@ import type { DeploymentRef, DeploymentStatus } from '../../activities/backends/
 import type { FailureInfo } from '../../spec/failure';
 import type { TrainingJobSpec } from '../../spec/schema';
 import type { ArtifactsRecord } from '../../activities/artifacts';
+import type { RlProgress } from '../grpo-run';
 import type { DeploymentRecord, ErrorRecord, EvalRecord, JobStatus, NotificationRecord } from '../messages';
 import {
   ForgeAttempt,
@@ -180,6 +181,11 @@ export class JobRecord {
 
   addNotification(n: NotificationRecord): void {
     this.status.notifications.push(n);
+  }
+
+  /** rl jobs: the grpoRun child's latest progress. */
+  setRl(p: RlProgress): void {
+    this.status.rl = p;
   }
 
   private record(state: JobState, reason: string): void {
