@@ -34,6 +34,8 @@ const CAP = num('LOAD_CAP', 50);
 const OWNERS = num('LOAD_OWNERS', 10);
 const QUEUED_SLEEP = num('LOAD_QUEUED_SLEEP_SECONDS', 1);
 const QUEUED_POLL = num('LOAD_QUEUED_POLL_SECONDS', 60);
+/** Workflow-task (and local-activity) slots of the worker: how many workflows it activates at once. */
+const WORKFLOW_TASKS = process.env.LOAD_WORKFLOW_TASKS ?? '50';
 const HEARTBEAT_SECONDS = 60;
 const MAIN = path.resolve(__dirname, '..', '..', 'workers', 'main.js');
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -44,6 +46,20 @@ function rss(pid: number): { rss: number; peak: number } {
   const text = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0) / 1024;
   return { rss: kb('VmRSS'), peak: kb('VmHWM') };
+}
+
+/** The worker's own view of its memory (prom-client on its health port): V8 heap, external, array buffers (MiB). */
+async function workerMemory(healthPort: number): Promise<string> {
+  try {
+    const text = await (await fetch(`http://127.0.0.1:${healthPort}/metrics`)).text();
+    const pick = (name: string): string => {
+      const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+]+)$`, 'm').exec(text);
+      return m ? `${(Number(m[1]) / 2 ** 20).toFixed(0)}` : '?';
+    };
+    return `heap used ${pick('forge_worker_nodejs_heap_size_used_bytes')} of ${pick('forge_worker_nodejs_heap_size_total_bytes')}, external ${pick('forge_worker_nodejs_external_memory_bytes')} MiB`;
+  } catch {
+    return 'unknown';
+  }
 }
 
 function spawnWorker(dir: string, address: string, taskQueue: string, configFile: string, extra: Record<string, string>): ChildProcess {
@@ -156,11 +172,13 @@ async function running(env: Env): Promise<string[]> {
       results: { enabled: false },
     }),
   );
+  const healthPort = await freePort();
   const worker = spawnWorker(home, server.address, TQ, configFile, {
+    FORGE_HEALTH_ADDRESS: `127.0.0.1:${healthPort}`,
     FORGE_ORCHESTRATOR_MAX_ACTIVITIES: String(JOBS + 100),
     ...(process.env.LOAD_CACHE ? { FORGE_ORCHESTRATOR_MAX_CACHED_WORKFLOWS: process.env.LOAD_CACHE } : {}),
-    FORGE_ORCHESTRATOR_MAX_WORKFLOW_TASKS: '50',
-    FORGE_ORCHESTRATOR_MAX_LOCAL_ACTIVITIES: '50',
+    FORGE_ORCHESTRATOR_MAX_WORKFLOW_TASKS: WORKFLOW_TASKS,
+    FORGE_ORCHESTRATOR_MAX_LOCAL_ACTIVITIES: WORKFLOW_TASKS,
   });
   await sleep(3000);
   const idle = rss(worker.pid!);
@@ -169,6 +187,7 @@ async function running(env: Env): Promise<string[]> {
   const t0 = Date.now();
   let peakRss = idle.rss;
   let rssAtAll = 0;
+  let memoryAtAll = '';
   let maxRunning = 0;
   let allRunningAt: number | undefined;
   let sampling = true;
@@ -192,7 +211,8 @@ async function running(env: Env): Promise<string[]> {
     if (allRunningAt === undefined && runningNow + completed >= JOBS && runningNow >= longOnes) {
       allRunningAt = Date.now();
       rssAtAll = rss(worker.pid!).rss;
-      log(`part 1: all ${runningNow} long jobs RUNNING at once after ${((allRunningAt - t0) / 1000).toFixed(1)} s; worker RSS ${rssAtAll.toFixed(0)} MiB`);
+      memoryAtAll = await workerMemory(healthPort);
+      log(`part 1: all ${runningNow} long jobs RUNNING at once after ${((allRunningAt - t0) / 1000).toFixed(1)} s; worker RSS ${rssAtAll.toFixed(0)} MiB (${memoryAtAll})`);
     }
     if (completed >= JOBS) break;
     if (Date.now() - t0 > (SLEEP + 900) * 1000) throw new Error(`part 1: only ${completed} of ${JOBS} completed`);
@@ -218,7 +238,7 @@ async function running(env: Env): Promise<string[]> {
   return [
     `### Part 1: ${JOBS} jobs running at once on one orchestrator worker`,
     '',
-    `Command: \`LOAD_PARTS=running LOAD_JOBS=${JOBS} LOAD_SLEEP_SECONDS=${SLEEP} LOAD_SHORT_SECONDS=${SHORT} npm run bench:load\`; ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'CPU'}, Node ${process.version}, Temporal CLI dev server in memory, worker = \`dist/workers/main.js orchestrator\` with FORGE_ORCHESTRATOR_MAX_ACTIVITIES=${JOBS + 100}, MAX_CACHED_WORKFLOWS=${process.env.LOAD_CACHE ?? '250 (default)'}; local backend, trainer = \`sh -c 'sleep N'\`, poll_interval_ms 10000, follow_heartbeat_seconds ${HEARTBEAT_SECONDS}.`,
+    `Command: \`${process.env.LOAD_CACHE ? `LOAD_CACHE=${process.env.LOAD_CACHE} ` : ''}${process.env.LOAD_WORKFLOW_TASKS ? `LOAD_WORKFLOW_TASKS=${WORKFLOW_TASKS} ` : ''}LOAD_PARTS=running LOAD_JOBS=${JOBS} LOAD_SLEEP_SECONDS=${SLEEP} LOAD_SHORT_SECONDS=${SHORT} npm run bench:load\`; ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'CPU'}, Node ${process.version}, Temporal CLI dev server in memory, worker = \`dist/workers/main.js orchestrator\` with FORGE_ORCHESTRATOR_MAX_ACTIVITIES=${JOBS + 100}, MAX_CACHED_WORKFLOWS=${process.env.LOAD_CACHE ?? '250 (default)'}, MAX_WORKFLOW_TASKS=MAX_LOCAL_ACTIVITIES=${WORKFLOW_TASKS}; local backend, trainer = \`sh -c 'sleep N'\`, poll_interval_ms 10000, follow_heartbeat_seconds ${HEARTBEAT_SECONDS}.`,
     '',
     '| measure | value | target |',
     '|---|---|---|',
@@ -226,6 +246,7 @@ async function running(env: Env): Promise<string[]> {
     `| most jobs RUNNING at once | ${maxRunning} | ${longOnes} (every long job) |`,
     `| time until every long job ran at once | ${allRunningAt ? ((allRunningAt - t0) / 1000).toFixed(0) : 'never'} s | |`,
     `| worker RSS idle / with all running / peak (sampled 1/s) / VmHWM | ${idle.rss.toFixed(0)} / ${rssAtAll.toFixed(0)} / ${peakRss.toFixed(0)} / ${finalRss.peak.toFixed(0)} MiB | ≤ 1024 MiB (${finalRss.peak <= 1024 ? 'met' : 'NOT met'}) |`,
+    `| the worker's V8 view with all running | ${memoryAtAll} | |`,
     `| history events per job, ${SHORT} s trainer (median, min–max of ${shortStats.events.length}) | ${median(shortStats.events)} (${Math.min(...shortStats.events)}–${Math.max(...shortStats.events)}) | |`,
     `| history events per job, ${SLEEP} s trainer (median, min–max of ${longStats.events.length}) | ${median(longStats.events)} (${Math.min(...longStats.events)}–${Math.max(...longStats.events)}) | independent of duration: ${(median(longStats.events) / median(shortStats.events)).toFixed(2)}× the short jobs' for ${(SLEEP / SHORT).toFixed(0)}× the duration (${median(longStats.events) <= median(shortStats.events) * 1.25 ? 'met' : 'NOT met'}) |`,
     `| Temporal actions per job in history (median; start, activities, local activities, timers, upserts) | ${actionsLong} | |`,
