@@ -259,7 +259,6 @@ export function createControlActivities(deps: ControlDeps) {
      */
     async admitAndSubmit(input: AdmissionInput & { rawSpec: unknown; attempt: number }): Promise<SubmitOutcome | null> {
       const { job_id: jobId, owner_did: owner } = input.spec;
-      fair?.wait(input.candidates, jobId, owner);
       const r = await ranking(input, input.attempt);
       const refusals = [...r.refusals];
       const waits = [...r.waits];
@@ -293,6 +292,9 @@ export function createControlActivities(deps: ControlDeps) {
       if (over && waits.length === 0) {
         return { index: over.index, failure: { class: 'BUDGET', detail: r.overBudget.map((o) => o.detail).join('; ') } };
       }
+      // No room for it now: from here on it waits, and takes its owner's turn when slots free up. (Only jobs that
+      // found no room wait: with room for everyone, fairness holds nobody back.)
+      fair?.wait(input.candidates, jobId, owner);
       return null;
     },
 

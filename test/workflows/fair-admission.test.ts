@@ -11,17 +11,19 @@ import { fakeTrainer, startJob, tempDir, testConfig, useForge, waitForStatus } f
 
 const TQ = 'test-fair-admission';
 const home = tempDir('forge-fair-');
-const config = testConfig({ local: { max_concurrent: 1, trainers: { ok: fakeTrainer('ok', 0.6) } } }, path.join(home, 'starts.log'));
+const config = testConfig({ local: { max_concurrent: 1, trainers: { hold: fakeTrainer('ok', 6), ok: fakeTrainer('ok', 0.6) } } }, path.join(home, 'starts.log'));
 const forge = useForge(config, home, TQ);
 
 test('one slot, owner A queues 6 jobs before owner B queues 2: B is served second and fourth, not after A', async () => {
   const [a, b] = [generateKeyPair(), generateKeyPair()];
-  const aSpecs = Array.from({ length: 6 }, () => makeSignedSpec({ trainer: { image: 'ok' } }, a));
+  // A's first job holds the only slot long enough for everything else to queue behind it, even on a loaded machine.
+  const aSpecs = Array.from({ length: 6 }, (_, i) => makeSignedSpec({ trainer: { image: i === 0 ? 'hold' : 'ok' } }, a));
   const bSpecs = Array.from({ length: 2 }, () => makeSignedSpec({ trainer: { image: 'ok' } }, b));
   const handles = [];
   for (const s of aSpecs) handles.push(await startJob(forge.client, TQ, s));
-  // A's first job holds the slot; the rest of A's queue up before B arrives.
+  // The rest of A's queue up before B arrives.
   await waitForStatus(handles[0]!, (s) => s.state === 'RUNNING');
+  await Promise.all(handles.slice(1).map((h) => waitForStatus(h, (s) => s.state !== 'CREATED')));
   await Promise.all(handles.slice(1).map((h) => waitForStatus(h, (s) => s.state === 'QUEUED')));
   for (const s of bSpecs) handles.push(await startJob(forge.client, TQ, s));
   const results = (await Promise.all(handles.map((h) => h.result()))) as JobStatus[];
