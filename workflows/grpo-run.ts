@@ -238,7 +238,8 @@ export async function grpoRun(input: GrpoRunInput): Promise<GrpoRunResult> {
     }
   }
 
-  type HostOutcome = { kind: 'done' } | { kind: 'lost'; reason: string } | { kind: 'continue-as-new' };
+  /** lost: `alive` when the host still answered (an update or upload failed): its session is released first. */
+  type HostOutcome = { kind: 'done' } | { kind: 'lost'; reason: string; alive: boolean } | { kind: 'continue-as-new' };
 
   /** The pipeline on one trainer host, until the run is done, the host is lost, or it is time to continue-as-new. */
   async function onHost(lease: HostLease): Promise<HostOutcome> {
@@ -248,6 +249,7 @@ export async function grpoRun(input: GrpoRunInput): Promise<GrpoRunResult> {
     let updating = false;
     let inFlight = 0;
     let lost: string | null = null;
+    let watchFailed = false;
     let fatal: ApplicationFailure | null = null;
     let draining = false;
     let changes = 0;
@@ -260,7 +262,10 @@ export async function grpoRun(input: GrpoRunInput): Promise<GrpoRunResult> {
       .then(
         () => undefined,
         (err: unknown) => {
-          if (!isCancellation(err)) lost ??= `trainer host ${lease.hostId}: ${causeOf(err).message}`;
+          if (!isCancellation(err)) {
+            watchFailed = true;
+            lost ??= `trainer host ${lease.hostId}: ${causeOf(err).message}`;
+          }
           changed();
         },
       );
@@ -313,7 +318,12 @@ export async function grpoRun(input: GrpoRunInput): Promise<GrpoRunResult> {
       const step = batch.step;
       const results = batch.results as RolloutResult[];
       // Bounded staleness, checked from the versions the rollouts recorded (never an older one than the bound).
-      for (const r of results) assertUsable(step, r.policyVersion, rl.max_off_policy_steps);
+      try {
+        for (const r of results) assertUsable(step, r.policyVersion, rl.max_off_policy_steps);
+      } catch (err) {
+        fatal ??= fail('LOST', `refusing to update: ${(err as Error).message}`);
+        return;
+      }
       const groups = results.map((r) => ({ rolloutId: r.rolloutId, advantages: groupAdvantages(r.rewards).advantages }));
       const tokens = results.reduce((n, r) => n + r.completionTokens, 0);
       const span = (Math.max(...results.map((r) => r.endedAt)) - Math.min(...results.map((r) => r.startedAt))) / 1000;
@@ -335,7 +345,7 @@ export async function grpoRun(input: GrpoRunInput): Promise<GrpoRunResult> {
       for (;;) {
         if (fatal) throw fatal;
         checkLimits();
-        if (lost) return { kind: 'lost', reason: lost };
+        if (lost) return { kind: 'lost', reason: lost, alive: !watchFailed };
         if (c.version >= input.maxSteps && !updating) return { kind: 'done' };
         if (!draining && workflowInfo().continueAsNewSuggested) {
           draining = true;
@@ -388,6 +398,8 @@ export async function grpoRun(input: GrpoRunInput): Promise<GrpoRunResult> {
         break;
       }
       c.hostLosses++;
+      // A host that still answers keeps its slot until released: free it (a dead one is not waited for).
+      if (outcome.alive) await releaseHost(lease, false);
       c.host = null;
       phase = 'host-lost';
       log.warn(`trainer host lost (${c.hostLosses} so far): ${outcome.reason}`);

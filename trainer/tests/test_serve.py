@@ -44,7 +44,7 @@ def server(trained: Trained) -> Any:
 
 
 def test_health_and_models(server: str) -> None:
-    assert call(f"{server}/health") == (200, {"status": "ok", "model": "tiny-reverse"})
+    assert call(f"{server}/health") == (200, {"status": "ok", "model": "tiny-reverse", "weight_version": "base"})
     status, models = call(f"{server}/v1/models")
     assert status == 200
     assert models["object"] == "list"
