@@ -23,6 +23,8 @@ import { apiEnvSchema } from '../../client/api/env';
 import { ROLES } from '../../workers/main';
 import { ORCHESTRATOR_POOL, orchestratorEnvSchema } from '../../workers/orchestrator';
 import { poolEnvSchema, workerProcessEnvSchema } from '../../workers/pool';
+import { grpoEnvSchema } from '../../workers/grpo';
+import { rolloutEnvSchema } from '../../workers/rollout';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const INFRA = path.join(ROOT, 'infra');
@@ -42,6 +44,8 @@ const ENV_SCHEMAS: z.ZodObject[] = [
   apiEnvSchema,
   orchestratorEnvSchema,
   workerProcessEnvSchema,
+  rolloutEnvSchema,
+  grpoEnvSchema,
   poolEnvSchema('ORCHESTRATOR', ORCHESTRATOR_POOL),
   poolEnvSchema('ROLLOUT', ORCHESTRATOR_POOL),
   poolEnvSchema('GRPO', ORCHESTRATOR_POOL),
@@ -169,10 +173,11 @@ describe('infra/docker-compose.yml', () => {
   });
 
   test('Temporal on PostgreSQL, the Web UI, setup, API, orchestrator, GPU rollout and GRPO workers', () => {
-    expect(Object.keys(services).sort()).toEqual(['api', 'grpo', 'orchestrator', 'postgresql', 'rollout', 'setup', 'temporal', 'temporal-ui']);
+    expect(Object.keys(services).sort()).toEqual(['api', 'grpo', 'orchestrator', 'postgresql', 'rollout', 'rollout-inference', 'setup', 'temporal', 'temporal-ui']);
     expect((services.temporal!.environment as Json).DB).toBe('postgres12');
     expect(String(services['temporal-ui']!.image)).toMatch(/^temporalio\/ui:/);
-    for (const gpu of ['rollout', 'grpo']) {
+    // The GPUs: GRPO hosts, and the inference server each rollout worker fronts.
+    for (const gpu of ['rollout-inference', 'grpo']) {
       const devices = ((((services[gpu]!.deploy as Json).resources as Json).reservations as Json).devices as Json[])[0]!;
       expect(devices.capabilities).toEqual(['gpu']);
       expect(devices.driver).toBe('nvidia');
@@ -188,10 +193,12 @@ describe('infra/docker-compose.yml', () => {
       if (!build) continue;
       expect(build.dockerfile).toBe('infra/Dockerfile');
       expect(['app', 'gpu']).toContain(build.target);
-      problems.push(...checkRole(`service ${name}`, (s.command as string[])[0]));
+      // A service that overrides the entrypoint runs another program of the image (the inference server), not a role.
+      if (!s.entrypoint) problems.push(...checkRole(`service ${name}`, (s.command as string[])[0]));
       problems.push(...checkEnv(`service ${name}`, Object.fromEntries(Object.entries((s.environment as Json) ?? {}).map(([k, v]) => [k, String(v)]))));
       if (name !== 'setup') expect(s.healthcheck ? name : `${name} has no healthcheck`).toBe(name);
       if (['orchestrator', 'rollout', 'grpo'].includes(name)) expect(s.stop_grace_period).toMatch(/^\d+s$/);
+      if (name === 'rollout') expect((s.environment as Json).FORGE_INFERENCE_URL).toBe('http://rollout-inference:8000');
     }
     expect(problems).toEqual([]);
   });
@@ -288,8 +295,10 @@ describe('infra/k8s', () => {
       }
       const grace = Number(env[`FORGE_${(c.args as string[])[0]!.toUpperCase()}_SHUTDOWN_GRACE_SECONDS`] ?? 0);
       if (Number(pod.terminationGracePeriodSeconds ?? 30) <= grace) problems.push(`${where}: terminationGracePeriodSeconds must exceed the worker's grace ${grace}`);
+      // GPU roles: the GPU is the GRPO worker's, or the rollout worker's inference sidecar's.
       const gpu = (c.args as string[])[0] === 'rollout' || (c.args as string[])[0] === 'grpo';
-      if (gpu && !((c.resources as Json).limits as Json)['nvidia.com/gpu']) problems.push(`${where}: no nvidia.com/gpu limit`);
+      const gpus = (pod.containers as Json[]).filter((x) => ((x.resources as Json | undefined)?.limits as Json | undefined)?.['nvidia.com/gpu']);
+      if (gpu && gpus.length !== 1) problems.push(`${where}: ${gpus.length} containers with a nvidia.com/gpu limit, expected 1`);
       for (const ref of (c.envFrom as Json[] | undefined) ?? []) {
         const cm = (ref.configMapRef as Json | undefined)?.name;
         if (cm && !byKind('ConfigMap').some((m) => nameOf(m) === cm)) problems.push(`${where}: ConfigMap ${String(cm)} is not defined`);
@@ -361,16 +370,18 @@ describe('infra/akash', () => {
       const sdl = SDL.fromString(text, 'beta3');
       expect(sdl.groups().length).toBeGreaterThan(0);
       const manifest = sdl.manifest() as { services: { name: string; args: string[] | null; env: string[] | null; resources: { gpu?: { units: { val: number | Record<string, number> } } } }[] }[];
+      const inference = manifest.flatMap((g) => g.services).find((s) => s.name === 'inference');
+      expect(inference?.resources.gpu).toBeDefined();
       const services = manifest.flatMap((g) => g.services);
-      expect(services.map((s) => s.name).sort()).toEqual(['grpo', 'rollout']);
+      expect(services.map((s) => s.name).sort()).toEqual(['grpo', 'inference', 'rollout']);
       const problems: string[] = [];
-      for (const s of services) {
+      for (const s of services.filter((x) => x.name !== 'inference')) {
         problems.push(...checkRole(`${f} ${s.name}`, s.args?.[0]));
         problems.push(...checkEnv(`${f} ${s.name}`, Object.fromEntries((s.env ?? []).map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]))));
         // A quantity is a number, or the bytes of its decimal string.
         const val = s.resources.gpu?.units.val ?? 0;
         const gpus = typeof val === 'number' ? val : Number(String.fromCharCode(...Object.values(val)));
-        if (gpus < 1) problems.push(`${f} ${s.name}: no GPU`);
+        if (s.name === 'grpo' && gpus < 1) problems.push(`${f} ${s.name}: no GPU`);
       }
       expect(problems).toEqual([]);
     }
