@@ -3,8 +3,8 @@
  *
  *   orchestrator  trainingJob workflows + control activities on forge-orchestrator (workers/orchestrator.ts)
  *   api           the HTTP API (client/api/server.ts)
- *   rollout       GPU rollout worker on forge-rollout (workers/rollout.ts, the RL issue)
- *   grpo          GRPO trainer host on forge-grpo and forge-grpo@<hostId> (workers/grpo.ts, the RL issue)
+ *   rollout       GPU rollout worker on forge-rollout (workers/rollout.ts)
+ *   grpo          GRPO trainer host on forge-grpo and forge-grpo@<hostId> (workers/grpo.ts)
  *   setup         one-shot: registers the Forge* search attributes in TEMPORAL_NAMESPACE, then exits 0
  *
  * A role is a module beside this one (or client/api/server) that exports `main(): Promise<void>`. A role whose
