@@ -22,9 +22,9 @@ export const ORCHESTRATOR_POOL: PoolDefaults = {
   workflowTasks: 50,
   activities: 500,
   localActivities: 50,
-  // Each cached workflow costs ~2.3 MiB of RSS (bench/load); an evicted one replays its short history on its next
-  // task. 250 keeps one worker under 1 GiB however many jobs it runs (BENCHMARKS.md "Load").
-  cachedWorkflows: 250,
+  // Cached workflows cost RSS (bench/load: 1,000 running jobs → 1.08 GB with 250 cached, 0.88 GB with 100); an
+  // evicted one replays its short history (tens of events) at its next transition. BENCHMARKS.md "Load".
+  cachedWorkflows: 100,
   shutdownGraceSeconds: 5,
 };
 

@@ -238,7 +238,7 @@ async function running(env: Env): Promise<string[]> {
   return [
     `### Part 1: ${JOBS} jobs running at once on one orchestrator worker`,
     '',
-    `Command: \`${process.env.LOAD_CACHE ? `LOAD_CACHE=${process.env.LOAD_CACHE} ` : ''}${process.env.LOAD_WORKFLOW_TASKS ? `LOAD_WORKFLOW_TASKS=${WORKFLOW_TASKS} ` : ''}LOAD_PARTS=running LOAD_JOBS=${JOBS} LOAD_SLEEP_SECONDS=${SLEEP} LOAD_SHORT_SECONDS=${SHORT} npm run bench:load\`; ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'CPU'}, Node ${process.version}, Temporal CLI dev server in memory, worker = \`dist/workers/main.js orchestrator\` with FORGE_ORCHESTRATOR_MAX_ACTIVITIES=${JOBS + 100}, MAX_CACHED_WORKFLOWS=${process.env.LOAD_CACHE ?? '250 (default)'}, MAX_WORKFLOW_TASKS=MAX_LOCAL_ACTIVITIES=${WORKFLOW_TASKS}; local backend, trainer = \`sh -c 'sleep N'\`, poll_interval_ms 10000, follow_heartbeat_seconds ${HEARTBEAT_SECONDS}.`,
+    `Command: \`${process.env.LOAD_CACHE ? `LOAD_CACHE=${process.env.LOAD_CACHE} ` : ''}${process.env.LOAD_WORKFLOW_TASKS ? `LOAD_WORKFLOW_TASKS=${WORKFLOW_TASKS} ` : ''}LOAD_PARTS=running LOAD_JOBS=${JOBS} LOAD_SLEEP_SECONDS=${SLEEP} LOAD_SHORT_SECONDS=${SHORT} npm run bench:load\`; ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'CPU'}, Node ${process.version}, Temporal CLI dev server in memory, worker = \`dist/workers/main.js orchestrator\` with FORGE_ORCHESTRATOR_MAX_ACTIVITIES=${JOBS + 100}, MAX_CACHED_WORKFLOWS=${process.env.LOAD_CACHE ?? '100 (default)'}, MAX_WORKFLOW_TASKS=MAX_LOCAL_ACTIVITIES=${WORKFLOW_TASKS}; local backend, trainer = \`sh -c 'sleep N'\`, poll_interval_ms 10000, follow_heartbeat_seconds ${HEARTBEAT_SECONDS}.`,
     '',
     '| measure | value | target |',
     '|---|---|---|',

@@ -9,7 +9,7 @@ describe('pool env', () => {
       maxConcurrentWorkflowTaskExecutions: 50,
       maxConcurrentActivityTaskExecutions: 500,
       maxConcurrentLocalActivityExecutions: 50,
-      maxCachedWorkflows: 250,
+      maxCachedWorkflows: 100,
       shutdownGraceTime: '5 seconds',
     });
     const env = {
