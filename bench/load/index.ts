@@ -302,7 +302,8 @@ async function queued(env: Env): Promise<string[]> {
     await sleep(5000);
   }
   const wall = (Date.now() - t0) / 1000;
-  const statuses = (await Promise.all(handles.map((h) => h.query<JobStatus>('status').catch(() => undefined)))) as (JobStatus | undefined)[];
+  // The result is the final status (transitions with times); it needs no worker, unlike a query.
+  const statuses = (await Promise.all(handles.map((h) => (h.result() as Promise<JobStatus>).catch(() => undefined)))) as (JobStatus | undefined)[];
   worker.kill('SIGTERM');
   await new Promise((r) => worker.once('exit', r));
   // Admission time of each job = its SUBMITTED transition.
