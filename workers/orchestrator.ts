@@ -22,7 +22,7 @@ export const ORCHESTRATOR_POOL: PoolDefaults = {
   workflowTasks: 50,
   activities: 500,
   localActivities: 50,
-  // Cached workflows cost RSS (bench/load: 1,000 running jobs → 1.08 GB with 250 cached, 0.88 GB with 100); an
+  // Cached workflows cost RSS (bench/load: 1,000 running jobs → 1.03 GiB with 250 cached, 0.84 GiB with 100); an
   // evicted one replays its short history (tens of events) at its next transition. BENCHMARKS.md "Load".
   cachedWorkflows: 100,
   shutdownGraceSeconds: 5,
