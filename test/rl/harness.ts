@@ -174,12 +174,16 @@ export async function startGrpo(env: NodeJS.ProcessEnv, address = temporalAddres
   const connection = await NativeConnection.connect({ address });
   const g = await createGrpoWorker({ connection, namespace: 'default', env });
   const running = g.run();
+  let stopped: Promise<void> | undefined;
   return {
     value: g,
-    async stop() {
-      g.shutdown();
-      await running;
-      await connection.close();
+    stop() {
+      stopped ??= (async () => {
+        g.shutdown(); // what SIGTERM does: drain (updates finish, sessions checkpoint and stop)
+        await running;
+        await connection.close();
+      })();
+      return stopped;
     },
   };
 }

@@ -120,6 +120,22 @@ test('an rl job trains with GRPO, then its policy is committed and evaluated lik
   recordHistory('trainingJob-rl-abandoned-exit-code.json', badHandle.workflowId);
 });
 
+test('a trainer host that drains (SIGTERM) hands its run to another host: checkpoint at its version, nothing redone', async () => {
+  const spec = rlSpec({
+    objective: { optimize_for: 'success_rate', task_types: ['toy'], target_metric: 0.5, max_steps: 10 },
+    artifacts: { output_repo: outputRepo, output_branch: 'jobs/${job_id}', save_checkpoints: false, checkpoint_interval_steps: 100 },
+  });
+  const handle = await startJob(client, q.orchestrator, spec);
+  await waitForStatus(handle, (st) => (st.rl?.latest?.step ?? 0) >= 3, 60_000);
+  const g2 = await startGrpo(grpoEnv(q, home, 'g2'));
+  stops.push(g2);
+  await stops.find((s) => s.value !== g2.value && 'host' in (s.value as object))!.stop(); // g1 drains and stops
+  const s = (await handle.result()) as JobStatus;
+  expect(s.state).toBe('COMPLETED');
+  expect(s.rl).toMatchObject({ phase: 'done', host: 'g2', host_losses: 1, steps_redone: 0, policy_version: 10 });
+  expect(states(s)).toEqual(['CREATED', 'QUEUED', 'SUBMITTED', 'RUNNING', 'EVALUATING', 'COMPLETED']);
+});
+
 test('cancelling an rl job cancels its grpoRun child, which releases the trainer host: nothing left running', async () => {
   const spec = rlSpec({ objective: { optimize_for: 'success_rate', task_types: ['toy'], target_metric: 0.5, max_steps: 500 } });
   const handle: WorkflowHandle = await startJob(client, q.orchestrator, spec);
