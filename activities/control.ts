@@ -108,8 +108,9 @@ export function createControlActivities(deps: ControlDeps) {
     return b;
   };
 
-  // Free slots go to waiting owners in round robin (issue 8). Waiters that stop asking expire after two polls.
-  const fair = deps.fairness === 'off' ? undefined : new FairAdmission(deps.config.admission_poll_seconds * 2000 + 5000);
+  // Free slots go to waiting owners in round robin (issue 8). Waiters that stop asking (their activity moved to another
+  // worker) expire after three polls, and never sooner than 30 s: a loaded worker may be slow to start the next poll.
+  const fair = deps.fairness === 'off' ? undefined : new FairAdmission(Math.max(30_000, deps.config.admission_poll_seconds * 3000 + 10_000));
 
   // Per-backend admission locks of this worker process (a chain of promises per backend name).
   const locks = new Map<string, Promise<unknown>>();
