@@ -80,6 +80,11 @@ export interface Expectation {
   attempts?: number;
   /** The class of the last error, for a job that must fail. */
   lastError?: string;
+  /**
+   * Count, rather than fail on, extra attempts that followed a LOST attempt 1 (the local backend's residual false LOST
+   * under heavy load, RELIABILITY.md): the job still ends right, once, with nothing left running.
+   */
+  countSpuriousLost?: boolean;
 }
 
 export interface Verdict {
@@ -87,6 +92,8 @@ export interface Verdict {
   byState: Record<string, number>;
   attempts: Record<string, number>;
   trainerStarts: number;
+  /** Jobs that needed an extra attempt after a LOST one (only counted where the expectation allows it). */
+  spuriousLost: number;
   problems: string[];
 }
 
@@ -98,6 +105,7 @@ export async function verifyJobs(client: Client, home: string, expected: Expecta
   const problems: string[] = [];
   const byState: Record<string, number> = {};
   const attempts: Record<string, number> = {};
+  let spuriousLost = 0;
   const deadline = Date.now() + timeoutMs;
   const results = await Promise.all(
     expected.map(async (e) => {
@@ -119,7 +127,10 @@ export async function verifyJobs(client: Client, home: string, expected: Expecta
     byState[status.state] = (byState[status.state] ?? 0) + 1;
     attempts[String(status.attempt)] = (attempts[String(status.attempt)] ?? 0) + 1;
     if (status.state !== e.state) problems.push(`job ${e.jobId}: ${status.state}, expected ${e.state} (${status.last_error?.class ?? ''} ${status.last_error?.detail ?? ''})`);
-    if (e.attempts !== undefined && status.attempt !== e.attempts) {
+    const lostOnly = status.errors.length > 0 && status.errors.every((x) => x.class === 'LOST');
+    if (e.attempts !== undefined && status.attempt !== e.attempts && e.countSpuriousLost && lostOnly && status.attempt === e.attempts + status.errors.length) {
+      spuriousLost++;
+    } else if (e.attempts !== undefined && status.attempt !== e.attempts) {
       problems.push(`job ${e.jobId}: ${status.attempt} attempts, expected ${e.attempts}; errors: ${JSON.stringify(status.errors)}`);
     }
     if (e.lastError !== undefined && status.last_error?.class !== e.lastError) problems.push(`job ${e.jobId}: last error ${status.last_error?.class}, expected ${e.lastError}`);
@@ -139,7 +150,7 @@ export async function verifyJobs(client: Client, home: string, expected: Expecta
     if (count !== 1) problems.push(`job ${e.jobId}: ${count} workflow executions`);
   }
   problems.push(...orphanTrainers(home));
-  return { jobs: expected.length, byState, attempts, trainerStarts: starts.length, problems };
+  return { jobs: expected.length, byState, attempts, trainerStarts: starts.length, spuriousLost, problems };
 }
 
 /** Trainer process groups (from the launch records) that still have a live member. */
