@@ -175,8 +175,17 @@ export class EliteRegistry {
     checkRepoUrl(this.url, this.deps.git, this.deps.home);
     const local = fileUrlPath(this.url);
     if (local === undefined || existsSync(local)) return;
-    await fs.mkdir(local, { recursive: true });
-    await gitIn(local, undefined, this.deps.git).git.raw(['init', '--quiet', '--bare', `--initial-branch=${this.branch}`]);
+    // Made aside and renamed into place: two first promotions at once must not both `git init` the same folder.
+    await fs.mkdir(path.dirname(local), { recursive: true });
+    const aside = await fs.mkdtemp(`${local}.init-`);
+    try {
+      await gitIn(aside, undefined, this.deps.git).git.raw(['init', '--quiet', '--bare', `--initial-branch=${this.branch}`]);
+      await fs.rename(aside, local);
+    } catch (err) {
+      if (!existsSync(local)) throw err; // anything but "someone else made it first"
+    } finally {
+      await fs.rm(aside, { recursive: true, force: true });
+    }
   }
 
   /** A throw-away clone of the branch tip (the registry is small). */
