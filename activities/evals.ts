@@ -13,6 +13,7 @@ import { z } from 'zod';
 import { repoRoot } from '../common/paths';
 import type { EvalSettings } from '../common/results-config';
 import { checkAnswer, loadSuite, renderPrompt, suiteTaskTypes, type EvalSuite } from './eval-suite';
+import { OperationError } from '../common/errors';
 
 export interface EvalRow {
   ts: string;
@@ -43,14 +44,8 @@ export interface EvalSummary {
 
 export type EvalTarget = { kind: 'dir'; dir: string } | { kind: 'endpoint'; url: string };
 
-export class EvalRunError extends Error {
+export class EvalRunError extends OperationError {
   override name = 'EvalRunError';
-  constructor(
-    message: string,
-    readonly permanent = false,
-  ) {
-    super(message);
-  }
 }
 
 export function defaultServeCommand(): string[] {

@@ -20,6 +20,7 @@ import WebSocket from 'ws';
 import { z } from 'zod';
 import { loadOrCreateJsonSecret } from '../common/secret-file';
 import type { NotificationSettings } from '../common/results-config';
+import { OperationError } from '../common/errors';
 
 useWebSocketImplementation(WebSocket);
 
@@ -54,14 +55,8 @@ export class NotifyTargetError extends Error {
   override name = 'NotifyTargetError';
 }
 
-export class DeliveryError extends Error {
+export class DeliveryError extends OperationError {
   override name = 'DeliveryError';
-  constructor(
-    message: string,
-    readonly permanent = false,
-  ) {
-    super(message);
-  }
 }
 
 export type NotifyTarget = { kind: 'nostr'; pubkey: string; npub: string } | { kind: 'webhook'; url: URL };

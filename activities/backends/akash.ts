@@ -28,6 +28,7 @@ import { backendErrorFor, HttpStatusError, NetworkError } from './remote-http';
 import { AttemptStore, costBetween, readSecret } from './remote-state';
 import {
   BackendError,
+  MAX_LOG_LINES,
   type Backend,
   type DeploymentRef,
   type DeploymentStatus,
@@ -37,7 +38,6 @@ import {
   type SubmitOptions,
 } from './types';
 
-const MAX_LOG_LINES = 1000;
 /** A provider that has the lease but not the manifest gets it again at most this often. */
 const MANIFEST_RESEND_MS = 30_000;
 

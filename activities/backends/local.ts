@@ -13,9 +13,11 @@ import { classifyExitCode, type FailureInfo } from '../../spec/failure';
 import type { TrainingJobSpec } from '../../spec/schema';
 import { copyTree, fileSize, isErrno, linkTree, readLinesFrom, readRange, readTextIfExists, statIfExists, tailLines, writeFileAtomic } from './local-files';
 import { bootId, leaderAlive, ownsGroup, readProcStat, resolveProgram, spawnDetached, terminateGroup } from './local-process';
+import { trainerContractEnv } from './trainer-contract';
 import { FILES, Workspace, type LaunchRecord } from './local-workspace';
 import {
   BackendError,
+  MAX_LOG_LINES,
   type Backend,
   type DeploymentRef,
   type DeploymentStatus,
@@ -43,7 +45,6 @@ const DEFAULTS: Required<LocalBackendOptions> = {
   claimSettleMs: 1_000,
 };
 
-const MAX_LOG_LINES = 1000;
 const PROGRESS_TAIL_BYTES = 64 * 1024;
 const STDERR_TAIL_LINES = 20;
 const MS_PER_HOUR = 3_600_000;
@@ -425,19 +426,9 @@ function identity(launch: LaunchRecord): { pid: number; procStartTime: string | 
   return { pid: launch.pid, procStartTime: launch.procStartTime, bootId: launch.bootId };
 }
 
-/** The trainer contract of DESIGN.md §6. */
+/** The trainer contract of DESIGN.md §6, with this attempt's workspace paths. */
 function contractEnv(spec: TrainingJobSpec, attempt: number, ws: Workspace): Record<string, string> {
-  return {
-    JOB_ID: spec.job_id,
-    JOB_TYPE: spec.job_type,
-    MODEL: spec.base_model.name,
-    DATA_REPO: spec.data.repo,
-    DATA_BRANCH: spec.data.branch,
-    DATA_PATH: spec.data.path,
-    FORGE_SPEC: ws.file('spec'),
-    FORGE_OUTPUT_DIR: ws.file('output'),
-    FORGE_ATTEMPT: String(attempt),
-  };
+  return { ...trainerContractEnv(spec, attempt), FORGE_SPEC: ws.file('spec'), FORGE_OUTPUT_DIR: ws.file('output') };
 }
 
 /** The worker's env (PATH etc.) minus its credentials, then the operator's trainer env, then the contract. */

@@ -26,6 +26,7 @@ import { ApiClient, backendErrorFor, HttpStatusError, isStatus, NetworkError } f
 import { AttemptStore, costBetween, readSecret } from './remote-state';
 import {
   BackendError,
+  MAX_LOG_LINES,
   type Backend,
   type DeploymentRef,
   type DeploymentStatus,
@@ -35,7 +36,6 @@ import {
   type SubmitOptions,
 } from './types';
 
-const MAX_LOG_LINES = 1000;
 
 /** The spec's gpu_type (lower case, vendor prefix dropped) → Prime Intellect's gpuType; the config may add more. */
 export const PI_GPU_TYPES: Readonly<Record<string, string>> = {

@@ -5,6 +5,7 @@
  */
 import { createHmac } from 'node:crypto';
 import type { TrainingJobSpec } from '../../spec/schema';
+import { trainerContractEnv } from './trainer-contract';
 
 const MAX_STDERR_LINES = 20;
 
@@ -107,13 +108,7 @@ export function agentEnv(o: {
   const { spec } = o;
   return {
     ...o.operatorEnv,
-    JOB_ID: spec.job_id,
-    JOB_TYPE: spec.job_type,
-    MODEL: spec.base_model.name,
-    DATA_REPO: spec.data.repo,
-    DATA_BRANCH: spec.data.branch,
-    DATA_PATH: spec.data.path,
-    FORGE_ATTEMPT: String(o.attempt),
+    ...trainerContractEnv(spec, o.attempt),
     FORGE_AGENT_TOKEN: o.token,
     FORGE_AGENT_PORT: String(o.port),
     FORGE_SPEC_B64: specBytes(spec, o.rawSpec).toString('base64'),

@@ -51,6 +51,9 @@ export interface HealthReport {
   detail: string;
 }
 
+/** The most lines one logs() call returns, on every backend. */
+export const MAX_LOG_LINES = 1000;
+
 export interface LogChunk {
   lines: { stream: 'stdout' | 'stderr'; line: string }[];
   /** Opaque; pass it back to get the lines after these. */

@@ -4,16 +4,10 @@
  * `POST /update_weights_from_disk` to load a policy version. Every answer is checked with zod.
  */
 import { z } from 'zod';
+import { OperationError } from '../../common/errors';
 
-export class InferenceError extends Error {
+export class InferenceError extends OperationError {
   override name = 'InferenceError';
-  constructor(
-    message: string,
-    /** The server refused the request itself (4xx): sending it again cannot help. */
-    readonly permanent = false,
-  ) {
-    super(message);
-  }
 }
 
 const logprobsSchema = z.looseObject({
