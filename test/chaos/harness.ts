@@ -7,17 +7,18 @@
  * scenario writes its figures to FORGE_CHAOS_REPORT_DIR (when set) for RELIABILITY.md. FORGE_CHAOS_SEED replays
  * a run's random kill points.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, openSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
 import { liveGroupMembers } from '../../activities/backends/local-process';
 import type { JobStatus } from '../../workflows/messages';
-import { readStarts, temporalAddress } from '../helpers/forge';
+import { readStarts } from '../helpers/forge';
+import { exited } from '../helpers/processes';
 
 export const FULL = process.env.FORGE_CHAOS_FULL === '1';
 export const ROOT = path.resolve(__dirname, '..', '..');
-export const MAIN = path.join(ROOT, 'dist', 'workers', 'main.js');
+export { exited, MAIN, spawnWorker, type WorkerProcessOptions } from '../helpers/processes';
 
 /** Small deterministic PRNG (mulberry32) so a failing run can be replayed with FORGE_CHAOS_SEED. */
 export function rng(seed: number): () => number {
@@ -37,35 +38,6 @@ export function chaosSeed(): number {
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-export function exited(p: ChildProcess): Promise<void> {
-  return new Promise((resolve) => (p.exitCode !== null || p.signalCode !== null ? resolve() : p.once('exit', () => resolve())));
-}
-
-export interface WorkerProcessOptions {
-  home: string;
-  configFile: string;
-  taskQueue: string;
-  address?: string;
-  env?: Record<string, string>;
-}
-
-/** The orchestrator role as the image runs it (dist/workers/main.js orchestrator), stderr to FORGE_HOME/worker.log. */
-export function spawnWorker(o: WorkerProcessOptions): ChildProcess {
-  return spawn(process.execPath, [MAIN, 'orchestrator'], {
-    stdio: ['ignore', 'ignore', openSync(path.join(o.home, 'worker.log'), 'a')],
-    env: {
-      ...process.env,
-      TEMPORAL_ADDRESS: o.address ?? temporalAddress(),
-      FORGE_HOME: o.home,
-      FORGE_CONFIG: o.configFile,
-      FORGE_ORCHESTRATOR_TASK_QUEUE: o.taskQueue,
-      FORGE_WORKFLOW_BUNDLE: process.env.FORGE_TEST_WORKFLOW_BUNDLE,
-      FORGE_ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS: '1',
-      FORGE_WORKER_LOG_LEVEL: 'ERROR',
-      ...o.env,
-    },
-  });
-}
 
 export async function killHard(p: ChildProcess | undefined): Promise<void> {
   if (!p || p.exitCode !== null || p.signalCode !== null) return;

@@ -19,9 +19,10 @@ import type { GrpoRunInput, GrpoRunResult } from '../../workflows/grpo-run';
 import { createGrpoWorker, type GrpoWorker } from '../../workers/grpo';
 import { createRolloutWorker, type RolloutWorker } from '../../workers/rollout';
 import { temporalAddress } from '../helpers/forge';
+import { MAIN } from '../helpers/processes';
+export { exited } from '../helpers/processes';
 
 export const FORGE_TRAINER = path.join(repoRoot(), '.tools', 'venv', 'bin', 'forge-trainer');
-export const MAIN = path.join(repoRoot(), 'dist', 'workers', 'main.js');
 
 export function quietRuntime(): void {
   try {
@@ -219,9 +220,6 @@ export function spawnRole(role: 'rollout' | 'grpo', env: NodeJS.ProcessEnv, log:
   });
 }
 
-export function exited(p: ChildProcess): Promise<void> {
-  return new Promise((resolve) => (p.exitCode !== null || p.signalCode !== null ? resolve() : p.once('exit', () => resolve())));
-}
 
 export async function testClient(address = temporalAddress()): Promise<{ client: Client; connection: Connection }> {
   const connection = await Connection.connect({ address });

@@ -2,13 +2,14 @@
  * The orchestrator worker is a separate process, killed with SIGKILL mid-job and started again: every job
  * completes, with exactly one trainer process per attempt (submission is idempotent).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { openSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client, Connection } from '@temporalio/client';
 import type { JobStatus } from '../../workflows/messages';
 import { makeSignedSpec } from '../spec/fixtures';
-import { fakeTrainer, readStarts, startJob, tempDir, temporalAddress, testClient, testConfig, waitForStatus } from '../helpers/forge';
+import { exited, spawnWorker as spawnOrchestrator } from '../helpers/processes';
+import { fakeTrainer, readStarts, startJob, tempDir, testClient, testConfig, waitForStatus } from '../helpers/forge';
 
 const TQ = 'test-worker-restart';
 const home = tempDir('forge-restart-');
@@ -16,24 +17,8 @@ const starts = path.join(home, 'starts.log');
 const configFile = path.join(home, 'config.json');
 writeFileSync(configFile, JSON.stringify(testConfig({ local: { trainers: { ok: fakeTrainer('ok', 4), fast: fakeTrainer('ok', 0.5) } } }, starts)));
 
-const WORKER = path.resolve(__dirname, '..', '..', 'dist', 'workers', 'orchestrator.js');
-
 function spawnWorker(): ChildProcess {
-  return spawn(process.execPath, [WORKER], {
-    stdio: ['ignore', 'ignore', openSync(path.join(home, 'worker.log'), 'a')],
-    env: {
-      ...process.env,
-      TEMPORAL_ADDRESS: temporalAddress(),
-      FORGE_HOME: home,
-      FORGE_CONFIG: configFile,
-      FORGE_ORCHESTRATOR_TASK_QUEUE: TQ,
-      FORGE_WORKFLOW_BUNDLE: process.env.FORGE_TEST_WORKFLOW_BUNDLE,
-    },
-  });
-}
-
-function exited(p: ChildProcess): Promise<void> {
-  return new Promise((resolve) => (p.exitCode !== null || p.signalCode !== null ? resolve() : p.once('exit', () => resolve())));
+  return spawnOrchestrator({ home, configFile, taskQueue: TQ });
 }
 
 let client: Client;
