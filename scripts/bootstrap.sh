@@ -25,6 +25,24 @@ then run this command again."
   fi
 }
 
+# 1b. Git LFS, for output repos whose .gitattributes route model weights through it (activities/artifacts.ts). Optional:
+#     without it such jobs fail with a clear error, everything else works, so a non-root user only gets the command.
+#     No global git config is touched here (the artifacts code runs `git lfs install --local` in its own clones);
+#     note that Debian's git-lfs package itself runs `git lfs install --system` when installed.
+need_git_lfs() {
+  command -v git-lfs >/dev/null && return 0
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    say "installing git-lfs (for output repos that store *.safetensors with Git LFS)"
+    { apt-get install -y -qq git-lfs >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git-lfs >/dev/null; }; } ||
+      say "WARNING: apt-get install git-lfs failed: jobs whose output repo asks for Git LFS will fail until it is installed"
+  else
+    say "NOTE: git-lfs is not installed; jobs whose output repo's .gitattributes asks for Git LFS will fail until it is. Install it with:
+    sudo apt-get install -y git-lfs    (or see https://git-lfs.com)"
+  fi
+}
+need_git_lfs
+
 # 2. npm dependencies: `npm ci` when node_modules is missing or package-lock.json changed since the last install.
 lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
 stamp=node_modules/.forge-lock-sha256
