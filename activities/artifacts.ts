@@ -359,7 +359,11 @@ export async function checkoutArtifacts(record: ArtifactsRecord, jobId: string, 
     await git.raw(['sparse-checkout', 'set', '--cone', record.path]);
     await git.raw(['fetch', '--quiet', '--depth', '1', '--no-tags', 'origin', `+${jobRef(jobId)}:${jobRef(jobId)}`]);
     await git.raw(['checkout', '--quiet', '--force', '--detach', record.commit]);
-    if (record.lfs.length) await git.raw(['lfs', 'pull', '--include', record.lfs.map((p) => `${record.path}/${p}`).join(',')]);
+    if (record.lfs.length) {
+      // Without LFS set up in the clone (no system-wide `git lfs install`), `git lfs pull` fetches but leaves the pointers.
+      await git.raw(['lfs', 'install', '--local']);
+      await git.raw(['lfs', 'pull', '--include', record.lfs.map((p) => `${record.path}/${p}`).join(',')]);
+    }
   }
   const dir = path.join(work, record.path);
   const signed = readManifestFiles(await fs.readFile(path.join(dir, MANIFEST_FILE), 'utf8'), await fs.readFile(path.join(dir, MANIFEST_SIG_FILE), 'utf8'));

@@ -9,6 +9,8 @@ import type { Backend } from '../../activities/backends/types';
 import type { ForgeConfig } from '../../common/config';
 import { buildApp } from '../../client/api/app';
 import type { ArtifactSource } from '../../client/api/artifacts';
+import { GitArtifactSource } from '../../client/api/git-artifacts';
+import { orchestratorKey } from '../../common/orchestrator-key';
 import type { ZodApp } from '../../client/api/context';
 import { startWorker, temporalAddress, type RunningWorker } from '../helpers/forge';
 
@@ -82,6 +84,17 @@ export async function startApi(o: HarnessOptions): Promise<ApiHarness> {
       await connection.close();
     },
   };
+}
+
+/**
+ * The API as `npm start` serves artifacts: no worker of its own (the test file runs one), the committed files read
+ * from their output repos by GitArtifactSource and checked against the orchestrator key of `home`, also served at
+ * GET /identity.
+ */
+export function startGitArtifactsApi(taskQueue: string, config: ForgeConfig, home: string, more: Partial<HarnessOptions> = {}): Promise<ApiHarness> {
+  const did = (): string => orchestratorKey(home).did;
+  const artifacts = new GitArtifactSource({ home, git: config.results.git, signerDid: did });
+  return startApi({ taskQueue, config, home, worker: false, artifacts, identity: did, ...more });
 }
 
 export interface HttpResult {

@@ -1,8 +1,8 @@
 /**
  * Result integration with a stand-in trainer (fast: no model to serve, a task type without eval tasks): artifacts
  * committed with the exact layout and a manifest that verifies independently (node:crypto, not our signing code),
- * an activity failing right after its push retried into one commit, Git LFS asked for but missing, notifications
- * that arrive signed, and a dead relay or webhook that does not fail the job.
+ * an activity failing right after its push retried into one commit, notifications that arrive signed, and a dead
+ * relay or webhook that does not fail the job. Git LFS output repos (and git-lfs missing) are in lfs.test.ts.
  */
 import { createHash, createPublicKey, verify } from 'node:crypto';
 import { promises as fs } from 'node:fs';
@@ -10,7 +10,6 @@ import path from 'node:path';
 import { base58 } from '@scure/base';
 import { nip19 } from 'nostr-tools';
 import type { ArtifactsRecord } from '../../activities/artifacts';
-import type { JobStatus } from '../../workflows/messages';
 import { makeSignedSpec } from '../spec/fixtures';
 import { fakeTrainer, runJob, startWorker, states, tempDir, testClient, testConfig, type RunningWorker } from '../helpers/forge';
 import { freePort } from '../helpers/ports';
@@ -29,7 +28,6 @@ let client: Client;
 let connection: Connection;
 let deadPort: number;
 let outputRepo: string;
-let lfsRepo: string;
 /** Job ids whose artifact activity fails once right after the push (a worker lost at that moment). */
 const failAfterPush = new Set<string>();
 const pushes: ArtifactsRecord[] = [];
@@ -38,7 +36,6 @@ beforeAll(async () => {
   [relay, deadPort] = await Promise.all([startRelay(), freePort()]);
   webhook = await startWebhookReceiver(path.join(home, 'tls'), SECRET);
   outputRepo = makeBareRepo(path.join(home, 'repos', 'models.git'), { 'README.md': '# models\n' });
-  lfsRepo = makeBareRepo(path.join(home, 'repos', 'lfs-models.git'), { '.gitattributes': '*.safetensors filter=lfs diff=lfs merge=lfs -text\n' });
   const config = testConfig({ local: { trainers: { model: fakeTrainer('model', 0), fail: fakeTrainer('exit', 0, 3) } } }, undefined, {
     results: {
       max_minutes: 2,
@@ -147,25 +144,6 @@ test('a failed job: a signed webhook on_failure; a dead webhook is recorded, the
   const done = await runJob(client, TQ, dead);
   expect(done.state).toBe('COMPLETED');
   expect(done.notifications).toEqual([expect.objectContaining({ delivered: false, detail: expect.stringMatching(/ECONNREFUSED/) })]);
-});
-
-test('Git LFS: asked for by .gitattributes but not installed → a clear, non-retried failure', async () => {
-  const s = spec({ artifacts: { output_repo: lfsRepo } });
-  const final: JobStatus = await runJob(client, TQ, s);
-  let lfs = true;
-  try {
-    git(home, 'lfs', 'version');
-  } catch {
-    lfs = false;
-  }
-  if (lfs) {
-    expect(final.state).toBe('COMPLETED');
-    expect(final.artifacts?.lfs).toEqual(['model.safetensors']);
-  } else {
-    expect(final.state).toBe('ABANDONED');
-    expect(states(final)).toEqual(['CREATED', 'QUEUED', 'SUBMITTED', 'RUNNING', 'FAILED', 'ABANDONED']);
-    expect(final.last_error).toMatchObject({ class: 'REJECTED', detail: expect.stringMatching(/Git LFS, but git-lfs is not installed/) });
-  }
 });
 
 test('an output repo outside the operator file_roots, or one that does not exist: REJECTED at once, not retried', async () => {
