@@ -8,11 +8,12 @@ import { resultSettings, type ResultSettings } from '../common/results-config';
 import { rlSettings, type RlSettings } from '../common/rl-config';
 import { parseTrainingJobSpec, specHash, type SpecIssue } from '../spec/parse';
 import type { TrainingJobSpec } from '../spec/schema';
-import type { FailureInfo } from '../spec/failure';
+import { FAILURE_CLASSES, type FailureClass, type FailureInfo } from '../spec/failure';
 import { progressDecile } from '../spec/progress';
 import { verifySpecSignatureFast } from '../common/spec-signature';
 import { rankCandidates, type CandidateLook, type Look } from './admission';
 import { FairAdmission } from './fair-admission';
+import { jobWorkflowId } from '../workflows/names';
 import { BackendError, type Backend, type DeploymentRef, type DeploymentState, type DeploymentStatus } from './backends/types';
 
 export interface JobSettings {
@@ -74,6 +75,22 @@ export interface Submission {
 }
 
 export type SubmitOutcome = { index: number; submission: Submission } | { index: number; failure: FailureInfo };
+
+/**
+ * validateSpec and, for a job whose first step is a backend submission, admitAndSubmit of attempt 1, in one local
+ * activity: each local activity costs the first workflow task ~15 ms of SDK round trips (bench/lifecycle).
+ * `first` is absent when nothing was tried (invalid spec, or a job that does not start with a submission), null when
+ * no backend had room (the job waits in awaitAdmission), else what admitAndSubmit would have returned.
+ */
+export type AcceptResult = ValidationResult & { first?: SubmitOutcome | null };
+
+/** Whether a validated job's first step is submitting attempt 1 to its backends (and with which admission input). */
+export function firstSubmission(spec: TrainingJobSpec, workflowId: string): (AdmissionInput & { attempt: 1 }) | undefined {
+  // Only finetune jobs: eval and rl jobs may take other paths (the eval suite, grpoRun) depending on the operator
+  // config, and a job under another workflow id is refused by the workflow. A spent budget submits nothing.
+  if (spec.job_type !== 'finetune' || workflowId !== jobWorkflowId(spec.job_id) || spec.backend.max_cost_usd <= 0) return undefined;
+  return { candidates: [spec.backend.provider, ...(spec.backend.fallbacks ?? [])], preferred: 0, spec, attempt: 1, budgetUsd: spec.backend.max_cost_usd };
+}
 
 interface FollowCursor {
   polls: number;
@@ -184,7 +201,7 @@ export function createControlActivities(deps: ControlDeps) {
     return { waits: r.waits };
   }
 
-  return {
+  const activities = {
     /** Schema, signature, operator policy (allowed owners, known backends). Runs as a local activity. */
     async validateSpec(raw: unknown): Promise<ValidationResult> {
       const parsed = parseTrainingJobSpec(raw);
@@ -342,7 +359,25 @@ export function createControlActivities(deps: ControlDeps) {
       }
       fair?.wakeDue(deployment.backend); // a slot freed: the owner due there looks now
     },
+
+    /** validateSpec, then (when the job starts with one) the first admitAndSubmit: one local activity (AcceptResult). */
+    async acceptAndSubmit(input: { rawSpec: unknown; workflowId: string }): Promise<AcceptResult> {
+      const v = await activities.validateSpec(input.rawSpec);
+      const admission = v.ok ? firstSubmission(v.spec, input.workflowId) : undefined;
+      if (!v.ok || !admission) return v;
+      try {
+        return { ...v, first: await activities.admitAndSubmit({ ...admission, rawSpec: input.rawSpec }) };
+      } catch (err) {
+        // A typed refusal (every candidate refused the job) is the attempt's failure, as when admitAndSubmit runs
+        // alone; anything else fails the activity, which retries validation and the idempotent submission together.
+        if (err instanceof ApplicationFailure && err.type && FAILURE_CLASSES.includes(err.type as FailureClass)) {
+          return { ...v, first: { index: admission.preferred, failure: { class: err.type as FailureClass, detail: err.message } } };
+        }
+        throw err;
+      }
+    },
   };
+  return activities;
 }
 
 export type ControlActivities = ReturnType<typeof createControlActivities>;

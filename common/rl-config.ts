@@ -4,10 +4,7 @@
  */
 import { z } from 'zod';
 
-/** The backend name an rl attempt's deployment carries (status, ForgeBackend): its trainer hosts' queue. */
-export const RL_BACKEND = 'forge-grpo';
-/** The DeploymentRef kind of an rl attempt (its grpoRun child). */
-export const RL_BACKEND_KIND = 'grpo';
+export { RL_BACKEND, RL_BACKEND_KIND } from './rl-names';
 
 const seconds = z.number().positive();
 

@@ -7,11 +7,9 @@ import type { z } from 'zod';
 import { canonicalize } from './canonical-json';
 import { trainingJobSpecSchema, type TrainingJobSpec } from './schema';
 
-export interface SpecIssue {
-  /** Dotted path such as `hyperparameters.learning_rate` or `backend.fallbacks.1`; `(root)` for the whole spec. */
-  path: string;
-  message: string;
-}
+import type { SpecIssue } from './issues';
+
+export { formatSpecIssues, type SpecIssue } from './issues';
 
 export type ParseSpecResult = { ok: true; spec: TrainingJobSpec } | { ok: false; issues: SpecIssue[] };
 
@@ -37,10 +35,6 @@ export function parseTrainingJobSpec(input: unknown): ParseSpecResult {
   const result = trainingJobSpecSchema.safeParse(input, { error: errorMap });
   if (result.success) return { ok: true, spec: result.data };
   return { ok: false, issues: result.error.issues.flatMap(toSpecIssues) };
-}
-
-export function formatSpecIssues(issues: SpecIssue[]): string {
-  return issues.map((issue) => `${issue.path}: ${issue.message}`).join('\n');
 }
 
 /** Identity of a submission: sha256 of the canonical JSON, signature included. */

@@ -24,10 +24,10 @@ import {
 } from '@temporalio/workflow';
 import type { JobSettings } from '../activities/control';
 import type { DeploymentRef } from '../activities/backends/types';
-import { RL_BACKEND, RL_BACKEND_KIND } from '../common/rl-config';
+import { RL_BACKEND, RL_BACKEND_KIND } from '../common/rl-names';
 import { FAILURE_CLASSES, type FailureClass, type FailureInfo } from '../spec/failure';
 import { fnv1a } from '../common/prng';
-import { resolveRl } from '../spec/rl';
+import { resolveRl } from '../spec/rl-defaults';
 import type { TrainingJobSpec } from '../spec/schema';
 import { grpoRun, type GrpoRunInput, type RlProgress } from './grpo-run';
 import type { JobRecord } from './lifecycle/job-record';

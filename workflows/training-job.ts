@@ -4,7 +4,7 @@
  *   CREATED → QUEUED → SUBMITTED → RUNNING → EVALUATING → COMPLETED
  *      │          ↑                  ↓             ↑
  *      │        RETRY ←──────────  FAILED ──→ ABANDONED
- *      └─ (eval job) ──────────────────────────────┘
+ *   eval jobs skip EVALUATING: their run is the eval suite (the integrateResults child), RUNNING → COMPLETED
  *   any non-terminal state → CANCELLED (signed cancel update, or a Temporal cancellation)
  *
  * Every transition goes through JobRecord; the retry/failover decision is the pure planAfterFailure. After a
@@ -18,23 +18,23 @@ import {
   ChildWorkflowFailure,
   allHandlersFinished,
   condition,
-  executeChild,
   isCancellation,
   patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
   sleep,
+  startChild,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { ControlActivities, FollowResult, JobSettings, Submission, SubmitOutcome } from '../activities/control';
+import type { AcceptResult, ControlActivities, FollowResult, JobSettings, Submission, SubmitOutcome } from '../activities/control';
 import type { DeploymentRef, DeploymentState } from '../activities/backends/types';
 import type { NotificationEvent } from '../activities/notify';
 import type { ResultActivities } from '../activities/results';
 import type { ResultSettings } from '../common/results-config';
 import { FAILURE_CLASSES, type FailureClass, type FailureInfo } from '../spec/failure';
 import { describeNotificationTarget } from '../spec/notification-target';
-import { formatSpecIssues } from '../spec/parse';
+import { formatSpecIssues } from '../spec/issues';
 import { progressDecile } from '../spec/progress';
 import type { TrainingJobSpec } from '../spec/schema';
 import { verifyCancelRequest, type CancelRequest } from '../spec/signing';
@@ -43,15 +43,20 @@ import { planAfterFailure } from './lifecycle/retry-plan';
 import { integrateResults } from './integrate-results';
 import { rlProgressSignal } from './grpo-run';
 import { RlProgressBox, runRlAttempt } from './rl-attempt';
-import { RL_BACKEND } from '../common/rl-config';
+import { RL_BACKEND } from '../common/rl-names';
 import { cancelUpdate, statusQuery, type JobStatus } from './messages';
 import { integrateWorkflowId, jobWorkflowId } from './names';
+
+/** The backend an eval job's attempt shows (status, ForgeBackend): the eval suite on the orchestrator's workers. */
+const EVAL_SUITE_BACKEND = 'eval-suite';
 
 /** patched() ids: histories recorded before these behaviours replay along their old paths. */
 const PATCH_RESULTS = 'forge-results-integration';
 const PATCH_EVAL_JOBS = 'forge-eval-jobs';
 const PATCH_NOTIFY = 'forge-notifications';
 const PATCH_RL = 'forge-rl-grpo';
+const PATCH_ACCEPT_AND_SUBMIT = 'forge-accept-and-submit';
+const PATCH_EVAL_JOBS_RUN = 'forge-eval-jobs-run';
 
 // Short calls (validate, admit, submit, close) are local activities: no task-queue round trip each, which keeps a
 // job's overhead near that of a single activity. Infrastructure errors retry here; a backend's typed refusal
@@ -141,7 +146,11 @@ interface AcceptedJob {
 }
 
 async function runJob(job: JobRecord, rawSpec: unknown, rlBox: RlProgressBox): Promise<AcceptedJob | undefined> {
-  const v = await quick.validateSpec(rawSpec);
+  // Validation and the first submission in one local activity (AcceptResult), not cancellable for the same reason as
+  // admitAndSubmit: a cancel arriving meanwhile must still learn of the deployment, so that it gets closed.
+  const v: AcceptResult = patched(PATCH_ACCEPT_AND_SUBMIT)
+    ? await CancellationScope.nonCancellable(() => quick.acceptAndSubmit({ rawSpec, workflowId: workflowInfo().workflowId }))
+    : await quick.validateSpec(rawSpec);
   if (!v.ok) {
     job.failedValidation(formatSpecIssues(v.issues));
     return undefined;
@@ -156,7 +165,20 @@ async function runJob(job: JobRecord, rawSpec: unknown, rlBox: RlProgressBox): P
   if (spec.job_type === 'eval' && results && patched(PATCH_EVAL_JOBS)) {
     // An eval job trains nothing: the suite runs against its base model, as the integrateResults child.
     const model = `${spec.base_model.source}:${spec.base_model.name}@${spec.base_model.revision}`;
-    job.transition('EVALUATING', `eval job: evaluating ${model} on ${spec.objective.task_types.join(', ')}, no training`);
+    const what = `${model} on ${spec.objective.task_types.join(', ')}`;
+    if (patched(PATCH_EVAL_JOBS_RUN)) {
+      // DESIGN.md §4: eval jobs skip EVALUATING. The suite is their run: QUEUED → SUBMITTED → RUNNING → COMPLETED.
+      job.transition('QUEUED', 'eval job: no training, the eval suite runs on the orchestrator');
+      job.beginAttempt(1, EVAL_SUITE_BACKEND);
+      if (await evaluate(job, spec, v.specHash, results, (childId) => {
+        job.transition('SUBMITTED', `attempt 1: eval suite started as ${childId}`);
+        job.transition('RUNNING', `evaluating ${what}`);
+      })) {
+        job.transition('COMPLETED', `evaluated: ${evalSummary(job)}`);
+      }
+      return { spec, settings };
+    }
+    job.transition('EVALUATING', `eval job: evaluating ${what}, no training`);
     if (await evaluate(job, spec, v.specHash, results)) job.transition('COMPLETED', `evaluated: ${evalSummary(job)}`);
     return { spec, settings };
   }
@@ -169,7 +191,7 @@ async function runJob(job: JobRecord, rawSpec: unknown, rlBox: RlProgressBox): P
   for (let attempt = 1, retriesUsed = 0; ; attempt++, retriesUsed++) {
     const { index, outcome } = rl
       ? { index: 0, outcome: await runRlAttempt(job, spec, settings, attempt, rlBox) }
-      : await runAttempt(job, spec, rawSpec, settings, candidates, preferred, attempt);
+      : await runAttempt(job, spec, rawSpec, settings, candidates, preferred, attempt, attempt === 1 ? v.first : undefined);
     if (outcome.ok) {
       if (results?.enabled && patched(PATCH_RESULTS)) await integrate(job, spec, v.specHash, results);
       else job.transition('COMPLETED', `attempt ${attempt} succeeded on ${candidates[index]}`);
@@ -203,6 +225,8 @@ async function runAttempt(
   candidates: string[],
   preferred: number,
   attempt: number,
+  /** What acceptAndSubmit already did for attempt 1 (undefined: nothing, admit and submit here). */
+  firstTry?: SubmitOutcome | null,
 ): Promise<{ index: number; outcome: AttemptOutcome }> {
   const fail = (index: number, failure: FailureInfo) => {
     job.failed(failure);
@@ -213,11 +237,14 @@ async function runAttempt(
 
   // budgetUsd: admission never starts an attempt that could overspend what is left (activities/admission.ts).
   const admission = { candidates, preferred, spec, rawSpec, attempt, budgetUsd: budgetLeft };
+  // Not cancellable: a cancel arriving mid-submit must still learn of the deployment, so that it gets closed.
+  const admitAndSubmit = () => CancellationScope.nonCancellable(() => quick.admitAndSubmit(admission));
   let submitted: SubmitOutcome | null;
   try {
-    // Not cancellable: a cancel arriving mid-submit must still learn of the deployment, so that it gets closed.
-    while (!(submitted = await CancellationScope.nonCancellable(() => quick.admitAndSubmit(admission)))) {
+    submitted = firstTry !== undefined ? firstTry : await admitAndSubmit();
+    while (!submitted) {
       await control(settings).awaitAdmission({ ...admission, pollSeconds: settings.admissionPollSeconds });
+      submitted = await admitAndSubmit();
     }
   } catch (err) {
     const failure = failureOf(err);
@@ -338,12 +365,21 @@ async function integrate(job: JobRecord, spec: TrainingJobSpec, specHash: string
 }
 
 /** The integrateResults child: evals (and promotion for trained models). False when it failed (job abandoned). */
-async function evaluate(job: JobRecord, spec: TrainingJobSpec, specHash: string, settings: ResultSettings): Promise<boolean> {
+async function evaluate(
+  job: JobRecord,
+  spec: TrainingJobSpec,
+  specHash: string,
+  settings: ResultSettings,
+  onStarted?: (childWorkflowId: string) => void,
+): Promise<boolean> {
   try {
-    const r = await executeChild(integrateResults, {
+    // startChild + result() issues the same commands as executeChild, so older histories replay either way.
+    const child = await startChild(integrateResults, {
       workflowId: integrateWorkflowId(spec.job_id),
       args: [{ spec, specHash, artifacts: job.status.artifacts, maxMinutes: settings.maxMinutes }],
     });
+    onStarted?.(child.workflowId);
+    const r = await child.result();
     job.setEvals(r.evals);
     return true;
   } catch (err) {

@@ -163,9 +163,10 @@ test('a finetune: committed, evaluated (rows in evals.jsonl) and promoted into a
   expect(verifyBytes(entry.signature_ed25519 as string, specSigningPayload(entry), publicKeyFromDidKey(did))).toBe(true);
 }, 240_000);
 
-test('an eval job evaluates its base model: CREATED → EVALUATING → COMPLETED, rows appended, nothing promoted', async () => {
+test('an eval job evaluates its base model: its suite is its run (no EVALUATING), rows appended, nothing promoted', async () => {
   const e = await evalJob;
-  expect(states(e)).toEqual(['CREATED', 'EVALUATING', 'COMPLETED']);
+  expect(states(e)).toEqual(['CREATED', 'QUEUED', 'SUBMITTED', 'RUNNING', 'COMPLETED']);
+  expect(e).toMatchObject({ attempt: 1, backend: 'eval-suite' });
   expect(e.artifacts).toBeNull();
   expect(e.evals.map((x) => [x.task_type, x.tasks, x.promoted])).toEqual([
     ['toy', 20, null],

@@ -48,6 +48,11 @@ async function record(): Promise<void> {
     'abandoned-exit-code': makeSignedSpec({ trainer: { image: 'exit-3' }, backend: { provider: 'local-a' } }),
     'invalid-spec': makeSignedSpec({ trainer: { image: 'ok' }, backend: { provider: 'nowhere' } }),
     'cancelled-by-owner': makeSignedSpec({ trainer: { image: 'slow' }, backend: { provider: 'local-a' } }, keys),
+    // Recorded after validation and the first submission became one local activity (patch forge-accept-and-submit).
+    'accept-and-submit-completed': makeSignedSpec({ trainer: { image: 'ok' }, backend: { provider: 'local-a' } }),
+    'accept-and-submit-failover': makeSignedSpec({ trainer: { image: 'vanish' }, backend: { provider: 'local-a', fallbacks: ['local-b'] } }),
+    'accept-and-submit-invalid-spec': makeSignedSpec({ trainer: { image: 'ok' }, backend: { provider: 'nowhere' } }),
+    'accept-and-submit-refused': makeSignedSpec({ trainer: { image: 'no-such-image' }, backend: { provider: 'local-a' } }),
   };
   const resultSpec = (overrides: object) =>
     makeSignedSpec({
@@ -61,6 +66,8 @@ async function record(): Promise<void> {
     'results-completed': resultSpec({ trainer: { image: 'model' } }),
     'results-no-model-abandoned': resultSpec({ trainer: { image: 'ok' } }),
     'eval-job': resultSpec({ job_type: 'eval' }),
+    // Recorded after eval jobs stopped passing through EVALUATING (patch forge-eval-jobs-run).
+    'eval-job-run': resultSpec({ job_type: 'eval' }),
   };
   const todo = [
     ...Object.entries(scenarios).map(([name, spec]) => ({ name, spec, queue: TQ })),
@@ -71,7 +78,7 @@ async function record(): Promise<void> {
   try {
     for (const { name, spec, queue } of todo) {
       const handle = await startJob(client, queue, spec);
-      if (name === 'cancelled-by-owner') {
+      if (name.endsWith('cancelled-by-owner')) {
         await waitForStatus(handle, (s) => s.state === 'RUNNING');
         await cancelJob(handle, signCancelRequest(spec.job_id, Math.floor(Date.now() / 1000), keys.secretKey));
       }

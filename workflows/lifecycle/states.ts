@@ -18,7 +18,8 @@ export type JobState = (typeof JOB_STATES)[number];
 export const TERMINAL_STATES: ReadonlySet<JobState> = new Set<JobState>(['COMPLETED', 'ABANDONED', 'CANCELLED']);
 
 const EDGES: Record<JobState, readonly JobState[]> = {
-  // An eval job trains nothing: it goes straight to EVALUATING.
+  // CREATED → EVALUATING only replays eval jobs recorded before they ran QUEUED → … → RUNNING → COMPLETED (§4: eval
+  // jobs skip EVALUATING; patch forge-eval-jobs-run).
   CREATED: ['QUEUED', 'EVALUATING', 'ABANDONED'],
   // Submission itself can fail (the backend refuses): that is a failed attempt too.
   QUEUED: ['SUBMITTED', 'FAILED', 'ABANDONED'],
