@@ -12,16 +12,19 @@ import type { FastifySchemaCompiler } from 'fastify';
 import type { z } from 'zod';
 import type { Backend } from '../../activities/backends/types';
 import type { ForgeConfig } from '../../common/config';
+import { forgeHome } from '../../common/paths';
 import { trainingJobJsonSchema } from '../../spec/json-schema';
 import { noArtifacts, type ArtifactSource } from './artifacts';
 import type { ApiContext, ZodApp } from './context';
 import { JobsService } from './jobs';
 import { JobMetrics } from './job-metrics';
 import { createMetrics } from './metrics';
+import { P2pflWebRecords } from './p2pfl-web';
 import { fieldError, fromZodIssues, PROBLEM_CONTENT_TYPE, ProblemError, summarize, zodErrorMap, type FieldLocation } from './problem';
 import { artifactRoutes } from './routes/artifacts';
 import { jobRoutes } from './routes/jobs';
 import { metaRoutes } from './routes/meta';
+import { p2pflRoutes } from './routes/p2pfl';
 
 export const BODY_LIMIT_BYTES = 256 * 1024;
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -44,6 +47,8 @@ export interface ApiDeps {
   logPollMs?: number;
   /** How often /metrics re-reads job counts, attempts and cost from Temporal visibility (ms). */
   jobMetricsRefreshMs?: number;
+  /** Where P2PFL web-logger records are kept, and the key secret read (default: under FORGE_HOME). */
+  p2pflWeb?: P2pflWebRecords;
   /** Fastify logger options (pino); false for none. */
   logger?: FastifyServerOptions['logger'];
 }
@@ -128,12 +133,13 @@ export async function buildApp(deps: ApiDeps): Promise<ZodApp> {
     webUiUrl: deps.webUiUrl ?? null,
     healthTimeoutMs: deps.healthTimeoutMs ?? 5_000,
     logPollMs: deps.logPollMs ?? 1_000,
+    p2pflWeb: deps.p2pflWeb ?? new P2pflWebRecords(forgeHome()),
   };
 
   const expectedToken = deps.token ? sha256(deps.token) : undefined;
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
-    if (!expectedToken) return;
+    if (!expectedToken || req.routeOptions.config.auth === 'p2pfl-web-key') return;
     const header = req.headers.authorization;
     const given = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice('Bearer '.length) : undefined;
     // Compare digests: constant time, whatever the lengths.
@@ -193,5 +199,6 @@ export async function buildApp(deps: ApiDeps): Promise<ZodApp> {
   jobRoutes(app, ctx);
   artifactRoutes(app, ctx);
   metaRoutes(app, ctx);
+  p2pflRoutes(app, ctx);
   return app;
 }

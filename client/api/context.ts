@@ -6,6 +6,14 @@ import type { ForgeConfig } from '../../common/config';
 import type { ArtifactSource } from './artifacts';
 import type { JobsService } from './jobs';
 import type { ApiMetrics } from './metrics';
+import type { P2pflWebRecords } from './p2pfl-web';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** A route that checks its own key instead of the API's bearer token (routes/p2pfl.ts). */
+    auth?: 'p2pfl-web-key';
+  }
+}
 
 export interface ApiContext {
   jobs: JobsService;
@@ -20,6 +28,8 @@ export interface ApiContext {
   webUiUrl: string | null;
   healthTimeoutMs: number;
   logPollMs: number;
+  /** What jobs' P2PFL nodes sent through P2PFL's web logger. */
+  p2pflWeb: P2pflWebRecords;
 }
 
 export type ZodApp = FastifyInstance<

@@ -41,6 +41,7 @@ export const PROBLEMS = {
   'bad-signature': [401, 'Signature does not verify'],
   'owner-not-allowed': [403, 'Owner not allowed'],
   'cancel-refused': [403, 'Cancel refused'],
+  'key-refused': [403, 'API key refused'],
   'not-found': [404, 'Not found'],
   'method-not-allowed': [405, 'Method not allowed'],
   'job-id-conflict': [409, 'job_id already used by a different spec'],
@@ -48,6 +49,7 @@ export const PROBLEMS = {
   'payload-too-large': [413, 'Request body too large'],
   'unsupported-media-type': [415, 'Unsupported media type'],
   'internal': [500, 'Internal server error'],
+  'records-full': [507, 'Record quota used up'],
   'temporal-unavailable': [503, 'Temporal unavailable'],
   'timeout': [504, 'Upstream did not answer in time'],
 } as const satisfies Record<string, readonly [number, string]>;

@@ -212,3 +212,64 @@ export const healthzSchema = z.object({
   temporal: z.object({ ok: z.boolean(), namespace: z.string(), detail: z.string() }),
   task_queue: z.string(),
 });
+
+// ---- P2PFL's web logger: what its client (p2pfl 0.4.4, management/p2pfl_web_services.py) POSTs ----------------------
+
+/** P2PFL writes local times as "%Y-%m-%d %H:%M:%S", without a zone. */
+const p2pflTime = z.string().regex(/^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$/, 'must be "YYYY-MM-DD HH:MM:SS"');
+const p2pflNodeId = z.int().min(1).max(2 ** 31 - 1);
+const p2pflName = z.string().min(1).max(256);
+const p2pflRound = z.int().min(0).max(1_000_000_000);
+// Unknown keys are dropped, not refused: a later P2PFL may send more than 0.4.4 does.
+export const p2pflNodeBodySchema = z.object({ address: p2pflName, creation_date: p2pflTime }).meta({ id: 'P2pflNode' });
+export const p2pflLogBodySchema = z
+  .object({
+    time: p2pflTime,
+    node_id: p2pflNodeId,
+    // Typed int in P2PFL's client, but its log handler sends the level's name ("INFO").
+    level: z.union([z.string().min(1).max(32), z.int()]),
+    message: z.string().max(64 * 1024),
+  })
+  .meta({ id: 'P2pflNodeLog' });
+export const p2pflLocalMetricBodySchema = z
+  .object({ node_id: p2pflNodeId, exp_id: p2pflName, metric_name: p2pflName, round: p2pflRound, step: z.int().min(0), value: z.number() })
+  .meta({ id: 'P2pflLocalMetric', description: 'a metric of local training (with its step)' });
+export const p2pflGlobalMetricBodySchema = z
+  .object({ node_id: p2pflNodeId, exp_id: p2pflName, metric_name: p2pflName, round: p2pflRound, value: z.number() })
+  .meta({ id: 'P2pflGlobalMetric', description: 'a metric of a round (evaluation)' });
+export const p2pflSystemMetricBodySchema = z
+  .object({ node_id: p2pflNodeId, metric_name: p2pflName, time: p2pflTime, value: z.number() })
+  .meta({ id: 'P2pflSystemMetric', description: 'a resource metric (cpu, ram)' });
+
+export const p2pflNodeResponseSchema = z.object({ node_id: p2pflNodeId });
+export const p2pflRecordedSchema = z.object({ recorded: z.literal(true) });
+export const p2pflQuerySchema = z.strictObject({ attempt: z.coerce.number().int().min(1).optional().meta({ description: 'only this attempt' }) });
+
+/** What the API keeps per request: the body, the attempt its key was issued for, the node's address, when. */
+const stamp = { attempt: z.int(), received_at: z.string() };
+const fromNode = { ...stamp, node: z.string() };
+const p2pflNodeRecord = z.object({ ...stamp, node_id: p2pflNodeId, ...p2pflNodeBodySchema.shape });
+const p2pflLogRecord = z.object({ ...fromNode, ...p2pflLogBodySchema.shape });
+const p2pflLocalRecord = z.object({ ...fromNode, ...p2pflLocalMetricBodySchema.shape });
+const p2pflGlobalRecord = z.object({ ...fromNode, ...p2pflGlobalMetricBodySchema.shape });
+const p2pflSystemRecord = z.object({ ...fromNode, ...p2pflSystemMetricBodySchema.shape });
+
+/** One line of a job's record file (client/api/p2pfl-web.ts). */
+export const p2pflRecordSchema = z.discriminatedUnion('kind', [
+  p2pflNodeRecord.extend({ kind: z.literal('node') }),
+  p2pflLogRecord.extend({ kind: z.literal('log') }),
+  p2pflLocalRecord.extend({ kind: z.literal('local') }),
+  p2pflGlobalRecord.extend({ kind: z.literal('global') }),
+  p2pflSystemRecord.extend({ kind: z.literal('system') }),
+]);
+export type P2pflRecord = z.infer<typeof p2pflRecordSchema>;
+
+export const p2pflRecordsSchema = z
+  .object({
+    job_id: z.string(),
+    nodes: z.array(p2pflNodeRecord),
+    logs: z.array(p2pflLogRecord),
+    metrics: z.object({ local: z.array(p2pflLocalRecord), global: z.array(p2pflGlobalRecord), system: z.array(p2pflSystemRecord) }),
+  })
+  .meta({ id: 'P2pflRecords', description: "what a job's P2PFL nodes sent through P2PFL's web logger, oldest first" });
+export type P2pflRecords = z.infer<typeof p2pflRecordsSchema>;

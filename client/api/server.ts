@@ -12,6 +12,7 @@ import { connectionOptions, temporalAddress } from '../../common/temporal';
 import { buildApp } from './app';
 import { GitArtifactSource } from './git-artifacts';
 import { readApiSettings } from './env';
+import { P2pflWebRecords } from './p2pfl-web';
 
 export interface ListeningMessage {
   type: 'forge-api-listening';
@@ -36,12 +37,13 @@ export async function main(): Promise<void> {
     // The job's committed artifacts, checked against the orchestrator's key (made on first use, shared with workers).
     artifacts: new GitArtifactSource({ home, git: config.results.git, signerDid: () => orchestratorKey(home).did }),
     identity: () => orchestratorKey(home).did,
+    p2pflWeb: new P2pflWebRecords(home),
     ...(api.FORGE_API_TOKEN ? { token: api.FORGE_API_TOKEN } : {}),
     webUiUrl: settings.webUiUrl,
     queryTimeoutMs: api.FORGE_API_QUERY_TIMEOUT_MS,
     healthTimeoutMs: api.FORGE_API_HEALTH_TIMEOUT_MS,
     logPollMs: api.FORGE_API_LOG_POLL_MS,
-    logger: { level: api.FORGE_API_LOG_LEVEL, redact: ['req.headers.authorization'] },
+    logger: { level: api.FORGE_API_LOG_LEVEL, redact: ['req.headers.authorization', 'req.headers["x-api-key"]'] },
   });
   const address = await app.listen({ host: api.FORGE_API_HOST, port: api.FORGE_API_PORT });
   // Never log the token or Temporal credentials: only whether they are set.

@@ -12,6 +12,7 @@ import type { ArtifactSource } from '../../client/api/artifacts';
 import { GitArtifactSource } from '../../client/api/git-artifacts';
 import { orchestratorKey } from '../../common/orchestrator-key';
 import type { ZodApp } from '../../client/api/context';
+import { P2pflWebRecords } from '../../client/api/p2pfl-web';
 import { startWorker, temporalAddress, type RunningWorker } from '../helpers/forge';
 
 export interface ApiHarness {
@@ -68,6 +69,7 @@ export async function startApi(o: HarnessOptions): Promise<ApiHarness> {
     queryTimeoutMs: o.queryTimeoutMs ?? 10_000,
     healthTimeoutMs: o.healthTimeoutMs ?? 2_000,
     logPollMs: o.logPollMs ?? 200,
+    p2pflWeb: new P2pflWebRecords(o.home),
     // FORGE_TEST_API_LOG_LEVEL=error shows the server's own view of a failing test.
     logger: o.captureLogs ? { level: 'info', stream: sink } : { level: process.env.FORGE_TEST_API_LOG_LEVEL ?? 'silent' },
   });

@@ -107,7 +107,7 @@ describe('health, metrics, documents', () => {
     const doc = r.json as { openapi: string; paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { properties: Record<string, unknown> } }> } }>> };
     expect(doc.openapi).toBe('3.1.0');
     expect(Object.keys(doc.paths).sort()).toEqual(
-      ['/backends', '/backends/{name}/health', '/healthz', '/identity', '/jobs', '/jobs/{id}', '/jobs/{id}/artifacts', '/jobs/{id}/artifacts/{name}', '/jobs/{id}/cancel', '/jobs/{id}/logs', '/metrics', '/openapi.json', '/schemas/training-job-v1.json'].sort(),
+      ['/backends', '/backends/{name}/health', '/healthz', '/identity', '/jobs', '/jobs/{id}', '/jobs/{id}/artifacts', '/jobs/{id}/artifacts/{name}', '/jobs/{id}/cancel', '/jobs/{id}/logs', '/jobs/{id}/p2pfl', '/jobs/{id}/p2pfl/node', '/jobs/{id}/p2pfl/node-log', '/jobs/{id}/p2pfl/node-metric/global', '/jobs/{id}/p2pfl/node-metric/local', '/jobs/{id}/p2pfl/node-metric/system', '/metrics', '/openapi.json', '/schemas/training-job-v1.json'].sort(),
     );
     expect(Object.keys(doc.paths['/jobs']!)).toEqual(expect.arrayContaining(['get', 'post']));
     const body = doc.paths['/jobs']!.post!.requestBody!.content['application/json']!.schema;
