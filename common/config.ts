@@ -182,6 +182,11 @@ const p2pflBackendSchema = z.strictObject({
   /** memory: P2PFL's in-process protocol; grpc: the nodes listen on 127.0.0.1 and also join `peers` on other hosts. */
   protocol: z.enum(['memory', 'grpc']).default('memory'),
   peers: z.array(z.string().regex(/^[^\s:]+:\d+$/, 'must be host:port')).default([]),
+  /**
+   * The orchestrator API's base URL as the experiment's host reaches it: P2PFL's own web logger then sends the nodes'
+   * logs and metrics to its /jobs/<id>/p2pfl endpoints (GET /jobs/<id>/p2pfl). Absent: no web logger.
+   */
+  web_logger_url: z.url({ protocol: /^https?$/ }).optional(),
 });
 export type P2pflBackendConfig = z.infer<typeof p2pflBackendSchema>;
 

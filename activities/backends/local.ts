@@ -36,6 +36,8 @@ export interface LocalBackendOptions {
   claimWaitMs?: number;
   /** Before taking over a dead claimer's claim: time for a wrapper it may just have spawned to show up. */
   claimSettleMs?: number;
+  /** More env for one attempt's trainer, over the operator's (p2pfl: its web-logger key); made at launch, never stored. */
+  attemptEnv?: (spec: TrainingJobSpec, attempt: number) => Record<string, string>;
 }
 
 const DEFAULTS: Required<LocalBackendOptions> = {
@@ -43,6 +45,7 @@ const DEFAULTS: Required<LocalBackendOptions> = {
   staleClaimMs: 30_000,
   claimWaitMs: 10_000,
   claimSettleMs: 1_000,
+  attemptEnv: () => ({}),
 };
 
 const PROGRESS_TAIL_BYTES = 64 * 1024;
@@ -215,7 +218,7 @@ export class LocalBackend implements Backend {
     if (!this.config.enabled) throw new BackendError('NO_CAPACITY', `backend "${this.name}" is disabled in the operator config`);
     const image = spec.trainer?.image ?? DEFAULT_TRAINER_IMAGE;
     const trainer = this.trainerFor(image);
-    const env = trainerEnv(process.env, trainer, contractEnv(spec, attempt, ws));
+    const env = trainerEnv(process.env, trainer, { ...this.options.attemptEnv(spec, attempt), ...contractEnv(spec, attempt, ws) });
     const [program = '', ...args] = trainer.command;
     const resolved = await resolveProgram(program, env);
     if (!resolved) {

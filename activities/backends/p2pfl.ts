@@ -7,10 +7,12 @@
  * The experiment is a process on this host under the trainer contract, so it runs exactly like the local backend's
  * trainers (detached, survives the worker, exit status, logs, artifacts, close): this backend is a LocalBackend whose
  * trainer command is the experiment runner, plus the federation settings in its env and a health check of the
- * P2PFL venv. Cost = hourly_usd × wall time, as on `local`.
+ * P2PFL venv. Cost = hourly_usd × wall time, as on `local`. With `web_logger_url`, P2PFL's own web logger sends the
+ * nodes' logs and metrics to the orchestrator API (client/api/routes/p2pfl.ts).
  */
 import { execFile } from 'node:child_process';
 import type { LocalBackendConfig, P2pflBackendConfig } from '../../common/config';
+import { p2pflWebKey } from '../../common/p2pfl-web-key';
 import type { TrainingJobSpec } from '../../spec/schema';
 import { LocalBackend, type LocalBackendOptions } from './local';
 import type { Backend, DeploymentRef, DeploymentStatus, HealthReport, LogChunk, Quote, SubmitOptions } from './types';
@@ -24,6 +26,18 @@ export function federationEnv(config: P2pflBackendConfig): Record<string, string
     P2PFL_PROTOCOL: config.protocol,
     P2PFL_PEERS: config.peers.join(','),
     PYTHONUNBUFFERED: '1',
+  };
+}
+
+/**
+ * P2PFL's own web-logger variables (read by its WebP2PFLogger at import): the API's endpoints for this job, and a key
+ * they accept for this job and attempt only (common/p2pfl-web-key.ts). Env only: never in the ref, logs or history.
+ */
+export function webLoggerEnv(config: P2pflBackendConfig, home: string, jobId: string, attempt: number): Record<string, string> {
+  if (!config.web_logger_url) return {};
+  return {
+    P2PFL_WEB_LOGGER_URL: `${config.web_logger_url.replace(/\/+$/, '')}/jobs/${jobId}/p2pfl`,
+    P2PFL_WEB_LOGGER_KEY: p2pflWebKey(home, jobId, attempt),
   };
 }
 
@@ -53,7 +67,7 @@ export class P2pflBackend implements Backend {
     home: string,
     options: LocalBackendOptions = {},
   ) {
-    this.local = new LocalBackend(name, asLocalConfig(config), home, options);
+    this.local = new LocalBackend(name, asLocalConfig(config), home, { ...options, attemptEnv: (spec, attempt) => webLoggerEnv(config, home, spec.job_id, attempt) });
   }
 
   /** The workspace is writable and the experiment's Python can import p2pfl (checked at most every 10 minutes). */

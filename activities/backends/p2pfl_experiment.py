@@ -13,6 +13,10 @@ also join P2PFL_PEERS, nodes of the same experiment on other hosts).
 Runs in its own venv (.tools/p2pfl-venv, made by scripts/bootstrap.sh): p2pfl pins numpy<2 and click 8.1.8, which
 the reference trainer's venv cannot take. Its PyTorch learner needs torchvision (not installable next to the CPU
 torch build), so the learner here is plain PyTorch; Ray is switched off (one process, small models).
+
+Metrics, logs and node status also go out through P2PFL's own web logger (WebP2PFLogger, P2pflWebServices) when
+the backend sets P2PFL's variables P2PFL_WEB_LOGGER_URL (the orchestrator API's /jobs/<id>/p2pfl) and
+P2PFL_WEB_LOGGER_KEY (a key for this job and attempt): the API stores what its endpoints receive per job.
 """
 
 from __future__ import annotations
@@ -41,6 +45,51 @@ def emit(event: dict[str, Any]) -> None:
 def fail(message: str, code: int = 1) -> None:
     print(f"p2pfl experiment: {message}", file=sys.stderr, flush=True)
     sys.exit(code)
+
+
+def prepare_web_logger() -> dict[str, int]:
+    """Two fixes to P2PFL 0.4.4's web logger, which is otherwise used as shipped.
+
+    1. WebP2PFLogger.log_metric reads self._nodes, which only the innermost P2PFLogger has: once connected, every
+       metric raises AttributeError in the learner and the experiment stops. The decorators' get_nodes() reaches it.
+    2. Its web-services client raises when a POST fails (inside Node.start() or the learner): an API restart would
+       fail the job. Telemetry must not: failures are counted and reported, a node's registration is retried (without
+       its node_id P2PFL skips everything that node sends).
+    Communication logs are not sent: P2PFL 0.4.4's client does not implement them.
+    """
+    from p2pfl.management.logger.decorators.web_logger import WebP2PFLogger
+    from p2pfl.management.p2pfl_web_services import P2pflWebServices
+
+    if not hasattr(WebP2PFLogger, "_nodes"):
+        WebP2PFLogger._nodes = property(lambda self: self.get_nodes())  # type: ignore[attr-defined]
+
+    counts = {"ok": 0, "failed": 0}
+
+    def guarded(name: str, tries: int) -> None:
+        original = getattr(P2pflWebServices, name)
+
+        def call(self: Any, *args: Any, **kwargs: Any) -> None:
+            for attempt in range(tries):
+                try:
+                    original(self, *args, **kwargs)
+                    counts["ok"] += 1
+                    return
+                except Exception as err:  # noqa: BLE001 - whatever requests or P2PFL raise
+                    if attempt + 1 < tries:
+                        time.sleep(0.5 * (attempt + 1))
+                        continue
+                    counts["failed"] += 1
+                    if counts["failed"] <= 3:
+                        print(f"p2pfl experiment: web logger {name} failed: {err}", file=sys.stderr, flush=True)
+
+        setattr(P2pflWebServices, name, call)
+
+    # It has no endpoint yet and raises NotImplementedError, which the logger turns into a warning per message.
+    P2pflWebServices.send_communication_log = lambda self, *args, **kwargs: None  # type: ignore[method-assign]
+    guarded("register_node", 4)
+    for name in ("send_log", "send_local_metric", "send_global_metric", "send_system_metric"):
+        guarded(name, 1)
+    return counts
 
 
 def env_int(name: str, default: int) -> int:
@@ -181,6 +230,8 @@ def build(torch: Any, p2pfl: dict[str, Any], settings: dict[str, Any]) -> tuple[
                     opt.step()
                     losses.append(float(loss.detach()))
                     steps += 1
+                    if math.isfinite(losses[-1]):  # JSON has no NaN: the web logger's POST would be refused
+                        p2pfl["logger"].log_metric(self.addr, "train_loss", losses[-1], step=steps)
             self.round += 1
             self.last_loss = sum(losses) / len(losses) if losses else math.nan
             settings["on_fit"](self.addr, self.round, steps, self.last_loss)
@@ -196,7 +247,8 @@ def build(torch: Any, p2pfl: dict[str, Any], settings: dict[str, Any]) -> tuple[
                 return {}
             with torch.no_grad():
                 loss = float(torch.nn.functional.cross_entropy(self.get_model().get_model()(x), y))
-            p2pfl["logger"].log_metric(self.addr, "test_loss", loss)
+            if math.isfinite(loss):
+                p2pfl["logger"].log_metric(self.addr, "test_loss", loss)
             return {"test_loss": loss}
 
         def get_framework(self) -> str:
@@ -254,6 +306,7 @@ def main() -> None:
     from p2pfl.settings import Settings  # first: the logger reads DISABLE_RAY at import
 
     Settings.general.DISABLE_RAY = True
+    web = prepare_web_logger()
     from importlib.metadata import version
 
     from datasets import Dataset, DatasetDict
@@ -270,8 +323,9 @@ def main() -> None:
 
     set_standalone_settings()
     Settings.general.DISABLE_RAY = True
-    Settings.general.LOG_LEVEL = "WARNING"
-    logger.set_level("WARNING")
+    # INFO: the nodes' status lines (learning started, round ended, ...) reach the web logger's /node-log.
+    Settings.general.LOG_LEVEL = "INFO"
+    logger.set_level("INFO")
     seed = int(os.environ.get("FORGE_ATTEMPT", "1"))
     torch.manual_seed(seed)
 
@@ -381,6 +435,7 @@ def main() -> None:
         "examples": len(ys),
         "seconds": round(time.time() - t0, 3),
         "p2pfl_global_logs": logger.get_global_logs(),
+        "web_logger": {"connected": bool(os.environ.get("P2PFL_WEB_LOGGER_URL")), **web},
     }
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n", encoding="utf-8")
     emit({"event": "metrics", **{k: v for k, v in metrics.items() if k != "p2pfl_global_logs"}})

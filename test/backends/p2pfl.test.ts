@@ -1,6 +1,7 @@
 /**
  * The p2pfl backend: a real P2PFL experiment (two nodes, FedAvg) on tiny generated data in a local git repo, no
- * hub download. Needs .tools/p2pfl-venv (scripts/bootstrap.sh); without it the test says why and skips.
+ * hub download, whose P2PFL web logger reports to the orchestrator API (GET /jobs/:id/p2pfl). Needs
+ * .tools/p2pfl-venv (scripts/bootstrap.sh); without it the test says why and skips.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -9,8 +10,20 @@ import path from 'node:path';
 import { P2pflBackend } from '../../activities/backends/p2pfl';
 import type { DeploymentStatus } from '../../activities/backends/types';
 import { p2pflDefaultCommand, parseConfig, type P2pflBackendConfig } from '../../common/config';
+import { p2pflWebKey } from '../../common/p2pfl-web-key';
 import { trainingJobSpecSchema } from '../../spec/schema';
 import { makeSignedSpec } from '../spec/fixtures';
+import { http, startApi, type ApiHarness } from '../api/harness';
+import { testConfig } from '../helpers/forge';
+
+interface WebRecords {
+  nodes: { attempt: number; address: string }[];
+  logs: { node: string; level: string; message: string }[];
+  metrics: {
+    local: { node: string; metric_name: string; exp_id: string; round: number; step: number; value: number }[];
+    global: { node: string; metric_name: string; value: number }[];
+  };
+}
 
 const [python] = p2pflDefaultCommand();
 const probe = spawnSync(python!, ['-c', 'import p2pfl'], { encoding: 'utf8' });
@@ -30,15 +43,22 @@ function dataRepo(): string {
   return `file://${dir}`;
 }
 
-function config(): P2pflBackendConfig {
-  const c = parseConfig({ backends: { fed: { kind: 'p2pfl', nodes: 2, rounds: 1, hourly_usd: 0.5, poll_interval_ms: 100 } } }).backends.fed;
+function config(webLoggerUrl: string): P2pflBackendConfig {
+  const c = parseConfig({ backends: { fed: { kind: 'p2pfl', nodes: 2, rounds: 1, hourly_usd: 0.5, poll_interval_ms: 100, web_logger_url: webLoggerUrl } } }).backends.fed;
   if (c?.kind !== 'p2pfl') throw new Error('not a p2pfl config');
   return c;
 }
 
-maybe('a federated finetune of two P2PFL nodes: progress, then the aggregated model as the job outputs', async () => {
-  const home = mkdtempSync(path.join(os.tmpdir(), 'p2pfl-home-'));
-  const backend = new P2pflBackend('fed', config(), home, { closeGraceMs: 2000 });
+const home = mkdtempSync(path.join(os.tmpdir(), 'p2pfl-home-'));
+let api: ApiHarness | undefined;
+beforeAll(async () => {
+  // The orchestrator API on the same FORGE_HOME as the backend (they share the web-logger key secret).
+  if (!why) api = await startApi({ taskQueue: 'test-p2pfl-backend', config: testConfig({ local: { trainers: {} } }), home, worker: false });
+});
+afterAll(async () => api?.stop());
+
+maybe('a federated finetune of two P2PFL nodes: progress, its metrics through the web logger, the aggregated model as the job outputs', async () => {
+  const backend = new P2pflBackend('fed', config(api!.url), home, { closeGraceMs: 2000 });
   expect(await backend.health()).toMatchObject({ ok: true, detail: expect.stringMatching(/^p2pfl 0\.4\.4 \(torch 2\.13\.0\+cpu\) .*; 2 nodes, 1 rounds, memory$/) });
 
   const raw = makeSignedSpec({
@@ -67,10 +87,16 @@ maybe('a federated finetune of two P2PFL nodes: progress, then the aggregated mo
   expect((await backend.collectArtifacts(ref, out)).sort()).toEqual(['config.json', 'metrics.json', 'model.safetensors', 'training_log.jsonl']);
   const cfg = JSON.parse(readFileSync(path.join(out, 'config.json'), 'utf8')) as { federation: object };
   expect(cfg.federation).toEqual({ framework: 'p2pfl', version: '0.4.4', nodes: 2, rounds: 1, epochs: 1, protocol: 'memory', aggregator: 'FedAvg' });
-  const metrics = JSON.parse(readFileSync(path.join(out, 'metrics.json'), 'utf8')) as { eval_loss: number; eval_loss_per_node: Record<string, number>; records: number };
+  const metrics = JSON.parse(readFileSync(path.join(out, 'metrics.json'), 'utf8')) as {
+    eval_loss: number;
+    eval_loss_per_node: Record<string, number>;
+    records: number;
+    web_logger: { connected: boolean; ok: number; failed: number };
+  };
   expect(Object.keys(metrics.eval_loss_per_node)).toEqual(['forge-node-0', 'forge-node-1']);
   expect(metrics.eval_loss).toBeGreaterThan(0);
   expect(metrics.records).toBe(40);
+  expect(metrics.web_logger).toEqual({ connected: true, ok: expect.any(Number), failed: 0 });
   const rounds = readFileSync(path.join(out, 'training_log.jsonl'), 'utf8').trim().split('\n');
   expect(rounds.map((l) => (JSON.parse(l) as { node: string }).node).sort()).toEqual(['forge-node-0', 'forge-node-1']);
 
@@ -81,5 +107,24 @@ maybe('a federated finetune of two P2PFL nodes: progress, then the aggregated mo
   expect(header['embed.weight']).toMatchObject({ dtype: 'F32', shape: [256, 32] });
   const last = Math.max(...Object.entries(header).filter(([k]) => k !== '__metadata__').map(([, v]) => v.data_offsets[1]));
   expect(st.length).toBe(8 + headerLen + last);
+
+  // What P2PFL's own web logger sent to the API's endpoints during the run, with the key the backend made.
+  const web = await http(api!.url, 'GET', `/jobs/${spec.job_id}/p2pfl`);
+  expect(web.status).toBe(200);
+  const sent = web.json as WebRecords;
+  expect(sent.nodes.map((n) => `${n.attempt}/${n.address}`).sort()).toEqual(['1/forge-node-0', '1/forge-node-1']);
+  // Every optimizer step of each node, as a local metric: 12 steps in the one round.
+  for (const node of ['forge-node-0', 'forge-node-1']) {
+    const steps = sent.metrics.local.filter((m) => m.node === node && m.metric_name === 'train_loss');
+    expect(steps.map((m) => m.step)).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+    expect(steps.every((m) => Number.isFinite(m.value) && m.value > 0 && m.round === 0 && /^experiment-/.test(m.exp_id))).toBe(true);
+  }
+  // The learner's evaluations, as round metrics; the nodes' INFO lines, as logs.
+  expect(new Set(sent.metrics.global.filter((m) => m.metric_name === 'test_loss').map((m) => m.node))).toEqual(new Set(['forge-node-0', 'forge-node-1']));
+  expect(sent.logs.some((l) => l.level === 'INFO' && /Training finished/.test(l.message))).toBe(true);
+  // The key went only to the experiment's env: not into the deployment record or its logs.
+  const key = p2pflWebKey(home, spec.job_id, 1);
+  expect(JSON.stringify(ref)).not.toContain(key);
+  expect(JSON.stringify(await backend.logs(ref))).not.toContain(key);
   await backend.close(ref);
 }, 120_000);
