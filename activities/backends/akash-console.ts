@@ -4,6 +4,13 @@
  * container logs come from the provider over mTLS with a certificate the Console issues (POST /v1/certificates).
  * Shapes: akash.network/docs/api-documentation/console-api (answers are checked with zod; ids under `id` or
  * `bid_id`, wrappers under `data` or not, as the API has served both).
+ *
+ * Creating is idempotent per attempt although the Console picks the dseq: a deployment commits its manifest version
+ * on chain (`hash`), and that version is unique to the job and attempt (the manifest's env names both and carries
+ * the attempt's agent token). Before creating, the account's active deployments are listed and one with this
+ * version is adopted: a worker that died between the POST and its record left it behind. After creating, the
+ * list is read again and, of several (two workers submitting the same attempt at once), the oldest is kept and the
+ * others closed.
  */
 import { z } from 'zod';
 import type { BuiltSdl, GpuModel } from './akash-sdl';
@@ -47,6 +54,23 @@ const deploymentSchema = wrapped(
     ),
   }),
 );
+const listSchema = wrapped(
+  z.object({
+    deployments: z.array(
+      z.object({
+        deployment: z.object({
+          id: z.object({ owner: z.string(), dseq: uint }).optional(),
+          deployment_id: z.object({ owner: z.string(), dseq: uint }).optional(),
+          state: z.string(),
+          // The manifest version: `hash` (base64) in the Console's answer, `version` in the chain's older one.
+          hash: z.string().optional(),
+          version: z.string().optional(),
+        }),
+      }),
+    ),
+    pagination: z.object({ hasMore: z.boolean().optional() }).optional(),
+  }),
+);
 const certificateSchema = wrapped(z.object({ certPem: z.string().min(1), pubkeyPem: z.string().min(1), encryptedKey: z.string().min(1) }));
 const providerSchema = wrapped(z.looseObject({ hostUri: z.string().optional(), host_uri: z.string().optional() }));
 const gpuPricesSchema = z.object({
@@ -60,6 +84,26 @@ const gpuPricesSchema = z.object({
     }),
   ),
 });
+
+/** The list is read in pages of this many, at most this many pages (an account with more open deployments is not ours to search). */
+const LIST_PAGE = 100;
+const LIST_MAX_PAGES = 50;
+
+interface OwnedDeployment {
+  dseq: string;
+  owner: string;
+}
+
+/** A manifest version as hex, whether the API served it as hex or base64. */
+function versionHex(v: string): string {
+  return /^[0-9a-f]{64}$/i.test(v) ? v.toLowerCase() : Buffer.from(v, 'base64').toString('hex');
+}
+
+function byDseq(a: OwnedDeployment, b: OwnedDeployment): number {
+  const x = BigInt(a.dseq);
+  const y = BigInt(b.dseq);
+  return x < y ? -1 : x > y ? 1 : 0;
+}
 
 export interface ConsoleOptions {
   url: string;
@@ -98,10 +142,43 @@ export class ConsoleMarket implements AkashMarket {
   }
 
   async createDeployment(built: BuiltSdl): Promise<{ dseq: string; owner: string; manifest: string }> {
-    const res = await this.api.json('POST', 'v1/deployments', createDeploymentSchema, { json: { data: { sdl: built.yaml, deposit: this.o.depositUsd } } });
-    const dep = await this.deploymentRaw(res.dseq);
-    const owner = dep === 'missing' ? '' : (dep.deployment.id ?? dep.deployment.deployment_id)?.owner ?? '';
-    return { dseq: res.dseq, owner, manifest: res.manifest };
+    let mine = await this.activeWithVersion(built.manifestVersion);
+    // Same version, same manifest: an adopted deployment's is the one this SDL makes.
+    let manifest = built.sdl.manifestSortedJSON();
+    if (mine.length === 0) {
+      const res = await this.api.json('POST', 'v1/deployments', createDeploymentSchema, { json: { data: { sdl: built.yaml, deposit: this.o.depositUsd } } });
+      manifest = res.manifest;
+      mine = await this.activeWithVersion(built.manifestVersion);
+      // A list that lags behind the chain must not lose the one just made.
+      if (!mine.some((d) => d.dseq === res.dseq)) mine = [...mine, { dseq: res.dseq, owner: await this.ownerOf(res.dseq) }].sort(byDseq);
+    }
+    const [keep, ...duplicates] = mine;
+    if (!keep) throw new Error('Akash Console: no deployment after creating one');
+    // An error here fails the submit, and its retry adopts `keep` and closes what is still open.
+    for (const d of duplicates) await this.close(d.owner, d.dseq);
+    return { ...keep, manifest };
+  }
+
+  /** This account's active deployments whose on-chain manifest version is `version` (hex), oldest first. */
+  private async activeWithVersion(version: string): Promise<OwnedDeployment[]> {
+    const found: OwnedDeployment[] = [];
+    let skip = 0;
+    for (let page = 0; page < LIST_MAX_PAGES; page++) {
+      const res = await this.api.json('GET', 'v1/deployments', listSchema, { query: { skip, limit: LIST_PAGE } });
+      for (const { deployment: d } of res.deployments) {
+        const id = d.id ?? d.deployment_id;
+        const v = d.hash ?? d.version;
+        if (id && d.state === 'active' && v && versionHex(v) === version) found.push({ dseq: id.dseq, owner: id.owner });
+      }
+      if (!res.pagination?.hasMore || res.deployments.length === 0) break;
+      skip += res.deployments.length;
+    }
+    return found.sort(byDseq);
+  }
+
+  private async ownerOf(dseq: string): Promise<string> {
+    const dep = await this.deploymentRaw(dseq);
+    return dep === 'missing' ? '' : ((dep.deployment.id ?? dep.deployment.deployment_id)?.owner ?? '');
   }
 
   async openBids(_owner: string, dseq: string): Promise<MarketBid[]> {

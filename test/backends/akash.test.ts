@@ -6,6 +6,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { AkashBackend } from '../../activities/backends/akash';
+import { ConsoleMarket } from '../../activities/backends/akash-console';
+import type { BuiltSdl } from '../../activities/backends/akash-sdl';
 import type { Backend, DeploymentRef, DeploymentStatus } from '../../activities/backends/types';
 import { parseConfig, type AkashBackendConfig } from '../../common/config';
 import { trainingJobSpecSchema, type TrainingJobSpec } from '../../spec/schema';
@@ -154,6 +156,52 @@ describe('akash backend, console mode', () => {
     // The API key went only in the x-api-key header.
     expect(fake.requests.every((r) => r.headers['x-api-key'] === API_KEY || r.path === '/v1/gpu-prices')).toBe(true);
     expect(JSON.stringify(ref)).not.toContain(API_KEY);
+  });
+
+  test('a worker that dies between the deployment POST and its record: the retried submit adopts that deployment, one stays open', async () => {
+    const home = tmp('akash-home-');
+    const config = consoleConfig(fake.url);
+    const { raw, spec } = job('ok');
+    // The Console creates the deployment; the worker dies before the record of it reaches FORGE_HOME.
+    class DiesAfterPost extends ConsoleMarket {
+      override async createDeployment(built: BuiltSdl): Promise<{ dseq: string; owner: string; manifest: string }> {
+        await super.createDeployment(built);
+        throw new Error('worker killed after the POST');
+      }
+    }
+    const market = new DiesAfterPost({ url: fake.url, apiKey: async () => API_KEY, depositUsd: 5, timeoutMs: 5000, certificateFile: path.join(home, 'cert.json') });
+    const posts = (): number => fake.requests.filter((r) => r.method === 'POST' && r.path === '/v1/deployments').length;
+    const before = { posts: posts(), open: new Set(fake.open) };
+    await expect(new AkashBackend('akash', config, home, { market }).submit(spec, raw, 1)).rejects.toThrow(/worker killed after the POST/);
+    const orphans = fake.open.filter((d) => !before.open.has(d));
+    expect(orphans).toHaveLength(1);
+
+    // The activity's retry, on a fresh worker with the same FORGE_HOME: no record, but no second deployment either.
+    const backend = new AkashBackend('akash', config, home);
+    const ref = await backend.submit(spec, raw, 1);
+    expect(ref.data.dseq).toBe(orphans[0]);
+    expect(posts() - before.posts).toBe(1);
+    expect(fake.open.filter((d) => !before.open.has(d))).toEqual(orphans);
+    expect(await backend.submit(spec, raw, 1)).toEqual(ref);
+
+    // The adopted deployment is a whole one: its lease gets the manifest and the trainer runs to the end.
+    expect(await until(backend, ref, (s) => s.state === 'SUCCEEDED' || s.state === 'FAILED')).toMatchObject({ state: 'SUCCEEDED' });
+    await backend.close(ref);
+    expect(fake.open.filter((d) => !before.open.has(d))).toEqual([]);
+  });
+
+  test('two workers submitting the same attempt at once: both get the oldest deployment, the other is closed', async () => {
+    const config = consoleConfig(fake.url);
+    const { raw, spec } = job('ok');
+    const before = new Set(fake.deployments.keys());
+    const [a, b] = await Promise.all([new AkashBackend('akash', config, tmp('akash-home-')).submit(spec, raw, 1), new AkashBackend('akash', config, tmp('akash-home-')).submit(spec, raw, 1)]);
+    const made = [...fake.deployments.keys()].filter((d) => !before.has(d));
+    expect(made.length).toBeGreaterThanOrEqual(1);
+    expect(a.data.dseq).toBe(made[0]);
+    expect(b.data.dseq).toBe(made[0]);
+    expect(fake.open.filter((d) => made.includes(d))).toEqual([made[0]]);
+    await new AkashBackend('akash', config, tmp('akash-home-')).close(a);
+    expect(fake.open.filter((d) => made.includes(d))).toEqual([]);
   });
 
   test('a trainer that exits 3 on Akash fails EXIT_CODE with its stderr', async () => {

@@ -1,6 +1,7 @@
 /**
  * A local Akash Console managed-wallet API (akash.network/docs/api-documentation/console-api): x-api-key auth;
- * POST/GET/DELETE /v1/deployments, GET /v1/bids, POST /v1/leases, POST /v1/certificates, GET /v1/providers/{a},
+ * POST/GET/DELETE /v1/deployments (the list: ?state=active|closed&skip&limit, each with its on-chain manifest
+ * version as `hash`), GET /v1/bids, POST /v1/leases, POST /v1/certificates, GET /v1/providers/{a},
  * GET /v1/gpu-prices. SDLs are parsed with akashjs like the real one does; leases go to FakeAkashProviders.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
@@ -38,6 +39,8 @@ interface Lease {
 interface Deployment {
   dseq: string;
   sdl: string;
+  /** The manifest version the deployment commits on chain, base64 (as the Console serves `hash`). */
+  hash: string;
   denom: string;
   state: 'active' | 'closed';
   createdMs: number;
@@ -97,17 +100,25 @@ export class FakeAkashConsole {
       }
       const dseq = String(this.nextDseq++);
       const denom = String(sdl.groups()[0]?.resources[0]?.price?.denom ?? 'uakt');
-      this.deployments.set(dseq, { dseq, sdl: data.sdl, denom, state: 'active', createdMs: Date.now(), leases: [] });
+      const hash = Buffer.from(await sdl.manifestVersion()).toString('base64');
+      this.deployments.set(dseq, { dseq, sdl: data.sdl, hash, denom, state: 'active', createdMs: Date.now(), leases: [] });
       return send(res, 200, { data: { dseq, manifest: sdl.manifestSortedJSON(), signTx: { code: 0, transactionHash: 'AB', rawLog: '' } } });
     }
     if (url.pathname === '/v1/deployments' && req.method === 'GET') {
-      return send(res, 200, { data: { deployments: [...this.deployments.values()].map((d) => this.describe(d)), pagination: { total: this.deployments.size, skip: 0, limit: 1000, hasMore: false } } });
+      // The account's deployments in one state (active by default), oldest first, paged by skip and limit.
+      const state = url.searchParams.get('state') ?? 'active';
+      const skip = Number(url.searchParams.get('skip') ?? 0);
+      const limit = Number(url.searchParams.get('limit') ?? 1000);
+      if (!['active', 'closed'].includes(state) || !(skip >= 0) || !(limit >= 1)) return send(res, 400, { message: 'invalid query' });
+      const all = [...this.deployments.values()].filter((d) => d.state === state);
+      const page = all.slice(skip, skip + limit).map((d) => ({ ...this.describe(d, false), name: null }));
+      return send(res, 200, { data: { deployments: page, pagination: { total: all.length, skip, limit, hasMore: skip + limit < all.length } } });
     }
     const one = /^\/v1\/deployments\/(\d+)$/.exec(url.pathname);
     if (one) {
       const d = this.deployments.get(one[1]!);
       if (!d) return send(res, 404, { message: 'Deployment not found' });
-      if (req.method === 'GET') return send(res, 200, { data: { ...(this.describe(d) as object), consoleSettings: null } });
+      if (req.method === 'GET') return send(res, 200, { data: { ...this.describe(d), consoleSettings: null } });
       if (req.method === 'DELETE') {
         this.close(d);
         return send(res, 200, { data: { success: true } });
@@ -165,16 +176,17 @@ export class FakeAkashConsole {
       }));
   }
 
-  private describe(d: Deployment): unknown {
+  /** A deployment as the Console describes it; list items carry no lease status. */
+  private describe(d: Deployment, withStatus = true): Record<string, unknown> {
     return {
-      deployment: { id: { owner: this.scenario.owner, dseq: d.dseq }, state: d.state, hash: 'x', created_at: '100' },
+      deployment: { id: { owner: this.scenario.owner, dseq: d.dseq }, state: d.state, hash: d.hash, created_at: '100' },
       leases: d.leases.map((l) => ({
         id: { owner: this.scenario.owner, dseq: d.dseq, gseq: l.gseq, oseq: l.oseq, provider: l.provider, bseq: 0 },
         state: l.state,
         price: l.price,
         created_at: l.createdAt,
         closed_on: '0',
-        status: l.state === 'active' ? (this.provider(l.provider)?.statusOf(d.dseq) ?? null) : null,
+        ...(withStatus && { status: l.state === 'active' ? (this.provider(l.provider)?.statusOf(d.dseq) ?? null) : null }),
       })),
       escrow_account: { id: { scope: 'deployment', xid: `${this.scenario.owner}/${d.dseq}` }, state: { owner: this.scenario.owner, state: 'open', transferred: [], settled_at: '0', funds: [], deposits: [] } },
     };
