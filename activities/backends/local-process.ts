@@ -76,21 +76,32 @@ export function readProcStat(pid: number): ProcStat | undefined {
   return { state: rest[0] ?? '?', pgrp: Number(rest[2]), startTime: rest[19] ?? '' };
 }
 
+// Both are fixed for the life of this process (the boot id changes only with a reboot): read once, not on every
+// liveness check (admission checks every running attempt, bench/load).
+let procAvailable: boolean | undefined;
+let currentBootId: string | null | undefined;
+
 export function hasProc(): boolean {
-  try {
-    readFileSync('/proc/self/stat');
-    return true;
-  } catch {
-    return false;
+  if (procAvailable === undefined) {
+    try {
+      readFileSync('/proc/self/stat');
+      procAvailable = true;
+    } catch {
+      procAvailable = false;
+    }
   }
+  return procAvailable;
 }
 
 export function bootId(): string | null {
-  try {
-    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
-  } catch {
-    return null;
+  if (currentBootId === undefined) {
+    try {
+      currentBootId = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    } catch {
+      currentBootId = null;
+    }
   }
+  return currentBootId;
 }
 
 const isDead = (state: string): boolean => state === 'Z' || state === 'X';

@@ -13,6 +13,8 @@
  * first admissions — whether any owner is starved.
  *
  * LOAD_PARTS=running,queued chooses the parts. The Temporal CLI dev server runs in memory, headless.
+ * LOAD_WORKER_NODE_ARGS: extra node flags for the worker process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to see
+ * where its CPU goes (Node refuses --cpu-prof in NODE_OPTIONS).
  */
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -63,7 +65,7 @@ async function workerMemory(healthPort: number): Promise<string> {
 }
 
 function spawnWorker(dir: string, address: string, taskQueue: string, configFile: string, extra: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, [MAIN, 'orchestrator'], {
+  return spawn(process.execPath, [...(process.env.LOAD_WORKER_NODE_ARGS?.split(' ').filter(Boolean) ?? []), MAIN, 'orchestrator'], {
     stdio: ['ignore', 'ignore', 'inherit'],
     env: {
       ...process.env,
