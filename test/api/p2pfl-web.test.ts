@@ -154,6 +154,8 @@ test("with FORGE_API_TOKEN: P2PFL needs only its key, readers need the token; th
   expect(log.status).toBe(201);
   expect((await http(guarded.url, 'GET', base(job))).status).toBe(401);
   expect((await http(guarded.url, 'GET', base(job), undefined, keyed(key))).status).toBe(401);
+  // The key opens only the web-logger routes: not an unknown path under them.
+  expect((await http(guarded.url, 'POST', `${base(job)}/other`, {}, keyed(key))).status).toBe(401);
   const read = await http(guarded.url, 'GET', base(job), undefined, { authorization: `Bearer ${TOKEN}` });
   expect(read).toMatchObject({ status: 200, json: { logs: [{ message: 'w', level: 'WARNING' }] } });
   expect(guarded.logLines.length).toBeGreaterThan(0);
