@@ -284,7 +284,10 @@ async function followToEnd(job: JobRecord, spec: TrainingJobSpec, settings: JobS
     if (reason === 'timeout') {
       return { ok: false, failure: { class: 'TIMEOUT', detail: `attempt ran past resources.max_hours (${spec.resources.max_hours} h)` } };
     }
-    knownDecile = Math.max(knownDecile, progressDecile(status.progress));
+    // Progress already in the submission's own status is not counted, so the first follow reports it: a job's history
+    // then does not depend on whether its trainer printed a progress line before the submit looked (bench/lifecycle
+    // saw 21 or 27 events for the same job). Replay-safe: it changes only the follow activity's input.
+    if (result.status !== submission.status) knownDecile = Math.max(knownDecile, progressDecile(status.progress));
     if (reason === 'changed') {
       known = status.state;
       if (known === 'RUNNING') job.transition('RUNNING', `${deployment.backend} reports ${deployment.id} running`);
