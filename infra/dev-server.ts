@@ -56,6 +56,8 @@ export function devServerArgs(o: DevServerOptions): string[] {
   if (o.dbFile) args.push('--db-filename', o.dbFile);
   // A worker that schedules an activity it can run itself gets it in the same round trip (eager execution).
   args.push('--dynamic-config-value', 'system.enableActivityEagerExecution=true');
+  // Task-queue fairness: jobs carry their owner as fairness key (common/job-priority.ts).
+  args.push('--dynamic-config-value', 'matching.enableFairness=true');
   for (const key of FORGE_SEARCH_ATTRIBUTES) {
     args.push('--search-attribute', `${key.name}=${SEARCH_ATTRIBUTE_CLI_TYPES[key.type]}`);
   }

@@ -16,6 +16,7 @@
  * LOAD_WORKER_NODE_ARGS: extra node flags for the worker process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to see
  * where its CPU goes (Node refuses --cpu-prof in NODE_OPTIONS).
  */
+import { jobPriority } from '../../common/job-priority';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
@@ -88,7 +89,7 @@ async function startAll(client: Client, taskQueue: string, specs: Record<string,
       while (next < specs.length) {
         const i = next++;
         const s = specs[i]!;
-        handles[i] = await client.workflow.start('trainingJob', { taskQueue, workflowId: `job-${String(s.job_id)}`, args: [s] });
+        handles[i] = await client.workflow.start('trainingJob', { taskQueue, workflowId: `job-${String(s.job_id)}`, args: [s], priority: jobPriority(String(s.owner_did)) });
       }
     }),
   );

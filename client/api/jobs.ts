@@ -2,6 +2,7 @@
  * What the HTTP routes ask of Temporal: start a job idempotently, read its status, list jobs, cancel. Temporal is
  * the only store of job state (DESIGN.md §1): nothing here keeps jobs in memory or on disk.
  */
+import { jobPriority } from '../../common/job-priority';
 import { createHash, randomUUID } from 'node:crypto';
 import {
   isGrpcCancelledError,
@@ -138,6 +139,7 @@ export class JobsService {
         workflowIdConflictPolicy: 'FAIL',
         memo: { [MEMO_SPEC_SHA256]: hash },
         typedSearchAttributes: initialSearchAttributes(spec),
+        priority: jobPriority(spec.owner_did),
       });
       return { created: true, workflowId };
     } catch (err) {

@@ -4,6 +4,7 @@
  * examples/finetune-tiny.json, starts the job on the running stack (`npm start`, or the cluster TEMPORAL_ADDRESS
  * names) with @temporalio/client, and prints state changes and training progress until the job ends.
  */
+import { jobPriority } from '../../common/job-priority';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client, type Connection, type WorkflowHandle } from '@temporalio/client';
@@ -59,6 +60,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
     taskQueue: o.taskQueue,
     workflowId: jobWorkflowId(spec.job_id),
     args: [spec],
+    priority: jobPriority(owner.keys.did),
   });
   log(`signed ${path.basename(EXAMPLE_SPEC)} and started ${handle.workflowId} on task queue ${o.taskQueue}`);
 

@@ -5,7 +5,7 @@
 import { generateKeyPair, signSpec } from '../../spec/signing';
 import { jobWorkflowId } from '../../workflows/names';
 import { makeSignedSpec, makeUnsignedSpec } from '../spec/fixtures';
-import { fakeTrainer, readStarts, startJob, tempDir, testConfig } from '../helpers/forge';
+import { fakeTrainer, readStarts, startJob, tempDir, testClient, testConfig } from '../helpers/forge';
 import { http, problemOf, startApi, waitForJob, type ApiHarness } from './harness';
 
 const TQ = 'test-api-submit';
@@ -44,6 +44,18 @@ test('a signed spec is accepted with 201, its links, and runs to COMPLETED', asy
   const again = await http(api.url, 'POST', '/jobs', spec);
   expect(again.status).toBe(200);
   expect(readStarts(starts).filter((s) => s.job === spec.job_id)).toHaveLength(1);
+});
+
+test("a job starts with its owner as Temporal's fairness key, so one owner's flood cannot hold up the others", async () => {
+  const spec = makeSignedSpec({ trainer: { image: 'ok' } });
+  expect((await http(api.url, 'POST', '/jobs', spec)).status).toBe(201);
+  const { client, connection } = await testClient();
+  try {
+    const d = await client.workflow.getHandle(jobWorkflowId(spec.job_id)).describe();
+    expect(d.priority?.fairnessKey).toBe(spec.owner_did);
+  } finally {
+    await connection.close();
+  }
 });
 
 test('the same spec again → 200 with the existing job; a different spec under that id → 409 naming job_id', async () => {
