@@ -270,6 +270,92 @@ def test_a_superseded_session_stops_writing_and_exits_when_its_host_dies(
     new.stop()
 
 
+def test_checkpoints_hold_the_sessions_own_log_and_a_stopped_session_takes_no_update(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    """The recovery race seen in CI: a predecessor still finishing an update rewrote the shared training_log.jsonl
+    while this session checkpointed, and the successor resumed from a checkpoint whose log lacked its own step."""
+    import io
+
+    from forge_trainer.contract import Events
+    from forge_trainer.grpo import GrpoConfig, GrpoSession, UpdateRefused, UpdateRequest
+
+    state = tmp_path / "state"
+    raw = json.loads(write_config(tmp_path / "a.json", tiny_model, "a", checkpoint_interval_steps=100).read_text())
+    a = GrpoSession(GrpoConfig.from_json(raw), state, tmp_path / "wa", Events(out=io.StringIO()))
+    rewards = [1.0, 0.0, 0.5, 0.0]
+    for step in (1, 2):
+        a.add_rollout(f"r{step}", rollout(step - 1, rewards, step))
+        a.update(
+            UpdateRequest.from_json(
+                {"step": step, "groups": [{"rollout_id": f"r{step}", "advantages": advantages(rewards)}]}
+            )
+        )
+    (state / "training_log.jsonl").write_text("", encoding="utf-8")  # another process's write
+    saved = a.stop()
+    assert saved is not None
+    assert [json.loads(line)["step"] for line in (saved / "training_log.jsonl").read_text().splitlines()] == [1, 2]
+    # An update that waited for the lock while the session stopped is refused: the policy stays at the checkpoint.
+    a.add_rollout("r3", rollout(2, rewards, 3))
+    with pytest.raises(UpdateRefused) as refused:
+        a.update(
+            UpdateRequest.from_json({"step": 3, "groups": [{"rollout_id": "r3", "advantages": advantages(rewards)}]})
+        )
+    assert refused.value.status == 410 and a.version == 2
+
+    # The successor resumes at 2 with both lines, and its export holds them whatever the shared file says.
+    raw_b = {**raw, "session_id": "b"}
+    b = GrpoSession(GrpoConfig.from_json(raw_b), state, tmp_path / "wb", Events(out=io.StringIO()))
+    assert b.st.resumed_from == 2
+    (state / "training_log.jsonl").write_text('{"event": "step", "step": 9}\n', encoding="utf-8")
+    b.export()
+    final = (state / "final" / "training_log.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in final] == [1, 2]
+
+
+def test_a_dead_event_reader_does_not_break_a_step_and_a_step_failing_after_its_update_poisons_the_session(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI saw a killed host's policy process checkpoint version 6 without step 6's log line: writing the "policy"
+    event to the dead host's pipe raised between the version change and the log line, and the stop then saved it."""
+    import io
+
+    from forge_trainer.contract import Events
+    from forge_trainer.grpo import GrpoConfig, GrpoSession, UpdateRefused, UpdateRequest
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the host died: nobody reads the events
+    dead = os.fdopen(write_end, "w")
+    state = tmp_path / "state"
+    raw = json.loads(write_config(tmp_path / "a.json", tiny_model, "a", checkpoint_interval_steps=2).read_text())
+    a = GrpoSession(GrpoConfig.from_json(raw), state, tmp_path / "wa", Events(out=io.StringIO()))
+    a.events = Events(out=dead)
+    rewards = [1.0, 0.0, 0.5, 0.0]
+
+    def step(session: GrpoSession, n: int) -> dict[str, Any]:
+        session.add_rollout(f"r{n}", rollout(n - 1, rewards, n))
+        groups = [{"rollout_id": f"r{n}", "advantages": advantages(rewards)}]
+        return session.update(UpdateRequest.from_json({"step": n, "groups": groups}))
+
+    assert step(a, 1)["version"] == 1
+    assert step(a, 2)["checkpoint"]  # interval 2: the checkpoint holds step 2's line
+    saved = state / "checkpoints" / "step-00000002" / "training_log.jsonl"
+    assert [json.loads(line)["step"] for line in saved.read_text().splitlines()] == [1, 2]
+
+    def disk_full(number: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(a, "_publish", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        step(a, 3)
+    # The weights moved past version 2 with no line for step 3: nothing more from this session, no checkpoint of it.
+    for call in (lambda: step(a, 3), a.stop, a.export):
+        with pytest.raises(UpdateRefused) as refused:
+            call()
+        assert refused.value.status == 410
+    assert sorted(p.name for p in (state / "checkpoints").glob("step-*")) == ["step-00000002"]
+
+
 def test_serve_loads_new_weights_when_allowed(tiny_model: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM
 

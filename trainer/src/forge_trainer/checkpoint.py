@@ -43,7 +43,9 @@ def save(
     tokenizer: PreTrainedTokenizerBase,
     optimizer: torch.optim.Optimizer,
     state: dict[str, Any],
+    log_lines: list[str] | None = None,
 ) -> Path:
+    """`log_lines`: the training log up to this step as the caller knows it; None copies output_dir's log file."""
     import torch
 
     root = output_dir / CHECKPOINTS
@@ -60,7 +62,9 @@ def save(
         rng["cuda"] = torch.cuda.get_rng_state_all()
     torch.save(rng, tmp / "rng.pt")
     log = output_dir / LOG_FILE
-    if log.exists():
+    if log_lines is not None:
+        (tmp / LOG_FILE).write_text("".join(line + "\n" for line in log_lines), encoding="utf-8")
+    elif log.exists():
         shutil.copyfile(log, tmp / LOG_FILE)
     (tmp / STATE_FILE).write_text(json.dumps({**state, "step": step}, indent=2) + "\n", encoding="utf-8")
     if final.exists():
@@ -102,11 +106,12 @@ def restore_optimizer(checkpoint: Checkpoint, optimizer: torch.optim.Optimizer) 
         torch.cuda.set_rng_state_all(rng["cuda"])
 
 
-def restore_log(checkpoint: Checkpoint, output_dir: Path) -> None:
-    """The training log as it was at the checkpoint: lines about steps that are now redone are dropped."""
+def restore_log(checkpoint: Checkpoint, output_dir: Path) -> list[str]:
+    """The training log as it was at the checkpoint (lines about steps that are now redone are dropped); its lines."""
     saved = checkpoint.path / LOG_FILE
     target = output_dir / LOG_FILE
     if saved.exists():
         shutil.copyfile(saved, target)
-    else:
-        target.unlink(missing_ok=True)
+        return saved.read_text(encoding="utf-8").splitlines()
+    target.unlink(missing_ok=True)
+    return []

@@ -61,7 +61,7 @@ class Events:
     """
 
     def __init__(self, out: TextIO | None = None, log_file: Path | None = None) -> None:
-        self._out = out if out is not None else sys.stdout
+        self._out: TextIO | None = out if out is not None else sys.stdout
         self._log_file = log_file
 
     def attach_log(self, log_file: Path) -> None:
@@ -69,8 +69,14 @@ class Events:
 
     def emit(self, event: str, **fields: Any) -> None:
         record = {"event": event, **fields}
-        self._out.write(dumps(record) + "\n")
-        self._out.flush()
+        if self._out is not None:
+            try:
+                self._out.write(dumps(record) + "\n")
+                self._out.flush()
+            except (BrokenPipeError, ValueError):
+                # Nobody reads any more (the orchestrator or host process died): events are advisory, the work and
+                # its files go on, and a failed write must not break off a step half done.
+                self._out = None
         if self._log_file is not None:
             with self._log_file.open("a", encoding="utf-8") as f:
                 f.write(dumps({**record, "time": round(time.time(), 3)}) + "\n")

@@ -358,6 +358,15 @@ class GrpoSession:
         self.versions: dict[int, Version] = {}
         self.st = SessionState()
         self.superseded: str | None = None
+        self.stopped = False
+        # Set when a step failed after the optimizer changed the weights: the model in memory then matches no version
+        # whose log line exists, so this session takes no update, checkpoint or export; its successor resumes from
+        # the last checkpoint.
+        self.broken: str | None = None
+        # The training log as this session knows it (the resumed checkpoint's lines, then its own steps). Checkpoints
+        # and the export are written from it, never from the shared file: a predecessor still finishing an update
+        # could touch that file, and a checkpoint must hold exactly the steps up to its version.
+        self.log_lines: list[str] = []
         torch.manual_seed(cfg.seed)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         state_dir.mkdir(parents=True, exist_ok=True)
@@ -385,7 +394,7 @@ class GrpoSession:
         self._claim()
         if resume is not None:
             ckpt.restore_optimizer(resume, self.optimizer)
-            ckpt.restore_log(resume, state_dir)
+            self.log_lines = ckpt.restore_log(resume, state_dir)
             self.st.version = resume.step
             self.st.resumed_from = resume.step
             self.st.last_checkpoint = resume.step
@@ -401,6 +410,10 @@ class GrpoSession:
         tmp = self.state_dir / f".{OWNER_FILE}.{self.cfg.session_id}"
         tmp.write_text(json.dumps({"session_id": self.cfg.session_id, "since": time.time()}) + "\n", encoding="utf-8")
         tmp.replace(self.state_dir / OWNER_FILE)
+
+    def _check_usable(self) -> None:
+        if self.broken is not None:
+            raise UpdateRefused(f"session {self.cfg.session_id} is unusable: {self.broken}", status=410)
 
     def _check_owner(self) -> None:
         try:
@@ -465,6 +478,14 @@ class GrpoSession:
         with self.lock:
             if self.superseded is not None:
                 raise Superseded(self.superseded)
+            self._check_usable()
+            if self.stopped:
+                raise UpdateRefused(
+                    f"session {self.cfg.session_id} stopped at version {self.st.version} (checkpointed): the run "
+                    "resumes on another session",
+                    status=410,
+                    version=self.st.version,
+                )
             self._check_owner()
             last = self.st.last_result
             if last is not None and req.step == self.st.version and last["step"] == req.step:
@@ -496,6 +517,23 @@ class GrpoSession:
             start = time.monotonic()
             idle = max(0.0, start - self.st.last_update_end)
             stats = self._optimize(req, rollouts)
+            try:
+                return self._finish_step(req, rollouts, staleness, stats, start, idle)
+            except Exception as err:
+                self.broken = f"step {req.step} failed after its weight update ({type(err).__name__}: {err})"
+                raise
+
+    def _finish_step(
+        self,
+        req: UpdateRequest,
+        rollouts: list[Rollout],
+        staleness: list[int],
+        stats: dict[str, float],
+        start: float,
+        idle: float,
+    ) -> dict[str, Any]:
+        """The rest of a step once the weights changed: the new version, its log line, maybe a checkpoint."""
+        with self.lock:
             if self.cfg.min_update_seconds > 0:
                 time.sleep(max(0.0, self.cfg.min_update_seconds - (time.monotonic() - start)))
             self.st.version = req.step
@@ -593,14 +631,17 @@ class GrpoSession:
 
     def _log(self, line: dict[str, Any]) -> None:
         self._check_owner()
+        text = dumps({"event": "step", **line, "time": round(time.time(), 3)})
+        self.log_lines.append(text)
         with (self.state_dir / ckpt.LOG_FILE).open("a", encoding="utf-8") as f:
-            f.write(dumps({"event": "step", **line, "time": round(time.time(), 3)}) + "\n")
+            f.write(text + "\n")
 
     # -- checkpoints and export --
 
     def checkpoint(self) -> Path | None:
         """A checkpoint of the current version (none when the newest one already is it)."""
         with self.lock:
+            self._check_usable()
             if self.st.last_checkpoint == self.st.version:
                 return None
             self._check_owner()
@@ -611,22 +652,33 @@ class GrpoSession:
                 "session_id": self.cfg.session_id,
                 "sha256": self.current().sha256,
             }
-            path = ckpt.save(self.state_dir, self.st.version, self.model, self.tokenizer, self.optimizer, state)
+            path = ckpt.save(
+                self.state_dir, self.st.version, self.model, self.tokenizer, self.optimizer, state, self.log_lines
+            )
             self.st.last_checkpoint = self.st.version
             self.events.emit("checkpoint", step=self.st.version, path=str(path))
             return path
 
+    def stop(self) -> Path | None:
+        """Checkpoints the current version and takes no update after it: the process is about to exit, and an update
+        that was waiting for the lock must not move the policy past the checkpoint its successor resumes from."""
+        with self.lock:
+            try:
+                return self.checkpoint()
+            finally:
+                self.stopped = True
+
     def export(self) -> list[dict[str, Any]]:
         """The current policy as the run's outputs (DESIGN.md §6 files) under state_dir/final; their sha256 and size."""
         with self.lock:
+            self._check_usable()
             self._check_owner()
             final = self.state_dir / FINAL_DIR
             tmp = self.state_dir / f".{FINAL_DIR}-{self.cfg.session_id}"
             shutil.rmtree(tmp, ignore_errors=True)
             self.model.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
-            log = self.state_dir / ckpt.LOG_FILE
-            lines = log.read_text(encoding="utf-8").splitlines() if log.exists() else []
+            lines = list(self.log_lines)
             (tmp / ckpt.LOG_FILE).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
             steps = [json.loads(line) for line in lines if line.startswith("{")]
             (tmp / "metrics.json").write_text(json.dumps(self._metrics(steps), indent=2) + "\n", encoding="utf-8")

@@ -16,7 +16,8 @@ serves over HTTP until SIGTERM, or until its parent goes away (stdin closes):
 
 `token` is FORGE_GRPO_TOKEN (rollout workers: weights and uploads), `admin` FORGE_GRPO_ADMIN_TOKEN (the host worker
 only); both from the environment, never the command line. Errors are JSON {"error": {"message", ...}} with 400
-(malformed), 401, 404, 409 (wrong step, missing or stale rollouts), 410 (superseded by another session).
+(malformed), 401, 404, 409 (wrong step, missing or stale rollouts), 410 (superseded by another session, stopped, or
+unusable after a step failed past its weight update).
 On SIGTERM or stdin EOF: a checkpoint of the current version (if it is newer than the last), then exit 0.
 """
 
@@ -113,7 +114,7 @@ def make_handler(session: GrpoSession, base_url: list[str], token: str, admin: s
                 self._json(
                     HTTPStatus.OK,
                     {
-                        "status": "superseded" if session.superseded else "ok",
+                        "status": "superseded" if session.superseded else "broken" if session.broken else "ok",
                         "job_id": session.cfg.job_id,
                         "session_id": session.cfg.session_id,
                         "version": v.number,
@@ -243,9 +244,9 @@ def serve_grpo(
     while not stop.wait(0.5):
         pass
     try:
-        saved = session.checkpoint()
+        saved = session.stop()
         events.emit("stopped", version=session.version, checkpoint=saved and str(saved))
-    except UpdateRefused as err:  # superseded: the successor's state is not ours to touch
+    except UpdateRefused as err:  # superseded or unusable: nothing consistent to checkpoint
         events.emit("stopped", version=session.version, checkpoint=None, reason=str(err))
     httpd.shutdown()
     httpd.server_close()
