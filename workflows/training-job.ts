@@ -18,6 +18,7 @@ import {
   ChildWorkflowFailure,
   allHandlersFinished,
   condition,
+  deprecatePatch,
   isCancellation,
   patched,
   proxyActivities,
@@ -54,6 +55,12 @@ const EVAL_SUITE_BACKEND = 'eval-suite';
 const PATCH_RESULTS = 'forge-results-integration';
 const PATCH_EVAL_JOBS = 'forge-eval-jobs';
 const PATCH_NOTIFY = 'forge-notifications';
+/**
+ * Deprecated: every rl job's history has this marker, so there is no old path to keep. As patched() it failed a query
+ * in CI: replaying the job for a query, the SDK (1.24) had not announced the marker yet when the workflow reached it
+ * (its look-ahead), patched() answered false and the replay hit a nondeterminism error. deprecatePatch() writes the
+ * marker in the same place without asking.
+ */
 const PATCH_RL = 'forge-rl-grpo';
 const PATCH_ACCEPT_AND_SUBMIT = 'forge-accept-and-submit';
 const PATCH_EVAL_JOBS_RUN = 'forge-eval-jobs-run';
@@ -185,7 +192,8 @@ async function runJob(job: JobRecord, rawSpec: unknown, rlBox: RlProgressBox): P
   job.transition('QUEUED', 'waiting for admission');
 
   // An rl attempt runs the grpoRun child on the trainer hosts' queues instead of a backend submission (rl-attempt.ts).
-  const rl = spec.job_type === 'rl' && settings.rl !== undefined && patched(PATCH_RL);
+  const rl = spec.job_type === 'rl' && settings.rl !== undefined;
+  if (rl) deprecatePatch(PATCH_RL);
   const candidates = rl ? [RL_BACKEND] : [spec.backend.provider, ...(spec.backend.fallbacks ?? [])];
   let preferred = 0;
   for (let attempt = 1, retriesUsed = 0; ; attempt++, retriesUsed++) {
