@@ -16,7 +16,7 @@ import { generateKeyPair, signSpec } from '../../spec/signing';
 import { createOrchestratorWorker } from '../../workers/orchestrator';
 import type { JobStatus } from '../../workflows/messages';
 import { baselineActivities } from './baseline-activities';
-import { benchSpec, freePort, median, percentile } from './util';
+import { benchSpec, freePort, median, percentile, taskTimeline } from './util';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 20);
 const SLEEP = ['/bin/sh', '-c', 'echo \'{"event":"progress","step":1,"max_steps":1}\'; sleep "$1"', 'trainer'];
@@ -79,6 +79,10 @@ async function main(): Promise<void> {
       await client.workflow.execute('baselineJob', { taskQueue: 'bench-baseline', workflowId: `baseline-${s.job_id}`, args: [['/bin/true']] });
       const b = performance.now() - t;
       if (process.env.BENCH_VERBOSE === '1') console.error(`run ${i}: trainingJob ${f.toFixed(1)} ms, baseline ${b.toFixed(1)} ms`);
+      if (process.env.BENCH_TRACE === '1') {
+        const [job, base] = await Promise.all([taskTimeline(client, `job-${s.job_id}`), taskTimeline(client, `baseline-${s.job_id}`)]);
+        console.error(`run ${i}: trainingJob ${f.toFixed(0)} ms: ${job} | baseline ${b.toFixed(0)} ms: ${base}`);
+      }
       if (i >= 2) {
         // the first two are warm-up
         forgeMs.push(f);

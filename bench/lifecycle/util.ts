@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import net from 'node:net';
+import type { Client } from '@temporalio/client';
 
 export function median(xs: number[]): number {
   return percentile(xs, 50);
@@ -38,4 +39,22 @@ export function benchSpec(owner: string, image: string): Record<string, unknown>
     artifacts: { output_repo: 'file:///tmp/none-out', output_branch: 'jobs/${job_id}', save_checkpoints: false, checkpoint_interval_steps: 1000 },
     trainer: { image },
   };
+}
+
+const TIMELINE_EVENTS: Record<number, string> = { 5: 'Ws', 6: 'Wt', 7: 'Wc', 10: 'As', 11: 'At', 12: 'Ac', 2: 'End' };
+
+/**
+ * A workflow's task timeline from its history, in ms since it started: "Ws0 Wt25 Wc66 As69 …" (workflow task
+ * scheduled / started / completed, activity task scheduled / started / completed, end). Shows where a run's time went:
+ * e.g. a workflow task that waited 50 ms between scheduled and started waited on the server, not on the worker.
+ */
+export async function taskTimeline(client: Client, workflowId: string): Promise<string> {
+  const history = await client.workflow.getHandle(workflowId).fetchHistory();
+  const events = history.events ?? [];
+  const at = (e: (typeof events)[number]): number => Number(e.eventTime?.seconds ?? 0) * 1000 + (e.eventTime?.nanos ?? 0) / 1e6;
+  const t0 = events[0] ? at(events[0]) : 0;
+  return events
+    .filter((e) => TIMELINE_EVENTS[Number(e.eventType)])
+    .map((e) => `${TIMELINE_EVENTS[Number(e.eventType)]}${(at(e) - t0).toFixed(0)}`)
+    .join(' ');
 }
