@@ -8,13 +8,14 @@ import { resultSettings, type ResultSettings } from '../common/results-config';
 import { rlSettings, type RlSettings } from '../common/rl-config';
 import { parseTrainingJobSpec, specHash, type SpecIssue } from '../spec/parse';
 import type { TrainingJobSpec } from '../spec/schema';
-import { FAILURE_CLASSES, type FailureClass, type FailureInfo } from '../spec/failure';
+import { type FailureInfo, typedFailure } from '../spec/failure';
 import { progressDecile } from '../spec/progress';
 import { verifySpecSignatureFast } from '../common/spec-signature';
 import { rankCandidates, type CandidateLook, type Look } from './admission';
 import { FairAdmission } from './fair-admission';
 import { jobWorkflowId } from '../workflows/names';
 import { BackendError, type Backend, type DeploymentRef, type DeploymentState, type DeploymentStatus } from './backends/types';
+import { backendCandidates } from '../spec/candidates';
 
 export interface JobSettings {
   maxRetries: number;
@@ -89,7 +90,7 @@ export function firstSubmission(spec: TrainingJobSpec, workflowId: string): (Adm
   // Only finetune jobs: eval and rl jobs may take other paths (the eval suite, grpoRun) depending on the operator
   // config, and a job under another workflow id is refused by the workflow. A spent budget submits nothing.
   if (spec.job_type !== 'finetune' || workflowId !== jobWorkflowId(spec.job_id) || spec.backend.max_cost_usd <= 0) return undefined;
-  return { candidates: [spec.backend.provider, ...(spec.backend.fallbacks ?? [])], preferred: 0, spec, attempt: 1, budgetUsd: spec.backend.max_cost_usd };
+  return { candidates: backendCandidates(spec), preferred: 0, spec, attempt: 1, budgetUsd: spec.backend.max_cost_usd };
 }
 
 interface FollowCursor {
@@ -214,7 +215,7 @@ export function createControlActivities(deps: ControlDeps) {
       if (allowed && !allowed.includes(spec.owner_did)) {
         issues.push({ path: 'owner_did', message: 'owner is not in the operator’s allowed_owners' });
       }
-      const candidates = [spec.backend.provider, ...(spec.backend.fallbacks ?? [])];
+      const candidates = backendCandidates(spec);
       candidates.forEach((name, i) => {
         if (!deps.backends.has(name)) {
           issues.push({
@@ -370,9 +371,8 @@ export function createControlActivities(deps: ControlDeps) {
       } catch (err) {
         // A typed refusal (every candidate refused the job) is the attempt's failure, as when admitAndSubmit runs
         // alone; anything else fails the activity, which retries validation and the idempotent submission together.
-        if (err instanceof ApplicationFailure && err.type && FAILURE_CLASSES.includes(err.type as FailureClass)) {
-          return { ...v, first: { index: admission.preferred, failure: { class: err.type as FailureClass, detail: err.message } } };
-        }
+        const failure = typedFailure(err);
+        if (failure) return { ...v, first: { index: admission.preferred, failure } };
         throw err;
       }
     },

@@ -1,6 +1,8 @@
 /**
  * Failure classes of DESIGN.md §4. Pure: the workflow, the activities and the API all speak this vocabulary.
  */
+import { ApplicationFailure } from '@temporalio/common';
+
 export const FAILURE_CLASSES = [
   'NO_CAPACITY',
   'PREEMPTED',
@@ -49,4 +51,16 @@ export function classifyExitCode(code: number): FailureClass | undefined {
 export interface FailureInfo {
   class: FailureClass;
   detail: string;
+}
+
+export function isFailureClass(type: string | null | undefined): type is FailureClass {
+  return type != null && (FAILURE_CLASSES as readonly string[]).includes(type);
+}
+
+/**
+ * The failure an ApplicationFailure carries when its type is one of our classes (a backend's typed refusal, a trainer
+ * host's EXIT_CODE, …); undefined for anything else, which the caller classifies (usually LOST).
+ */
+export function typedFailure(err: unknown): FailureInfo | undefined {
+  return err instanceof ApplicationFailure && isFailureClass(err.type) ? { class: err.type, detail: err.message } : undefined;
 }

@@ -12,7 +12,6 @@
  * child collected the final policy, which the results pipeline then commits like a finetune's outputs.
  */
 import {
-  ApplicationFailure,
   CancellationScope,
   ChildWorkflowFailure,
   isCancellation,
@@ -25,7 +24,7 @@ import {
 import type { JobSettings } from '../activities/control';
 import type { DeploymentRef } from '../activities/backends/types';
 import { RL_BACKEND, RL_BACKEND_KIND } from '../common/rl-names';
-import { FAILURE_CLASSES, type FailureClass, type FailureInfo } from '../spec/failure';
+import { type FailureInfo, typedFailure } from '../spec/failure';
 import { fnv1a } from '../common/prng';
 import { resolveRl } from '../spec/rl-defaults';
 import type { TrainingJobSpec } from '../spec/schema';
@@ -56,11 +55,7 @@ export type RlAttemptOutcome = { ok: true } | { ok: false; failure: FailureInfo 
 
 function childFailure(err: unknown): FailureInfo | undefined {
   if (!(err instanceof ChildWorkflowFailure)) return undefined;
-  const cause = err.cause;
-  if (cause instanceof ApplicationFailure && FAILURE_CLASSES.includes(cause.type as FailureClass)) {
-    return { class: cause.type as FailureClass, detail: cause.message };
-  }
-  return { class: 'LOST', detail: `grpoRun ${err.execution?.workflowId ?? ''} ended: ${cause?.message ?? err.message}` };
+  return typedFailure(err.cause) ?? { class: 'LOST', detail: `grpoRun ${err.execution?.workflowId ?? ''} ended: ${err.cause?.message ?? err.message}` };
 }
 
 export function grpoRunInput(spec: TrainingJobSpec, settings: JobSettings, attempt: number, budgetUsd: number): GrpoRunInput {

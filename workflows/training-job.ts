@@ -13,7 +13,6 @@
  */
 import {
   ActivityFailure,
-  ApplicationFailure,
   CancellationScope,
   ChildWorkflowFailure,
   allHandlersFinished,
@@ -33,7 +32,7 @@ import type { DeploymentRef, DeploymentState } from '../activities/backends/type
 import type { NotificationEvent } from '../activities/notify';
 import type { ResultActivities } from '../activities/results';
 import type { ResultSettings } from '../common/results-config';
-import { FAILURE_CLASSES, type FailureClass, type FailureInfo } from '../spec/failure';
+import { type FailureInfo, typedFailure } from '../spec/failure';
 import { describeNotificationTarget } from '../spec/notification-target';
 import { formatSpecIssues } from '../spec/issues';
 import { progressDecile } from '../spec/progress';
@@ -47,6 +46,7 @@ import { RlProgressBox, runRlAttempt } from './rl-attempt';
 import { RL_BACKEND } from '../common/rl-names';
 import { cancelUpdate, statusQuery, type JobStatus } from './messages';
 import { integrateWorkflowId, jobWorkflowId } from './names';
+import { backendCandidates } from '../spec/candidates';
 
 /** The backend an eval job's attempt shows (status, ForgeBackend): the eval suite on the orchestrator's workers. */
 const EVAL_SUITE_BACKEND = 'eval-suite';
@@ -90,11 +90,7 @@ type AttemptOutcome = { ok: true } | { ok: false; failure: FailureInfo };
 /** A typed failure of ours inside an activity failure, or LOST when the activity itself gave up. */
 function failureOf(err: unknown): FailureInfo | undefined {
   if (!(err instanceof ActivityFailure)) return undefined;
-  const cause = err.cause;
-  if (cause instanceof ApplicationFailure && FAILURE_CLASSES.includes(cause.type as FailureClass)) {
-    return { class: cause.type as FailureClass, detail: cause.message };
-  }
-  return { class: 'LOST', detail: `${err.activityType} failed: ${cause?.message ?? err.message}` };
+  return typedFailure(err.cause) ?? { class: 'LOST', detail: `${err.activityType} failed: ${err.cause?.message ?? err.message}` };
 }
 
 export async function trainingJob(rawSpec: unknown): Promise<JobStatus> {
@@ -194,7 +190,7 @@ async function runJob(job: JobRecord, rawSpec: unknown, rlBox: RlProgressBox): P
   // An rl attempt runs the grpoRun child on the trainer hosts' queues instead of a backend submission (rl-attempt.ts).
   const rl = spec.job_type === 'rl' && settings.rl !== undefined;
   if (rl) deprecatePatch(PATCH_RL);
-  const candidates = rl ? [RL_BACKEND] : [spec.backend.provider, ...(spec.backend.fallbacks ?? [])];
+  const candidates = rl ? [RL_BACKEND] : backendCandidates(spec);
   let preferred = 0;
   for (let attempt = 1, retriesUsed = 0; ; attempt++, retriesUsed++) {
     const { index, outcome } = rl
@@ -348,9 +344,7 @@ function results(settings: ResultSettings) {
 function resultFailure(err: unknown, what: string): FailureInfo {
   let cause: unknown = err;
   while ((cause instanceof ActivityFailure || cause instanceof ChildWorkflowFailure) && cause.cause) cause = cause.cause;
-  const type = cause instanceof ApplicationFailure ? cause.type : undefined;
-  const failureClass = type && FAILURE_CLASSES.includes(type as FailureClass) ? (type as FailureClass) : 'LOST';
-  return { class: failureClass, detail: `${what}: ${cause instanceof Error ? cause.message : String(cause)}` };
+  return { class: typedFailure(cause)?.class ?? 'LOST', detail: `${what}: ${cause instanceof Error ? cause.message : String(cause)}` };
 }
 
 /** The results could not be stored or evaluated: the job ends without training again (its outputs stay on the backend). */

@@ -21,6 +21,7 @@ import {
   ForgeOwner,
 } from '../search-attributes';
 import { canTransition, IllegalTransitionError, isTerminal, type JobState } from './states';
+import { backendCandidates } from '../../spec/candidates';
 
 function str(v: unknown): string | null {
   return typeof v === 'string' && v.length > 0 && v.length <= 512 ? v : null;
@@ -83,7 +84,7 @@ export class JobRecord {
         owner_did: spec.owner_did,
         base_model: `${spec.base_model.source}:${spec.base_model.name}@${spec.base_model.revision}`,
         task_types: spec.objective.task_types,
-        backends: [spec.backend.provider, ...(spec.backend.fallbacks ?? [])],
+        backends: backendCandidates(spec),
         max_cost_usd: spec.backend.max_cost_usd,
         max_hours: spec.resources.max_hours,
         sha256: specSha256,

@@ -15,6 +15,7 @@ import {
   submitResponseSchema,
 } from '../schemas';
 import { listQuerySchema } from '../visibility';
+import { backendCandidates } from '../../../spec/candidates';
 
 /** "field: message" (how spec/signing words its reasons) → a field error. */
 /** The SSE body has no JSON schema; a string stands for it in the OpenAPI document. */
@@ -66,7 +67,7 @@ export function jobRoutes(app: ZodApp, ctx: ApiContext): void {
         ]);
       }
       // The worker would abandon the job for an unknown backend; say so now, naming the field.
-      const unknown = [spec.backend.provider, ...(spec.backend.fallbacks ?? [])]
+      const unknown = backendCandidates(spec)
         .map((name, i) => ({ name, path: i === 0 ? 'backend.provider' : `backend.fallbacks.${i - 1}` }))
         .filter((b) => !ctx.backends.has(b.name))
         .map((b) => fieldError('body', b.path, `unknown backend "${b.name}"; configured: ${[...ctx.backends.keys()].join(', ')}`));
