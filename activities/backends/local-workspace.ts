@@ -56,10 +56,13 @@ export interface ExitRecord {
   finishedAt: Date;
 }
 
-/** Parses a JSON record; undefined when absent, an Error naming the file when corrupt. */
-async function readRecord<T>(file: string, schema: z.ZodType<T>): Promise<T | undefined> {
+/**
+ * Parses a JSON record; undefined when absent, an Error naming the file when corrupt. `lineRecord`: a record the
+ * wrapper writes in place (WRAPPER_SCRIPT), undefined too while it is empty or lacks its final newline.
+ */
+async function readRecord<T>(file: string, schema: z.ZodType<T>, o: { lineRecord?: boolean } = {}): Promise<T | undefined> {
   const text = await readTextIfExists(file);
-  if (text === undefined) return undefined;
+  if (text === undefined || (o.lineRecord && !text.endsWith('\n'))) return undefined;
   const parsed = schema.safeParse(JSON.parse(text));
   if (!parsed.success) throw new Error(`${file}: unexpected content (${parsed.error.message})`);
   return parsed.data;
@@ -84,7 +87,7 @@ export class Workspace {
     const file = this.file('exit');
     const stat = await statIfExists(file);
     if (!stat) return undefined;
-    const record = await readRecord(file, exitRecordSchema);
+    const record = await readRecord(file, exitRecordSchema, { lineRecord: true });
     return record && { code: record.code, finishedAt: stat.mtime };
   }
 
@@ -112,7 +115,9 @@ export class Workspace {
     const file = this.file('wrapperPid');
     const stat = await statIfExists(file);
     if (!stat) return undefined;
-    const pid = Number((await fs.readFile(file, 'utf8')).trim());
+    const text = await fs.readFile(file, 'utf8');
+    if (!text.endsWith('\n')) return undefined; // still being written (WRAPPER_SCRIPT)
+    const pid = Number(text.trim());
     if (!Number.isInteger(pid) || pid <= 0) return undefined;
     const record: LaunchRecord = {
       backend,
