@@ -73,6 +73,8 @@ export interface Submission {
   deployment: DeploymentRef;
   /** The backend's first word on it (often RUNNING already). */
   status: DeploymentStatus;
+  /** The trainer had already ended, and the submit closed the deployment as a follower would have. */
+  closed?: boolean;
 }
 
 export type SubmitOutcome = { index: number; submission: Submission } | { index: number; failure: FailureInfo };
@@ -129,6 +131,27 @@ export function createControlActivities(deps: ControlDeps) {
   // Free slots go to waiting owners in round robin (issue 8). Waiters that stop asking (their activity moved to another
   // worker) expire after three polls, and never sooner than 30 s: a loaded worker may be slow to start the next poll.
   const fair = deps.fairness === 'off' ? undefined : new FairAdmission(Math.max(30_000, deps.config.admission_poll_seconds * 3000 + 10_000));
+
+  /** Closes a deployment (nothing of it left running or billing) and lets the owner due on its backend look. */
+  const release = async (b: Backend, deployment: DeploymentRef): Promise<void> => {
+    try {
+      await b.close(deployment);
+    } catch (err) {
+      throw asFailure(err);
+    }
+    fair?.wakeDue(deployment.backend); // a slot freed: the owner due there looks now
+  };
+
+  /**
+   * A trainer that ended before the submit looked (a no-op, a crash at start-up) is released right there, as its
+   * follower would have: the workflow then needs no close step, and the job ends in its first workflow task.
+   */
+  const closeIfEnded = async (b: Backend, outcome: { index: number; submission: Submission }): Promise<SubmitOutcome> => {
+    const { state } = outcome.submission.status;
+    if (state !== 'SUCCEEDED' && state !== 'FAILED') return outcome;
+    await release(b, outcome.submission.deployment);
+    return { index: outcome.index, submission: { ...outcome.submission, closed: true } };
+  };
 
   // Per-backend admission locks of this worker process (a chain of promises per backend name).
   const locks = new Map<string, Promise<unknown>>();
@@ -302,7 +325,7 @@ export function createControlActivities(deps: ControlDeps) {
             throw err;
           }
         });
-        if ('index' in outcome) return outcome;
+        if ('index' in outcome) return 'submission' in outcome ? closeIfEnded(backend(c.name), outcome) : outcome;
         if (outcome.kind === 'refused') refusals.push(`${c.name}: ${outcome.detail}`);
         else waits.push(`${c.name}: ${outcome.detail}`);
       }
@@ -340,8 +363,7 @@ export function createControlActivities(deps: ControlDeps) {
         if (status.state !== input.known) {
           // An ended deployment is released by its follower right away: one step less before the job can end.
           const ended = status.state === 'SUCCEEDED' || status.state === 'FAILED';
-          if (ended) await b.close(input.deployment).catch((err: unknown) => { throw asFailure(err); });
-          if (ended) fair?.wakeDue(input.deployment.backend); // a slot freed: the owner due there looks now
+          if (ended) await release(b, input.deployment);
           return { status, reason: 'changed', closed: ended };
         }
         if (progressDecile(status.progress) > input.knownDecile) return { status, reason: 'progress' };
@@ -353,12 +375,7 @@ export function createControlActivities(deps: ControlDeps) {
     },
 
     async closeDeployment(deployment: DeploymentRef): Promise<void> {
-      try {
-        await backend(deployment.backend).close(deployment);
-      } catch (err) {
-        throw asFailure(err);
-      }
-      fair?.wakeDue(deployment.backend); // a slot freed: the owner due there looks now
+      await release(backend(deployment.backend), deployment);
     },
 
     /** validateSpec, then (when the job starts with one) the first admitAndSubmit: one local activity (AcceptResult). */

@@ -277,7 +277,11 @@ async function followToEnd(job: JobRecord, spec: TrainingJobSpec, settings: JobS
   const deadline = new Date(Date.now() + spec.resources.max_hours * 3600_000).toISOString();
   let known: DeploymentState = 'PENDING';
   let knownDecile = -1;
-  let result: FollowResult = { status: submission.status, reason: submission.status.state === known ? 'progress' : 'changed' };
+  let result: FollowResult = {
+    status: submission.status,
+    reason: submission.status.state === known ? 'progress' : 'changed',
+    ...(submission.closed ? { closed: true } : {}),
+  };
   for (;;) {
     const { status, reason } = result;
     job.updateDeployment(deployment, status);

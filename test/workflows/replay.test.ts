@@ -27,7 +27,7 @@ async function record(): Promise<void> {
   const TQ = 'test-record-histories';
   const home = tempDir('forge-record-');
   const config = testConfig({
-    'local-a': { trainers: { ok: fakeTrainer('ok', 0.2), 'fail-once': fakeTrainer('transient-until', 0.1, 2), vanish: fakeTrainer('vanish', 0.1), slow: fakeTrainer('ok', 30), 'exit-3': fakeTrainer('exit', 0.1, 3) } },
+    'local-a': { trainers: { ok: fakeTrainer('ok', 0.2), 'fail-once': fakeTrainer('transient-until', 0.1, 2), vanish: fakeTrainer('vanish', 0.1), slow: fakeTrainer('ok', 30), 'exit-3': fakeTrainer('exit', 0.1, 3), instant: ['/bin/true'] } },
     'local-b': { trainers: { vanish: fakeTrainer('ok', 0.2) } },
   });
   // Result integration (artifacts, evals, registry, notifications) runs on a worker of its own queue: a stand-in
@@ -53,6 +53,8 @@ async function record(): Promise<void> {
     'accept-and-submit-failover': makeSignedSpec({ trainer: { image: 'vanish' }, backend: { provider: 'local-a', fallbacks: ['local-b'] } }),
     'accept-and-submit-invalid-spec': makeSignedSpec({ trainer: { image: 'ok' }, backend: { provider: 'nowhere' } }),
     'accept-and-submit-refused': makeSignedSpec({ trainer: { image: 'no-such-image' }, backend: { provider: 'local-a' } }),
+    // A trainer that ended before the submit looked: the submit closes it, the job ends in its first workflow task.
+    'ended-at-submit': makeSignedSpec({ trainer: { image: 'instant' }, backend: { provider: 'local-a' } }),
   };
   const resultSpec = (overrides: object) =>
     makeSignedSpec({

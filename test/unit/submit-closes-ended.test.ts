@@ -1,0 +1,55 @@
+/**
+ * admitAndSubmit (activities/control.ts) releases a deployment whose trainer had already ended when the submit looked,
+ * as its follower would have, and says so (Submission.closed): the workflow then needs no close step.
+ */
+import { parseConfig } from '../../common/config';
+import { createControlActivities } from '../../activities/control';
+import type { Backend, DeploymentRef, DeploymentState } from '../../activities/backends/types';
+import { trainingJobSpecSchema } from '../../spec/schema';
+import { makeSignedSpec } from '../spec/fixtures';
+
+function fakeBackend(state: DeploymentState): Backend & { closed: string[] } {
+  const closed: string[] = [];
+  return {
+    name: 'fake',
+    kind: 'fake',
+    closed,
+    health: async () => ({ ok: true, detail: 'fake' }),
+    quote: async () => ({ available: true, hourlyUsd: 0 }),
+    submit: async (spec, _raw, attempt): Promise<DeploymentRef> => ({
+      backend: 'fake',
+      kind: 'fake',
+      id: `${spec.job_id}/${attempt}`,
+      jobId: spec.job_id,
+      attempt,
+      submittedAt: new Date().toISOString(),
+      data: {},
+    }),
+    status: async () => (state === 'FAILED' ? { state, costUsd: 0, failure: { class: 'EXIT_CODE', detail: 'exit 3' } } : { state, costUsd: 0 }),
+    logs: async () => ({ lines: [], cursor: '' }),
+    collectArtifacts: async () => [],
+    close: async (d) => void closed.push(d.id),
+  };
+}
+
+async function submitOn(state: DeploymentState) {
+  const b = fakeBackend(state);
+  const config = parseConfig({ backends: { fake: { kind: 'local', trainers: { x: { command: ['/bin/true'] } } } } });
+  const acts = createControlActivities({ config, backends: new Map([['fake', b]]), pollIntervalMs: () => 1000, fairness: 'off' });
+  const raw = makeSignedSpec({ backend: { provider: 'fake' } });
+  const spec = trainingJobSpecSchema.parse(raw);
+  const outcome = await acts.admitAndSubmit({ candidates: ['fake'], preferred: 0, spec, rawSpec: raw, attempt: 1, budgetUsd: 1 });
+  return { outcome, closed: b.closed };
+}
+
+test.each(['SUCCEEDED', 'FAILED'] as const)('a trainer already %s at submit is closed there', async (state) => {
+  const { outcome, closed } = await submitOn(state);
+  expect(outcome && 'submission' in outcome && outcome.submission).toMatchObject({ status: { state }, closed: true });
+  expect(closed).toHaveLength(1);
+});
+
+test('a running one is left to its follower', async () => {
+  const { outcome, closed } = await submitOn('RUNNING');
+  expect(outcome && 'submission' in outcome && outcome.submission.closed).toBeUndefined();
+  expect(closed).toEqual([]);
+});
