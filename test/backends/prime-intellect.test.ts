@@ -80,9 +80,12 @@ afterAll(() => fake.stop());
 afterEach(() => {
   delete scenario.vanishAfterMs;
   delete scenario.rateLimit;
+  delete scenario.provisionMs;
 });
 
 test('quote takes the cheapest in-stock offer under the cap; the pod runs the trainer to SUCCEEDED and is deleted on close', async () => {
+  // Provisioning long enough that the first status() surely sees it, however slow the machine (CI saw 100 ms pass).
+  scenario.provisionMs = 1500;
   const backend = new PrimeIntellectBackend('pi', config(fake.url), tmp('pi-home-'));
   const { raw, spec } = job('ok');
   expect(await backend.quote(spec)).toMatchObject({ available: true, hourlyUsd: 1.9 });
