@@ -115,6 +115,11 @@ function asFailure(err: unknown): unknown {
   return err;
 }
 
+/** The trainer is done, one way or the other: its deployment is released at once. */
+function hasEnded(status: DeploymentStatus): boolean {
+  return status.state === 'SUCCEEDED' || status.state === 'FAILED';
+}
+
 export function createControlActivities(deps: ControlDeps) {
   const backend = (name: string): Backend => {
     const b = deps.backends.get(name);
@@ -147,8 +152,7 @@ export function createControlActivities(deps: ControlDeps) {
    * follower would have: the workflow then needs no close step, and the job ends in its first workflow task.
    */
   const closeIfEnded = async (b: Backend, outcome: { index: number; submission: Submission }): Promise<SubmitOutcome> => {
-    const { state } = outcome.submission.status;
-    if (state !== 'SUCCEEDED' && state !== 'FAILED') return outcome;
+    if (!hasEnded(outcome.submission.status)) return outcome;
     await release(b, outcome.submission.deployment);
     return { index: outcome.index, submission: { ...outcome.submission, closed: true } };
   };
@@ -362,7 +366,7 @@ export function createControlActivities(deps: ControlDeps) {
         ctx.heartbeat(cursor);
         if (status.state !== input.known) {
           // An ended deployment is released by its follower right away: one step less before the job can end.
-          const ended = status.state === 'SUCCEEDED' || status.state === 'FAILED';
+          const ended = hasEnded(status);
           if (ended) await release(b, input.deployment);
           return { status, reason: 'changed', closed: ended };
         }

@@ -57,12 +57,21 @@ export interface ExitRecord {
 }
 
 /**
- * Parses a JSON record; undefined when absent, an Error naming the file when corrupt. `lineRecord`: a record the
- * wrapper writes in place (WRAPPER_SCRIPT), undefined too while it is empty or lacks its final newline.
+ * A record the wrapper writes in place (WRAPPER_SCRIPT): its text once whole, undefined while absent, empty, or
+ * without its final newline (still being written).
  */
-async function readRecord<T>(file: string, schema: z.ZodType<T>, o: { lineRecord?: boolean } = {}): Promise<T | undefined> {
+async function readWrapperRecord(file: string): Promise<string | undefined> {
   const text = await readTextIfExists(file);
-  if (text === undefined || (o.lineRecord && !text.endsWith('\n'))) return undefined;
+  return text?.endsWith('\n') ? text : undefined;
+}
+
+/**
+ * Parses a JSON record; undefined when absent, an Error naming the file when corrupt. `fromWrapper`: written in
+ * place by the wrapper (readWrapperRecord).
+ */
+async function readRecord<T>(file: string, schema: z.ZodType<T>, o: { fromWrapper?: boolean } = {}): Promise<T | undefined> {
+  const text = o.fromWrapper ? await readWrapperRecord(file) : await readTextIfExists(file);
+  if (text === undefined) return undefined;
   const parsed = schema.safeParse(JSON.parse(text));
   if (!parsed.success) throw new Error(`${file}: unexpected content (${parsed.error.message})`);
   return parsed.data;
@@ -87,7 +96,7 @@ export class Workspace {
     const file = this.file('exit');
     const stat = await statIfExists(file);
     if (!stat) return undefined;
-    const record = await readRecord(file, exitRecordSchema, { lineRecord: true });
+    const record = await readRecord(file, exitRecordSchema, { fromWrapper: true });
     return record && { code: record.code, finishedAt: stat.mtime };
   }
 
@@ -114,9 +123,8 @@ export class Workspace {
   async recoverLaunch(backend: string, jobId: string, attempt: number): Promise<LaunchRecord | undefined> {
     const file = this.file('wrapperPid');
     const stat = await statIfExists(file);
-    if (!stat) return undefined;
-    const text = await fs.readFile(file, 'utf8');
-    if (!text.endsWith('\n')) return undefined; // still being written (WRAPPER_SCRIPT)
+    const text = stat && (await readWrapperRecord(file));
+    if (!stat || !text) return undefined;
     const pid = Number(text.trim());
     if (!Number.isInteger(pid) || pid <= 0) return undefined;
     const record: LaunchRecord = {

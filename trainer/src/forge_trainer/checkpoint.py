@@ -111,7 +111,8 @@ def restore_log(checkpoint: Checkpoint, output_dir: Path) -> list[str]:
     saved = checkpoint.path / LOG_FILE
     target = output_dir / LOG_FILE
     if saved.exists():
-        shutil.copyfile(saved, target)
-        return saved.read_text(encoding="utf-8").splitlines()
+        text = saved.read_text(encoding="utf-8")
+        target.write_text(text, encoding="utf-8")
+        return text.splitlines()
     target.unlink(missing_ok=True)
     return []

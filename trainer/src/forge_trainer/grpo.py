@@ -358,11 +358,10 @@ class GrpoSession:
         self.versions: dict[int, Version] = {}
         self.st = SessionState()
         self.superseded: str | None = None
-        self.stopped = False
-        # Set when a step failed after the optimizer changed the weights: the model in memory then matches no version
-        # whose log line exists, so this session takes no update, checkpoint or export; its successor resumes from
-        # the last checkpoint.
-        self.broken: str | None = None
+        # Why this session takes no more update, checkpoint or export (410): it stopped (its last checkpoint is where
+        # its successor resumes), or a step failed after the optimizer changed the weights (the model in memory then
+        # matches no version whose log line exists).
+        self.unusable: str | None = None
         # The training log as this session knows it (the resumed checkpoint's lines, then its own steps). Checkpoints
         # and the export are written from it, never from the shared file: a predecessor still finishing an update
         # could touch that file, and a checkpoint must hold exactly the steps up to its version.
@@ -412,8 +411,12 @@ class GrpoSession:
         tmp.replace(self.state_dir / OWNER_FILE)
 
     def _check_usable(self) -> None:
-        if self.broken is not None:
-            raise UpdateRefused(f"session {self.cfg.session_id} is unusable: {self.broken}", status=410)
+        if self.unusable is not None:
+            raise UpdateRefused(
+                f"session {self.cfg.session_id}: {self.unusable}; the run resumes on another session",
+                status=410,
+                version=self.st.version,
+            )
 
     def _check_owner(self) -> None:
         try:
@@ -479,13 +482,6 @@ class GrpoSession:
             if self.superseded is not None:
                 raise Superseded(self.superseded)
             self._check_usable()
-            if self.stopped:
-                raise UpdateRefused(
-                    f"session {self.cfg.session_id} stopped at version {self.st.version} (checkpointed): the run "
-                    "resumes on another session",
-                    status=410,
-                    version=self.st.version,
-                )
             self._check_owner()
             last = self.st.last_result
             if last is not None and req.step == self.st.version and last["step"] == req.step:
@@ -520,7 +516,7 @@ class GrpoSession:
             try:
                 return self._finish_step(req, rollouts, staleness, stats, start, idle)
             except Exception as err:
-                self.broken = f"step {req.step} failed after its weight update ({type(err).__name__}: {err})"
+                self.unusable = f"step {req.step} failed after its weight update ({type(err).__name__}: {err})"
                 raise
 
     def _finish_step(
@@ -532,47 +528,46 @@ class GrpoSession:
         start: float,
         idle: float,
     ) -> dict[str, Any]:
-        """The rest of a step once the weights changed: the new version, its log line, maybe a checkpoint."""
-        with self.lock:
-            if self.cfg.min_update_seconds > 0:
-                time.sleep(max(0.0, self.cfg.min_update_seconds - (time.monotonic() - start)))
-            self.st.version = req.step
-            version = self._publish(req.step)
-            for rid, _ in req.groups:
-                self.rollouts.pop(rid, None)
-            end = time.monotonic()
-            step_seconds = end - self.st.last_update_end
-            rewards = [s.reward for r in rollouts for s in r.samples]
-            line = {
-                "step": req.step,
-                "policy_version": req.step,
-                "reward_mean": _mean(rewards),
-                "reward_std": _std(rewards),
-                "loss": stats["loss"],
-                "kl": stats["kl"],
-                "staleness_mean": _mean([float(s) for s in staleness]),
-                "staleness_max": max(staleness),
-                "trainer_idle_fraction": idle / step_seconds if step_seconds > 0 else 0.0,
-                "rollout_tokens_per_s": req.rollout_tokens_per_s,
-                "step_seconds": step_seconds,
-                "update_seconds": end - start,
-                "clip_fraction": stats["clip_fraction"],
-                "ratio_mean": stats["ratio_mean"],
-                "grad_norm": stats["grad_norm"],
-                "lr": stats["lr"],
-                "samples": len(rewards),
-                "completion_tokens": sum(r.completion_tokens for r in rollouts),
-                "sha256": version.sha256,
-            }
-            self._log(line)
-            checkpointed = None
-            if req.step % self.cfg.checkpoint_interval_steps == 0 or req.step >= self.cfg.max_steps:
-                checkpointed = str(self.checkpoint())
-            self.st.last_update_end = time.monotonic()
-            result = {**line, "version": req.step, "checkpoint": checkpointed}
-            self.st.last_result = result
-            self.events.emit("progress", step=req.step, max_steps=self.cfg.max_steps, loss=stats["loss"])
-            return result
+        """The rest of a step once the weights changed (under update()'s lock): version, log line, checkpoint."""
+        if self.cfg.min_update_seconds > 0:
+            time.sleep(max(0.0, self.cfg.min_update_seconds - (time.monotonic() - start)))
+        self.st.version = req.step
+        version = self._publish(req.step)
+        for rid, _ in req.groups:
+            self.rollouts.pop(rid, None)
+        end = time.monotonic()
+        step_seconds = end - self.st.last_update_end
+        rewards = [s.reward for r in rollouts for s in r.samples]
+        line = {
+            "step": req.step,
+            "policy_version": req.step,
+            "reward_mean": _mean(rewards),
+            "reward_std": _std(rewards),
+            "loss": stats["loss"],
+            "kl": stats["kl"],
+            "staleness_mean": _mean([float(s) for s in staleness]),
+            "staleness_max": max(staleness),
+            "trainer_idle_fraction": idle / step_seconds if step_seconds > 0 else 0.0,
+            "rollout_tokens_per_s": req.rollout_tokens_per_s,
+            "step_seconds": step_seconds,
+            "update_seconds": end - start,
+            "clip_fraction": stats["clip_fraction"],
+            "ratio_mean": stats["ratio_mean"],
+            "grad_norm": stats["grad_norm"],
+            "lr": stats["lr"],
+            "samples": len(rewards),
+            "completion_tokens": sum(r.completion_tokens for r in rollouts),
+            "sha256": version.sha256,
+        }
+        self._log(line)
+        checkpointed = None
+        if req.step % self.cfg.checkpoint_interval_steps == 0 or req.step >= self.cfg.max_steps:
+            checkpointed = str(self.checkpoint())
+        self.st.last_update_end = time.monotonic()
+        result = {**line, "version": req.step, "checkpoint": checkpointed}
+        self.st.last_result = result
+        self.events.emit("progress", step=req.step, max_steps=self.cfg.max_steps, loss=stats["loss"])
+        return result
 
     def _optimize(self, req: UpdateRequest, rollouts: list[Rollout]) -> dict[str, float]:
         import torch
@@ -666,7 +661,7 @@ class GrpoSession:
             try:
                 return self.checkpoint()
             finally:
-                self.stopped = True
+                self.unusable = self.unusable or f"stopped at version {self.st.version}"
 
     def export(self) -> list[dict[str, Any]]:
         """The current policy as the run's outputs (DESIGN.md §6 files) under state_dir/final; their sha256 and size."""

@@ -114,7 +114,7 @@ def make_handler(session: GrpoSession, base_url: list[str], token: str, admin: s
                 self._json(
                     HTTPStatus.OK,
                     {
-                        "status": "superseded" if session.superseded else "broken" if session.broken else "ok",
+                        "status": "superseded" if session.superseded else "unusable" if session.unusable else "ok",
                         "job_id": session.cfg.job_id,
                         "session_id": session.cfg.session_id,
                         "version": v.number,
