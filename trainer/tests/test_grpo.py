@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -122,6 +123,7 @@ def write_config(path: Path, model: Path, session: str, **over: Any) -> Path:
         "max_steps": 10,
         "seed": 7,
         "keep_versions": 3,
+        "pipeline_wait_seconds": 0.5,
         **over,
     }
     path.write_text(json.dumps(cfg), encoding="utf-8")
@@ -354,6 +356,79 @@ def test_a_dead_event_reader_does_not_break_a_step_and_a_step_failing_after_its_
             call()
         assert refused.value.status == 410
     assert sorted(p.name for p in (state / "checkpoints").glob("step-*")) == ["step-00000002"]
+
+
+def test_a_pipelined_update_waits_for_the_step_before_it(tiny_model: Path, tmp_path: Path) -> None:
+    """The orchestrator sends step n + 1 while step n runs (the trainer then never waits a round trip between steps);
+    the two requests may cross. Step n + 1 waits for its turn, and only as long as step n can still come."""
+    import io
+    import threading
+
+    from forge_trainer.contract import Events
+    from forge_trainer.grpo import GrpoConfig, GrpoSession, UpdateRefused, UpdateRequest
+
+    raw = json.loads(write_config(tmp_path / "a.json", tiny_model, "a", pipeline_wait_seconds=30).read_text())
+    a = GrpoSession(GrpoConfig.from_json(raw), tmp_path / "state", tmp_path / "wa", Events(out=io.StringIO()))
+    rewards = [1.0, 0.0, 0.5, 0.0]
+
+    def request(n: int, rid: str | None = None) -> UpdateRequest:
+        groups = [{"rollout_id": rid or f"r{n}", "advantages": advantages(rewards)}]
+        return UpdateRequest.from_json({"step": n, "groups": groups})
+
+    def in_thread(req: UpdateRequest) -> tuple[threading.Thread, list[Any]]:
+        out: list[Any] = []
+
+        def run() -> None:
+            try:
+                out.append(a.update(req))
+            except UpdateRefused as err:
+                out.append(err)
+
+        t = threading.Thread(target=run)
+        t.start()
+        return t, out
+
+    a.add_rollout("r1", rollout(0, rewards, 1))
+    a.cfg = GrpoConfig.from_json({**raw, "min_update_seconds": 2})  # steps 1 and 2 take 2 s each
+    # Step 2 arrives first and waits; step 1 then runs, and step 2 right after it, on version 1.
+    t2, out2 = in_thread(request(2))
+    time.sleep(0.3)
+    assert t2.is_alive() and a.version == 0
+    t1, out1 = in_thread(request(1))
+    time.sleep(0.3)
+    # Step 2's rollout is uploaded while step 1 updates: at once, not after the update (uploads never wait for it).
+    began = time.monotonic()
+    a.add_rollout("r2", rollout(0, rewards, 2))
+    assert time.monotonic() - began < 1 and t1.is_alive()
+    t1.join(timeout=60)
+    t2.join(timeout=60)
+    step1 = out1[0]
+    assert step1["version"] == 1 and out2[0]["version"] == 2 and out2[0]["staleness_max"] == 1
+    assert out2[0]["trainer_idle_fraction"] < 0.05  # it started as soon as step 1 ended
+    a.cfg = GrpoConfig.from_json(raw)
+    # A retried step 1 whose answer was lost, after step 2 applied: the same answer, nothing applied twice.
+    assert a.update(request(1)) == step1 and a.version == 2
+
+    # Step 3 fails before its weight update (a rollout never uploaded): step 4, waiting for it, is refused, not stuck.
+    a.add_rollout("r4", rollout(2, rewards, 4))
+    a.cfg = GrpoConfig.from_json({**raw, "pipeline_wait_seconds": 1})  # read when the waiter starts waiting
+    t4, out4 = in_thread(request(4))
+    time.sleep(0.3)
+    with pytest.raises(UpdateRefused) as missing:
+        a.update(request(3, "never-uploaded"))
+    assert missing.value.status == 409
+    t4.join(timeout=60)
+    assert isinstance(out4[0], UpdateRefused) and out4[0].status == 409 and a.version == 2
+
+    # A session that stops wakes a waiting step at once: refused 410, the policy stays at its checkpoint.
+    a.cfg = GrpoConfig.from_json(raw)
+    t4, out4 = in_thread(request(4))
+    time.sleep(0.3)
+    started = time.monotonic()
+    a.stop()
+    t4.join(timeout=60)
+    assert time.monotonic() - started < 10
+    assert isinstance(out4[0], UpdateRefused) and out4[0].status == 410 and a.version == 2
 
 
 def test_serve_loads_new_weights_when_allowed(tiny_model: Path, tmp_path: Path) -> None:

@@ -48,6 +48,8 @@ OWNER_FILE = "owner.json"
 FINAL_DIR = "final"
 WEIGHTS_FILE = "model.safetensors"
 CHECKPOINT_KIND = "grpo"
+# Updates a session takes at once: the running step and the next one, which waits for its turn (pipelining).
+PIPELINE_DEPTH = 2
 # The keys every training_log.jsonl line of an RL run has (the issue's contract), in this order.
 STEP_KEYS = (
     "step",
@@ -124,6 +126,8 @@ class GrpoConfig:
     micro_batch: int = 16
     # Benchmarks only: pad every update to at least this long (simulated accelerator time).
     min_update_seconds: float = 0.0
+    # How long a pipelined update waits for the step before it to start (see update()).
+    pipeline_wait_seconds: float = 30.0
 
     @staticmethod
     def from_json(d: Any) -> GrpoConfig:
@@ -153,6 +157,7 @@ class GrpoConfig:
             keep_versions=_int(d, "keep_versions", 1, 1000, 4),
             micro_batch=_int(d, "micro_batch", 1, 4096, 16),
             min_update_seconds=_num(d, "min_update_seconds", 0.0, 3600.0, 0.0),
+            pipeline_wait_seconds=_num(d, "pipeline_wait_seconds", 0.0, 3600.0, 30.0),
         )
 
 
@@ -326,7 +331,8 @@ class SessionState:
     last_checkpoint: int | None = None
     last_update_end: float = field(default_factory=time.monotonic)
     started: float = field(default_factory=time.time)
-    last_result: dict[str, Any] | None = None
+    # The answers of the newest steps, by step: a retried update whose first answer was lost gets it again.
+    results: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
 def _mean(xs: list[float]) -> float:
@@ -354,7 +360,13 @@ class GrpoSession:
         self.work_dir = work_dir
         self.events = events
         self.lock = threading.RLock()
+        # Signalled whenever the version moves or the session becomes unusable: a pipelined update (the next step, sent
+        # while this one runs so that the trainer never waits for a round trip) waits on it for its turn.
+        self.turn = threading.Condition(self.lock)
         self.rollouts: dict[str, Rollout] = {}
+        # Uploads take only this lock, never the update lock: the rollouts of the next step arrive while a step
+        # updates (that is the asynchrony), and must not wait for it to end.
+        self.rollouts_lock = threading.Lock()
         self.versions: dict[int, Version] = {}
         self.st = SessionState()
         self.superseded: str | None = None
@@ -425,6 +437,7 @@ class GrpoSession:
             owner = None
         if owner != self.cfg.session_id:
             self.superseded = str(owner)
+            self.turn.notify_all()
             raise Superseded(str(owner))
 
     def _resume_point(self) -> ckpt.Checkpoint | None:
@@ -465,7 +478,8 @@ class GrpoSession:
 
     def add_rollout(self, rollout_id: str, body: Any) -> Rollout:
         r = parse_rollout(rollout_id, body, self.tokenizer, self.vocab)
-        with self.lock:
+        with self.rollouts_lock:
+            # The version only grows, and a version is published after it is set: a rollout of a real version passes.
             if r.policy_version > self.st.version:
                 raise UpdateRefused(
                     f"rollout {rollout_id} claims policy version {r.policy_version}, newer than this session's "
@@ -479,13 +493,21 @@ class GrpoSession:
 
     def update(self, req: UpdateRequest) -> dict[str, Any]:
         with self.lock:
+            if req.step == self.st.version + PIPELINE_DEPTH:
+                # Pipelined: the orchestrator sent this step while the one before runs, so that the trainer does not
+                # wait a round trip between steps. It waits for its turn. A running step holds the lock to its end, so
+                # the timeout only bounds how long the step before may take to *start* (it was sent first, but two
+                # requests can cross); a step that fails leaves the version where it was and this one is refused.
+                self.turn.wait_for(
+                    lambda: req.step <= self.st.version + 1 or self.unusable is not None or self.superseded is not None,
+                    timeout=self.cfg.pipeline_wait_seconds,
+                )
             if self.superseded is not None:
                 raise Superseded(self.superseded)
             self._check_usable()
             self._check_owner()
-            last = self.st.last_result
-            if last is not None and req.step == self.st.version and last["step"] == req.step:
-                return last  # a retried call whose first answer was lost: same result, nothing applied twice
+            if req.step <= self.st.version and req.step in self.st.results:
+                return self.st.results[req.step]  # a retried call whose answer was lost: same result, applied once
             if req.step != self.st.version + 1:
                 raise UpdateRefused(
                     f"update for step {req.step}, but the policy is at version {self.st.version} (expects step "
@@ -493,10 +515,11 @@ class GrpoSession:
                     status=409,
                     version=self.st.version,
                 )
-            missing = [rid for rid, _ in req.groups if rid not in self.rollouts]
+            with self.rollouts_lock:
+                missing = [rid for rid, _ in req.groups if rid not in self.rollouts]
+                rollouts = [self.rollouts[rid] for rid, _ in req.groups if rid in self.rollouts]
             if missing:
                 raise UpdateRefused(f"{len(missing)} rollouts were never uploaded here", status=409, missing=missing)
-            rollouts = [self.rollouts[rid] for rid, _ in req.groups]
             staleness = [self.st.version - r.policy_version for r in rollouts]
             if max(staleness) > self.cfg.max_off_policy_steps:
                 raise UpdateRefused(
@@ -518,6 +541,8 @@ class GrpoSession:
             except Exception as err:
                 self.unusable = f"step {req.step} failed after its weight update ({type(err).__name__}: {err})"
                 raise
+            finally:
+                self.turn.notify_all()
 
     def _finish_step(
         self,
@@ -533,8 +558,9 @@ class GrpoSession:
             time.sleep(max(0.0, self.cfg.min_update_seconds - (time.monotonic() - start)))
         self.st.version = req.step
         version = self._publish(req.step)
-        for rid, _ in req.groups:
-            self.rollouts.pop(rid, None)
+        with self.rollouts_lock:
+            for rid, _ in req.groups:
+                self.rollouts.pop(rid, None)
         end = time.monotonic()
         step_seconds = end - self.st.last_update_end
         rewards = [s.reward for r in rollouts for s in r.samples]
@@ -565,7 +591,9 @@ class GrpoSession:
             checkpointed = str(self.checkpoint())
         self.st.last_update_end = time.monotonic()
         result = {**line, "version": req.step, "checkpoint": checkpointed}
-        self.st.last_result = result
+        self.st.results[req.step] = result
+        for old in sorted(self.st.results)[:-PIPELINE_DEPTH]:
+            del self.st.results[old]
         self.events.emit("progress", step=req.step, max_steps=self.cfg.max_steps, loss=stats["loss"])
         return result
 
@@ -662,6 +690,7 @@ class GrpoSession:
                 return self.checkpoint()
             finally:
                 self.unusable = self.unusable or f"stopped at version {self.st.version}"
+                self.turn.notify_all()
 
     def export(self) -> list[dict[str, Any]]:
         """The current policy as the run's outputs (DESIGN.md §6 files) under state_dir/final; their sha256 and size."""

@@ -9,7 +9,8 @@ serves over HTTP until SIGTERM, or until its parent goes away (stdin closes):
   PUT  /v1/rollouts/<id>                    a rollout: {policy_version, prompt | prompt_token_ids,
                                             samples: [{token_ids, logprobs, reward}]}                 (token)
   POST /v1/update                           {step, groups: [{rollout_id, advantages}], rollout_tokens_per_s}
-                                            -> the step's training_log line + {version, sha256, checkpoint} (admin)
+                                            -> the step's training_log line + {version, sha256, checkpoint} (admin);
+                                            the step after the next (sent while the next one runs) waits for its turn
   POST /v1/checkpoint                       a checkpoint of the current version now                    (admin)
   POST /v1/export                           the policy as the run's outputs -> {files: [{path, sha256, size}]} (admin)
   GET  /v1/final/<path>                     an exported file                                            (token)
