@@ -9,7 +9,9 @@
  *
  * The batch of step s is dispatched as soon as the latest version is at least s − 1 − max_off_policy_steps, with the
  * latest version (workflows/rl/pipeline.ts), so rollouts of later steps run while earlier steps update; the versions
- * each update uses are checked again before it is sent. Continues-as-new when Temporal suggests it, after draining
+ * each update uses are checked again before it is sent. Updates are pipelined: a step's update is sent as soon as its
+ * batch is complete, even while the step before still updates (the host runs them in order), so that the trainer
+ * starts the next step without waiting for this workflow's round trip. Continues-as-new when Temporal suggests it, after draining
  * the pipeline, carrying its state (host lease, version, counters). Fails with a typed, non-retryable
  * ApplicationFailure (spec/failure.ts classes) that trainingJob records and retries like any attempt.
  */
@@ -24,6 +26,7 @@ import {
   getExternalWorkflowHandle,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   setHandler,
   sleep,
@@ -134,7 +137,16 @@ interface Batch {
   pending: number;
 }
 
+/**
+ * patched() id: updates are pipelined (the next step's update is sent while the one before runs; at most
+ * UPDATE_DEPTH in flight). Histories recorded before replay with one update at a time.
+ */
+const PATCH_PIPELINED_UPDATES = 'forge-rl-pipelined-updates';
+const UPDATE_DEPTH = 2; // what a trainer session takes at once (PIPELINE_DEPTH in forge_trainer/grpo.py)
+
 export async function grpoRun(input: GrpoRunInput): Promise<GrpoRunResult> {
+  // First, so that its marker is this run's first command.
+  const updateDepth = patched(PATCH_PIPELINED_UPDATES) ? UPDATE_DEPTH : 1;
   const { settings, rl } = input;
   const info = workflowInfo();
   const runId = info.workflowId;
@@ -246,7 +258,9 @@ export async function grpoRun(input: GrpoRunInput): Promise<GrpoRunResult> {
     const scope = new CancellationScope();
     const batches = new Map<number, Batch>();
     let nextStep = c.version + 1;
-    let updating = false;
+    /** The newest step whose update was sent to this host, and how many updates are in flight. */
+    let sent = c.version;
+    let updating = 0;
     let inFlight = 0;
     let lost: string | null = null;
     let watchFailed = false;
@@ -331,9 +345,12 @@ export async function grpoRun(input: GrpoRunInput): Promise<GrpoRunResult> {
         const u = await scope.run(() =>
           ha.grpoUpdate({ jobId: input.jobId, sessionId: lease.sessionId, step, groups, rolloutTokensPerS: span > 0 ? tokens / span : null }),
         );
-        c.version = u.line.step;
-        c.policy = u.policy;
-        c.latest = u.line;
+        // Pipelined answers come in step order (the host applies them in order); the max keeps that true here too.
+        if (u.line.step > c.version) {
+          c.version = u.line.step;
+          c.policy = u.policy;
+          c.latest = u.line;
+        }
         batches.delete(step);
       } catch (err) {
         if (isCancellation(err)) return;
@@ -346,23 +363,26 @@ export async function grpoRun(input: GrpoRunInput): Promise<GrpoRunResult> {
         if (fatal) throw fatal;
         checkLimits();
         if (lost) return { kind: 'lost', reason: lost, alive: !watchFailed };
-        if (c.version >= input.maxSteps && !updating) return { kind: 'done' };
+        if (c.version >= input.maxSteps && updating === 0) return { kind: 'done' };
         if (!draining && workflowInfo().continueAsNewSuggested) {
           draining = true;
           log.info(`continue-as-new suggested at version ${c.version}: draining the pipeline first`);
         }
-        const ready = batches.get(c.version + 1);
-        if (draining && !updating && inFlight === 0 && !(ready && ready.pending === 0)) return { kind: 'continue-as-new' };
+        const ready = batches.get(sent + 1);
+        if (draining && updating === 0 && inFlight === 0 && !(ready && ready.pending === 0)) return { kind: 'continue-as-new' };
         if (!draining) {
           for (const step of dispatchableSteps(nextStep, c.version, rl.max_off_policy_steps, input.maxSteps)) {
             dispatch(step);
             nextStep = step + 1;
           }
         }
-        if (!updating && ready && ready.pending === 0) {
-          updating = true;
-          void update(ready).finally(() => {
-            updating = false;
+        // The next update goes out as soon as its batch is complete: while the one before still runs when pipelined
+        // (the host queues it, so the trainer starts it without waiting for this workflow's round trip).
+        for (let next = ready; updating < updateDepth && next && next.pending === 0; next = batches.get(sent + 1)) {
+          updating++;
+          sent = next.step;
+          void update(next).finally(() => {
+            updating--;
             changed();
             void report(c.version >= input.maxSteps).catch(() => undefined);
           });

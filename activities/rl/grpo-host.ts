@@ -117,7 +117,8 @@ interface Session {
   out: { stderr: string };
   watchers: number;
   unwatchedSince: number;
-  updating: Promise<unknown> | null;
+  /** Updates in progress: the running step and, pipelined, the next one waiting for its turn in the process. */
+  updating: Set<Promise<unknown>>;
 }
 
 class HttpFailure extends Error {
@@ -356,7 +357,7 @@ export class TrainerHost {
       out,
       watchers: 0,
       unwatchedSince: Date.now(),
-      updating: null,
+      updating: new Set(),
     };
     void exitCode.then(() => {
       s.exited = true;
@@ -432,7 +433,8 @@ export class TrainerHost {
       rollout_tokens_per_s: input.rolloutTokensPerS,
     };
     const run = this.call(s, 'POST', '/v1/update', body, true, signal);
-    s.updating = run.catch(() => undefined);
+    const settled = run.catch(() => undefined);
+    s.updating.add(settled);
     let answer: unknown;
     try {
       answer = await run;
@@ -445,7 +447,7 @@ export class TrainerHost {
       }
       throw err;
     } finally {
-      s.updating = null;
+      s.updating.delete(settled);
     }
     const r = stepSchema.parse(answer);
     s.policy = { version: r.version, sha256: r.sha256, url: r.url };
@@ -478,7 +480,7 @@ export class TrainerHost {
       for (;;) {
         heartbeat();
         if (this.draining) {
-          await s.updating;
+          await Promise.all(s.updating);
           const code = await this.stop(s);
           throw lost(`host ${this.settings.hostId} drained: the session checkpointed version ${s.policy.version} and stopped (exit ${code})`);
         }
@@ -526,7 +528,7 @@ export class TrainerHost {
   async drain(timeoutMs: number): Promise<void> {
     this.beginDrain();
     await Promise.all([...this.sessions.values()].map(async (s) => {
-      await s.updating;
+      await Promise.all(s.updating);
       await this.stop(s, timeoutMs);
     }));
     clearInterval(this.janitor);

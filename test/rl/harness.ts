@@ -3,8 +3,8 @@
  * (in this process, or as separate processes through the image entrypoint so that a test can SIGKILL them), and a
  * worker on the test's own task queue that runs grpoRun (and collectPolicy) from the run's workflow bundle.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, openSync, renameSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -18,6 +18,7 @@ import { resolveRl, type RlParams } from '../../spec/rl';
 import type { GrpoRunInput, GrpoRunResult } from '../../workflows/grpo-run';
 import { createGrpoWorker, type GrpoWorker } from '../../workers/grpo';
 import { createRolloutWorker, type RolloutWorker } from '../../workers/rollout';
+import { findTemporalCli } from '../../infra/dev-server';
 import { temporalAddress } from '../helpers/forge';
 import { MAIN } from '../helpers/processes';
 export { exited } from '../helpers/processes';
@@ -277,3 +278,12 @@ export function readSteps(text: string): StepLine[] {
 }
 
 export type { GrpoRunResult };
+
+/** RECORD_HISTORIES=1 (see test/workflows/replay.test.ts): keep a workflow's history for replay, once. */
+export function recordHistory(file: string, workflowId: string, address = temporalAddress()): void {
+  const mode = process.env.RECORD_HISTORIES;
+  if (mode !== '1' && mode !== 'all') return;
+  const to = path.resolve(__dirname, '..', 'histories', file);
+  if (mode === '1' && existsSync(to)) return;
+  writeFileSync(to, execFileSync(findTemporalCli(), ['workflow', 'show', '--address', address, '-w', workflowId, '-o', 'json']));
+}

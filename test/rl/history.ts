@@ -8,8 +8,9 @@ export interface RecordedRun {
   runs: number;
   /** Every rollout dispatched: its step and the version it was told to generate with. */
   rollouts: { rolloutId: string; step: number; version: number }[];
-  /** Every update sent: its step and, per group, the version that generated it. */
-  updates: { step: number; versions: number[] }[];
+  /** Every update sent: its step, per group the version that generated it, and whether it was sent while the update
+   *  of the step before was still running (pipelined). */
+  updates: { step: number; versions: number[]; pipelined: boolean }[];
 }
 
 function decode<T>(payloads: temporal.api.common.v1.IPayloads | null | undefined): T {
@@ -18,17 +19,20 @@ function decode<T>(payloads: temporal.api.common.v1.IPayloads | null | undefined
 
 export async function recordedVersions(client: Client, workflowId: string): Promise<RecordedRun> {
   const rollouts = new Map<string, { rolloutId: string; step: number; version: number }>();
-  let updates: { step: number; groups: string[] }[] = [];
+  let updates: { step: number; groups: string[]; pipelined: boolean }[] = [];
   let runId: string | undefined = (await client.workflow.getHandle(workflowId).describe()).runId;
   let runs = 0;
   while (runId) {
     runs++;
     const history = await client.workflow.getHandle(workflowId, runId).fetchHistory();
-    const ofRun: { step: number; groups: string[] }[] = [];
+    const ofRun: { step: number; groups: string[]; pipelined: boolean }[] = [];
     let previous: string | undefined;
+    const updateRunning = new Map<string, number>(); // scheduled event id → step, until the update closes
     for (const e of history.events ?? []) {
       const started = e.workflowExecutionStartedEventAttributes;
       if (started?.continuedExecutionRunId) previous = started.continuedExecutionRunId;
+      const closed = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes ?? e.activityTaskCanceledEventAttributes;
+      if (closed) updateRunning.delete(String(closed.scheduledEventId));
       const a = e.activityTaskScheduledEventAttributes;
       if (!a) continue;
       if (a.activityType?.name === 'rollout') {
@@ -36,7 +40,8 @@ export async function recordedVersions(client: Client, workflowId: string): Prom
         rollouts.set(input.rolloutId, { rolloutId: input.rolloutId, step: input.step, version: input.policy.version });
       } else if (a.activityType?.name === 'grpoUpdate') {
         const input = decode<UpdateInput>(a.input);
-        ofRun.push({ step: input.step, groups: input.groups.map((g) => g.rolloutId) });
+        ofRun.push({ step: input.step, groups: input.groups.map((g) => g.rolloutId), pipelined: [...updateRunning.values()].includes(input.step - 1) });
+        updateRunning.set(String(e.eventId), input.step);
       }
     }
     updates = [...ofRun, ...updates]; // walking back from the newest run
@@ -45,6 +50,6 @@ export async function recordedVersions(client: Client, workflowId: string): Prom
   return {
     runs,
     rollouts: [...rollouts.values()],
-    updates: updates.map((u) => ({ step: u.step, versions: u.groups.map((id) => rollouts.get(id)!.version) })),
+    updates: updates.map((u) => ({ step: u.step, versions: u.groups.map((id) => rollouts.get(id)!.version), pipelined: u.pipelined })),
   };
 }

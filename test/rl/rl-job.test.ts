@@ -6,15 +6,13 @@
  * job cancels its child, which releases its trainer host: nothing is left running.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { findTemporalCli } from '../../infra/dev-server';
 import type { Client, Connection, WorkflowHandle } from '@temporalio/client';
 import type { JobStatus } from '../../workflows/messages';
 import { makeSignedSpec } from '../spec/fixtures';
-import { fakeTrainer, startJob, startWorker, states, tempDir, temporalAddress, testClient, testConfig, waitForStatus, type RunningWorker } from '../helpers/forge';
+import { fakeTrainer, startJob, startWorker, states, tempDir, testClient, testConfig, waitForStatus, type RunningWorker } from '../helpers/forge';
 import { git, makeBareRepo } from '../helpers/results';
-import { grpoEnv, queues, readSteps, rolloutEnv, serveModel, startGrpo, startRollout, tinyModel, type InProcess, type Served } from './harness';
+import { grpoEnv, queues, readSteps, recordHistory, rolloutEnv, serveModel, startGrpo, startRollout, tinyModel, type InProcess, type Served } from './harness';
 
 const home = tempDir('forge-rl-job-');
 const q = queues('test-rl-job');
@@ -50,15 +48,6 @@ function rlSpec(overrides: object = {}) {
     rl: { group_size: 8, prompts_per_step: 8, max_completion_tokens: 8 },
     ...overrides,
   });
-}
-
-/** RECORD_HISTORIES=1 (see test/workflows/replay.test.ts): keep the rl histories for replay, once. */
-const HISTORIES = path.resolve(__dirname, '..', 'histories');
-function recordHistory(file: string, workflowId: string): void {
-  const mode = process.env.RECORD_HISTORIES;
-  if (mode !== '1' && mode !== 'all') return;
-  if (mode === '1' && existsSync(path.join(HISTORIES, file))) return;
-  writeFileSync(path.join(HISTORIES, file), execFileSync(findTemporalCli(), ['workflow', 'show', '--address', temporalAddress(), '-w', workflowId, '-o', 'json']));
 }
 
 function policyProcesses(jobId: string): string[] {
