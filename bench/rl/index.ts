@@ -15,15 +15,18 @@
  *
  * Rollouts and updates overlap only if they do not share hardware: with BENCH_RL_PIN=1 (the default where `taskset`
  * exists and there are 2+ CPUs) the inference server runs on CPU 0 and the trainer's policy process on CPU 1, as an
- * inference GPU and a trainer GPU would (Node and Temporal float).
+ * inference GPU and a trainer GPU would. This process (workers, workflows) and the Temporal server go on CPU 0 too
+ * (BENCH_RL_PIN_ORCHESTRATOR, default 1 with BENCH_RL_PIN), so that CPU 1 is the trainer's alone, as a trainer GPU
+ * is: left to float, they took turns on the trainer's CPU and stretched its updates by 10–40 % at random.
  *
  * The real mode is short and shares the machine with everything else: it runs BENCH_RL_REPEATS rounds of k = 0, 1, 2
  * (BENCH_RL_REAL_STEPS steps each) and reports medians, the ratio being the median of each round's own ratio.
  *
  * Env: BENCH_RL_STEPS (default 14), BENCH_RL_WARMUP (3), BENCH_RL_SECONDS (2), BENCH_RL_MODES ("simulated,real"),
- * BENCH_RL_PROMPTS (prompts per step, 4), BENCH_RL_GROUP (group size, 8; the real mode uses BENCH_RL_REAL_GROUP, 64,
- * so that an update costs about what the step's rollouts cost), BENCH_RL_REAL_STEPS (30), BENCH_RL_REPEATS (3),
- * BENCH_RL_PIN (see above).
+ * BENCH_RL_PROMPTS (prompts per step, 4), BENCH_RL_GROUP (group size, 8; the real mode uses BENCH_RL_REAL_GROUP, 80,
+ * so that an update costs about what the step's rollouts cost: the "step − update s" column of k = 0 shows it),
+ * BENCH_RL_REAL_STEPS (30), BENCH_RL_REPEATS (5),
+ * BENCH_RL_PIN, BENCH_RL_PIN_ORCHESTRATOR (see above).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -52,12 +55,13 @@ const SECONDS = Number(process.env.BENCH_RL_SECONDS ?? 2);
 const MODES = (process.env.BENCH_RL_MODES ?? 'simulated,real').split(',').filter(Boolean) as ('simulated' | 'real')[];
 const PROMPTS = Number(process.env.BENCH_RL_PROMPTS ?? 4);
 const GROUP = Number(process.env.BENCH_RL_GROUP ?? 8);
-const REAL_GROUP = Number(process.env.BENCH_RL_REAL_GROUP ?? 64);
+const REAL_GROUP = Number(process.env.BENCH_RL_REAL_GROUP ?? 80);
 const REAL_STEPS = Number(process.env.BENCH_RL_REAL_STEPS ?? 30);
-const REPEATS = Number(process.env.BENCH_RL_REPEATS ?? 3);
+const REPEATS = Number(process.env.BENCH_RL_REPEATS ?? 5);
 const TRAINER = path.join(repoRoot(), '.tools', 'venv', 'bin', 'forge-trainer');
 const KS = [0, 1, 2];
 const PIN = (process.env.BENCH_RL_PIN ?? (os.cpus().length >= 2 && hasTaskset() ? '1' : '0')) === '1';
+const PIN_ORCHESTRATOR = PIN && (process.env.BENCH_RL_PIN_ORCHESTRATOR ?? '1') === '1';
 
 function hasTaskset(): boolean {
   try {
@@ -268,6 +272,9 @@ async function main(): Promise<void> {
   let server: DevServer | undefined;
   try {
     const address = process.env.TEMPORAL_ADDRESS ?? (server = await startDevServer({ port: await freePort(), logFile: path.join(home, 'temporal.log') })).address;
+    if (PIN_ORCHESTRATOR) {
+      for (const pid of [process.pid, server?.process.pid]) if (pid) execFileSync('taskset', ['-a', '-cp', '0', String(pid)], { stdio: 'ignore' });
+    }
     const model = path.join(home, 'tiny');
     await run(TRAINER, ['init-tiny', '--out', model]);
     const connection = await Connection.connect({ address });
@@ -286,10 +293,11 @@ async function main(): Promise<void> {
 function report(results: Result[]): string {
   const cpus = os.cpus();
   const out = [
-    `Command: \`npm run bench:rl\` (BENCH_RL_STEPS=${STEPS} BENCH_RL_WARMUP=${WARMUP} BENCH_RL_SECONDS=${SECONDS} BENCH_RL_PROMPTS=${PROMPTS} BENCH_RL_GROUP=${GROUP} BENCH_RL_REAL_GROUP=${REAL_GROUP} BENCH_RL_REAL_STEPS=${REAL_STEPS} BENCH_RL_REPEATS=${REPEATS} BENCH_RL_PIN=${PIN ? 1 : 0}); ${cpus.length} × ${cpus[0]?.model ?? 'CPU'}, no GPU, Node ${process.version}, Temporal CLI dev server (in memory).`,
+    `Command: \`npm run bench:rl\` (BENCH_RL_STEPS=${STEPS} BENCH_RL_WARMUP=${WARMUP} BENCH_RL_SECONDS=${SECONDS} BENCH_RL_PROMPTS=${PROMPTS} BENCH_RL_GROUP=${GROUP} BENCH_RL_REAL_GROUP=${REAL_GROUP} BENCH_RL_REAL_STEPS=${REAL_STEPS} BENCH_RL_REPEATS=${REPEATS} BENCH_RL_PIN=${PIN ? 1 : 0} BENCH_RL_PIN_ORCHESTRATOR=${PIN_ORCHESTRATOR ? 1 : 0}); ${cpus.length} × ${cpus[0]?.model ?? 'CPU'}, no GPU, Node ${process.version}, Temporal CLI dev server (in memory).`,
     '',
-    '| mode | max_off_policy_steps | rounds | steps/hour | vs synchronous (range) | trainer idle | update s | step s | staleness max |',
-    '|---|---|---|---|---|---|---|---|---|',
+    // step − update: in a synchronous step, the rollouts and the hand-overs; with async, what the trainer waited.
+    '| mode | max_off_policy_steps | rounds | steps/hour | vs synchronous (range) | trainer idle | update s | step s | step − update s | staleness max |',
+    '|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const mode of [...new Set(results.map((r) => r.mode))]) {
     for (const k of KS) {
@@ -297,7 +305,7 @@ function report(results: Result[]): string {
       const ratios = mine.map((r) => r.stepsPerHour / results.find((x) => x.mode === mode && x.round === r.round && x.k === 0)!.stepsPerHour);
       const range = ratios.length > 1 ? ` (${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)})` : '';
       out.push(
-        `| ${mode} | ${k} | ${mine.length} | ${median(mine.map((r) => r.stepsPerHour)).toFixed(0)} | ${median(ratios).toFixed(2)}${range} | ${(median(mine.map((r) => r.idle)) * 100).toFixed(1)} % | ${median(mine.map((r) => r.updateS)).toFixed(2)} | ${median(mine.map((r) => r.stepS)).toFixed(2)} | ${Math.max(...mine.map((r) => r.stalenessMax))} |`,
+        `| ${mode} | ${k} | ${mine.length} | ${median(mine.map((r) => r.stepsPerHour)).toFixed(0)} | ${median(ratios).toFixed(2)}${range} | ${(median(mine.map((r) => r.idle)) * 100).toFixed(1)} % | ${median(mine.map((r) => r.updateS)).toFixed(2)} | ${median(mine.map((r) => r.stepS)).toFixed(2)} | ${median(mine.map((r) => r.stepS - r.updateS)).toFixed(2)} | ${Math.max(...mine.map((r) => r.stalenessMax))} |`,
       );
     }
   }
