@@ -35,7 +35,7 @@ export function tempDir(prefix = 'forge-'): string {
 export const FAKE_TRAINER = path.resolve(__dirname, '..', 'fixtures', 'fake-trainer.sh');
 
 /** argv of the fake trainer: `mode` for `seconds`, see test/fixtures/fake-trainer.sh. */
-export function fakeTrainer(mode: 'ok' | 'exit' | 'transient-until' | 'vanish' | 'model', seconds: number, arg?: number): string[] {
+export function fakeTrainer(mode: 'ok' | 'exit' | 'transient-until' | 'vanish' | 'model' | 'wait-file', seconds: number, arg?: number | string): string[] {
   return ['/bin/sh', FAKE_TRAINER, mode, String(seconds), ...(arg === undefined ? [] : [String(arg)])];
 }
 

@@ -3,6 +3,7 @@
  * owner A queues six jobs, then owner B queues two. B's jobs are not served after all of A's: free slots alternate
  * between the waiting owners.
  */
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { generateKeyPair } from '../../spec/signing';
 import type { JobStatus } from '../../workflows/messages';
@@ -11,12 +12,13 @@ import { fakeTrainer, startJob, tempDir, testConfig, useForge, waitForStatus } f
 
 const TQ = 'test-fair-admission';
 const home = tempDir('forge-fair-');
-const config = testConfig({ local: { max_concurrent: 1, trainers: { hold: fakeTrainer('ok', 6), ok: fakeTrainer('ok', 0.6) } } }, path.join(home, 'starts.log'));
+const release = path.join(home, 'release');
+const config = testConfig({ local: { max_concurrent: 1, trainers: { hold: fakeTrainer('wait-file', 0, release), ok: fakeTrainer('ok', 0.6) } } }, path.join(home, 'starts.log'));
 const forge = useForge(config, home, TQ);
 
 test('one slot, owner A queues 6 jobs before owner B queues 2: B is served second and fourth, not after A', async () => {
   const [a, b] = [generateKeyPair(), generateKeyPair()];
-  // A's first job holds the only slot long enough for everything else to queue behind it, even on a loaded machine.
+  // A's first job holds the only slot until everything else queues behind it (the test releases it, whatever the load).
   const aSpecs = Array.from({ length: 6 }, (_, i) => makeSignedSpec({ trainer: { image: i === 0 ? 'hold' : 'ok' } }, a));
   const bSpecs = Array.from({ length: 2 }, () => makeSignedSpec({ trainer: { image: 'ok' } }, b));
   const handles = [];
@@ -26,6 +28,8 @@ test('one slot, owner A queues 6 jobs before owner B queues 2: B is served secon
   await Promise.all(handles.slice(1).map((h) => waitForStatus(h, (s) => s.state !== 'CREATED')));
   await Promise.all(handles.slice(1).map((h) => waitForStatus(h, (s) => s.state === 'QUEUED')));
   for (const s of bSpecs) handles.push(await startJob(forge.client, TQ, s));
+  await Promise.all(handles.slice(6).map((h) => waitForStatus(h, (s) => s.state === 'QUEUED')));
+  writeFileSync(release, '');
   const results = (await Promise.all(handles.map((h) => h.result()))) as JobStatus[];
   expect(results.every((r) => r.state === 'COMPLETED')).toBe(true);
   const submittedAt = (r: JobStatus): number => Date.parse(r.transitions.find((t) => t.state === 'SUBMITTED')!.at);
