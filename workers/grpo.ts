@@ -9,7 +9,8 @@
  * the bootstrap's forge-trainer grpo-server), FORGE_GRPO_DEVICES (CUDA_VISIBLE_DEVICES per slot, ";"-separated, e.g.
  * "0;1" or "0,1,2,3"), FORGE_GRPO_BIND_HOST / FORGE_GRPO_ADVERTISE_HOST (where the policy processes listen and the
  * name rollout workers reach them by; default 127.0.0.1), FORGE_GRPO_LEASE_SECONDS (300), FORGE_GRPO_START_TIMEOUT_SECONDS
- * (900), FORGE_MQTT_URL (announce every version, retained, on forge/jobs/<job_id>/policy), and the pool variables
+ * (900), FORGE_GRPO_PIPELINE_DEPTH (updates a policy process takes at once: the running step and the next one,
+ * waiting for its turn; default 2, 1 turns pipelining off), FORGE_MQTT_URL (announce every version, retained, on forge/jobs/<job_id>/policy), and the pool variables
  * FORGE_GRPO_* of workers/pool.ts — FORGE_GRPO_MAX_ACTIVITIES is the number of slots (policies held at once,
  * default 1). SIGTERM drains: updates in flight finish, every session checkpoints and stops, and the runs move on to
  * other hosts from those checkpoints.
@@ -65,6 +66,7 @@ export const grpoEnvSchema = z.object({
   FORGE_GRPO_START_TIMEOUT_SECONDS: z.coerce.number().positive().default(900),
   /** Benchmarks only: pad every update to at least this long (simulated accelerator time). */
   FORGE_GRPO_MIN_UPDATE_SECONDS: z.coerce.number().min(0).default(0),
+  FORGE_GRPO_PIPELINE_DEPTH: z.coerce.number().int().min(1).max(2).default(2),
   FORGE_MQTT_URL: z.url({ protocol: /^(mqtts?|wss?)$/ }).optional(),
 });
 
@@ -115,6 +117,7 @@ export async function createGrpoWorker(o: GrpoWorkerOptions): Promise<GrpoWorker
     leaseSeconds: env.FORGE_GRPO_LEASE_SECONDS,
     startTimeoutMs: env.FORGE_GRPO_START_TIMEOUT_SECONDS * 1000,
     minUpdateSeconds: env.FORGE_GRPO_MIN_UPDATE_SECONDS,
+    pipelineDepth: env.FORGE_GRPO_PIPELINE_DEPTH,
     ...(bus ? { bus } : {}),
   });
   const grace = `${pool.shutdownGraceSeconds} seconds`;

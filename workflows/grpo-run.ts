@@ -139,10 +139,11 @@ interface Batch {
 
 /**
  * patched() id: updates are pipelined (the next step's update is sent while the one before runs; at most
- * UPDATE_DEPTH in flight). Histories recorded before replay with one update at a time.
+ * UPDATE_DEPTH in flight, and never more than the host's trainer says it takes: HostLease.pipelineDepth). Histories
+ * recorded before replay with one update at a time.
  */
 const PATCH_PIPELINED_UPDATES = 'forge-rl-pipelined-updates';
-const UPDATE_DEPTH = 2; // what a trainer session takes at once (PIPELINE_DEPTH in forge_trainer/grpo.py)
+const UPDATE_DEPTH = 2;
 
 export async function grpoRun(input: GrpoRunInput): Promise<GrpoRunResult> {
   // First, so that its marker is this run's first command.
@@ -269,6 +270,8 @@ export async function grpoRun(input: GrpoRunInput): Promise<GrpoRunResult> {
     let changes = 0;
     const changed = (): void => void changes++;
     const ha = hostActs(lease, { timeoutSeconds: settings.updateTimeoutSeconds, attempts: 3 });
+    // Never more updates in flight than the host's trainer takes (one, for a trainer from before pipelining).
+    const depth = Math.min(updateDepth, lease.pipelineDepth ?? 1);
 
     // The watch: returns only when cancelled; fails when the session dies, the host drains, or stops heartbeating.
     void scope
@@ -378,7 +381,7 @@ export async function grpoRun(input: GrpoRunInput): Promise<GrpoRunResult> {
         }
         // The next update goes out as soon as its batch is complete: while the one before still runs when pipelined
         // (the host queues it, so the trainer starts it without waiting for this workflow's round trip).
-        for (let next = ready; updating < updateDepth && next && next.pending === 0; next = batches.get(sent + 1)) {
+        for (let next = ready; updating < depth && next && next.pending === 0; next = batches.get(sent + 1)) {
           updating++;
           sent = next.step;
           void update(next).finally(() => {

@@ -59,6 +59,8 @@ export interface GrpoHostSettings {
   startTimeoutMs: number;
   /** Benchmarks: pad every update to at least this long (simulated accelerator time). */
   minUpdateSeconds: number;
+  /** Updates a policy process takes at once (1: no pipelining); the process reports what it does in its lease. */
+  pipelineDepth: number;
   /** Announce each version here (Tashi / MQTT 5), if set. */
   bus?: PolicyBus;
 }
@@ -69,6 +71,8 @@ const servingSchema = z.looseObject({
   version: z.int().min(0),
   sha256: z.string(),
   resumed_from: z.int().nullable(),
+  // Absent from trainers that take one update at a time.
+  pipeline_depth: z.int().min(1).default(1),
 });
 
 const stepSchema = z.looseObject({
@@ -112,6 +116,7 @@ interface Session {
   adminToken: string;
   policy: PolicyRef;
   resumedFrom: number | null;
+  pipelineDepth: number;
   exitCode: Promise<number | null>;
   exited: boolean;
   out: { stderr: string };
@@ -233,6 +238,7 @@ export class TrainerHost {
       trainer: { baseUrl: s.url, token: s.token },
       policy: s.policy,
       resumedFrom: s.resumedFrom,
+      pipelineDepth: s.pipelineDepth,
     };
   }
 
@@ -277,7 +283,7 @@ export class TrainerHost {
     const configFile = path.join(workDir, '..', `${path.basename(workDir)}.json`);
     await fs.writeFile(
       configFile,
-      JSON.stringify({ ...input.config, job_id: input.jobId, session_id: id, min_update_seconds: set.minUpdateSeconds }),
+      JSON.stringify({ ...input.config, job_id: input.jobId, session_id: id, min_update_seconds: set.minUpdateSeconds, pipeline_depth: set.pipelineDepth }),
       { mode: 0o600 },
     );
     const token = randomBytes(24).toString('base64url');
@@ -352,6 +358,7 @@ export class TrainerHost {
       adminToken,
       policy: { version: started.version, sha256: started.sha256, url: `${started.url}/v1/policy/${started.version}/model.safetensors` },
       resumedFrom: started.resumed_from,
+      pipelineDepth: started.pipeline_depth,
       exitCode,
       exited: false,
       out,

@@ -52,6 +52,9 @@ export interface HostLease {
   policy: PolicyRef;
   /** The checkpoint step the session resumed from, or null (fresh from the base model). */
   resumedFrom: number | null;
+  /** Updates the session takes at once (the running step and the ones waiting for their turn); absent: 1, a trainer
+   *  from before pipelining. */
+  pipelineDepth?: number;
 }
 
 export interface SessionInput {

@@ -4,7 +4,8 @@
  * for the workflow's round trip. Here updates are padded to UPDATE_SECONDS (longer than the step's rollouts take), so
  * with max_off_policy_steps 1 every batch is ready before the update before it ends: the updates go out pipelined and
  * the trainer is hardly ever idle. Synchronous RL (max_off_policy_steps 0) never pipelines: a batch needs the version
- * the update before produces.
+ * the update before produces. A host whose trainer takes one update at a time (FORGE_GRPO_PIPELINE_DEPTH=1, or a trainer
+ * from before pipelining, which reports no depth) is never sent two.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -39,6 +40,7 @@ let client: Client;
 let connection: Connection;
 let served: Served;
 const stops: InProcess<unknown>[] = [];
+let pipelining: InProcess<unknown>;
 
 beforeAll(async () => {
   ({ client, connection } = await testClient());
@@ -47,6 +49,7 @@ beforeAll(async () => {
   stops.push(await startRunWorker(q, home));
   stops.push(await startRollout(rolloutEnv(q, served.url, home, 'r1')));
   stops.push(await startGrpo(grpoEnv(q, home, 'g1', { FORGE_GRPO_MIN_UPDATE_SECONDS: String(UPDATE_SECONDS) })));
+  pipelining = stops.at(-1)!;
 }, 60_000);
 
 afterAll(async () => {
@@ -84,5 +87,13 @@ test('with max_off_policy_steps 1 the next update is sent while one runs, and th
 
 test('with max_off_policy_steps 0 (synchronous) no update is ever pipelined', async () => {
   const { recorded } = await run('3b0f6c2e-8a41-4d7e-9c55-0e2d7b9f4a11', 4, 0);
+  expect(recorded.updates.filter((u) => u.pipelined)).toEqual([]);
+}, 120_000);
+
+test('a host whose trainer takes one update at a time is never sent two', async () => {
+  await pipelining.stop();
+  stops.splice(stops.indexOf(pipelining), 1);
+  stops.push(await startGrpo(grpoEnv(q, home, 'g2', { FORGE_GRPO_MIN_UPDATE_SECONDS: String(UPDATE_SECONDS), FORGE_GRPO_PIPELINE_DEPTH: '1' })));
+  const { recorded } = await run('3b0f6c2e-8a41-4d7e-9c55-0e2d7b9f4a12', 4, 1);
   expect(recorded.updates.filter((u) => u.pipelined)).toEqual([]);
 }, 120_000);

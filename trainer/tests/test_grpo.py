@@ -176,6 +176,7 @@ def test_updates_versions_weights_checkpoints_resume_and_export(
     a = start(write_config(tmp_path / "a.json", tiny_model, "session-a"), state, tmp_path / "work-a")
     servers.append(a)
     assert a.serving["version"] == 0 and a.serving["resumed_from"] is None
+    assert a.serving["pipeline_depth"] == 2  # what the orchestrator may send at once (the lease carries it)
     assert a.call("GET", "/health", token=None)[1]["version"] == 0
 
     # Tokens: weights and uploads need the rollout token, updates the admin token.

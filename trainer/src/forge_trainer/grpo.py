@@ -48,8 +48,6 @@ OWNER_FILE = "owner.json"
 FINAL_DIR = "final"
 WEIGHTS_FILE = "model.safetensors"
 CHECKPOINT_KIND = "grpo"
-# Updates a session takes at once: the running step and the next one, which waits for its turn (pipelining).
-PIPELINE_DEPTH = 2
 # The keys every training_log.jsonl line of an RL run has (the contract), in this order.
 STEP_KEYS = (
     "step",
@@ -126,6 +124,10 @@ class GrpoConfig:
     micro_batch: int = 16
     # Benchmarks only: pad every update to at least this long (simulated accelerator time).
     min_update_seconds: float = 0.0
+    # Updates the session takes at once: the running step and the next one, which waits for its turn (pipelining;
+    # 1: one at a time; no more than 2, as the wait's timeout counts only while the step before has not started).
+    # Reported in the "serving" event: the orchestrator never sends more.
+    pipeline_depth: int = 2
     # How long a pipelined update waits for the step before it to start (see update()).
     pipeline_wait_seconds: float = 30.0
 
@@ -157,6 +159,7 @@ class GrpoConfig:
             keep_versions=_int(d, "keep_versions", 1, 1000, 4),
             micro_batch=_int(d, "micro_batch", 1, 4096, 16),
             min_update_seconds=_num(d, "min_update_seconds", 0.0, 3600.0, 0.0),
+            pipeline_depth=_int(d, "pipeline_depth", 1, 2, 2),
             pipeline_wait_seconds=_num(d, "pipeline_wait_seconds", 0.0, 3600.0, 30.0),
         )
 
@@ -493,7 +496,7 @@ class GrpoSession:
 
     def update(self, req: UpdateRequest) -> dict[str, Any]:
         with self.lock:
-            if req.step == self.st.version + PIPELINE_DEPTH:
+            if self.st.version + 2 <= req.step <= self.st.version + self.cfg.pipeline_depth:
                 # Pipelined: the orchestrator sent this step while the one before runs, so that the trainer does not
                 # wait a round trip between steps. It waits for its turn. A running step holds the lock to its end, so
                 # the timeout only bounds how long the step before may take to *start* (it was sent first, but two
@@ -592,7 +595,7 @@ class GrpoSession:
         self.st.last_update_end = time.monotonic()
         result = {**line, "version": req.step, "checkpoint": checkpointed}
         self.st.results[req.step] = result
-        for old in sorted(self.st.results)[:-PIPELINE_DEPTH]:
+        for old in sorted(self.st.results)[: -self.cfg.pipeline_depth]:
             del self.st.results[old]
         self.events.emit("progress", step=req.step, max_steps=self.cfg.max_steps, loss=stats["loss"])
         return result

@@ -241,6 +241,7 @@ def serve_grpo(
         version=v.number,
         sha256=v.sha256,
         resumed_from=session.st.resumed_from,
+        pipeline_depth=cfg.pipeline_depth,
     )
     while not stop.wait(0.5):
         pass
