@@ -26,7 +26,8 @@
  * BENCH_RL_PROMPTS (prompts per step, 4), BENCH_RL_GROUP (group size, 8; the real mode uses BENCH_RL_REAL_GROUP, 80,
  * so that an update costs about what the step's rollouts cost: the "step − update s" column of k = 0 shows it),
  * BENCH_RL_REAL_STEPS (30), BENCH_RL_REPEATS (5),
- * BENCH_RL_PIN, BENCH_RL_PIN_ORCHESTRATOR (see above).
+ * BENCH_RL_PIN, BENCH_RL_PIN_ORCHESTRATOR (see above), BENCH_RL_PIPELINE_DEPTH (the trainer host's
+ * FORGE_GRPO_PIPELINE_DEPTH, 2; 1 shows what pipelined updates buy).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -61,6 +62,7 @@ const REPEATS = Number(process.env.BENCH_RL_REPEATS ?? 5);
 const TRAINER = path.join(repoRoot(), '.tools', 'venv', 'bin', 'forge-trainer');
 const KS = [0, 1, 2];
 const PIN = (process.env.BENCH_RL_PIN ?? (os.cpus().length >= 2 && hasTaskset() ? '1' : '0')) === '1';
+const PIPELINE_DEPTH = Number(process.env.BENCH_RL_PIPELINE_DEPTH ?? 2);
 const PIN_ORCHESTRATOR = PIN && (process.env.BENCH_RL_PIN_ORCHESTRATOR ?? '1') === '1';
 
 function hasTaskset(): boolean {
@@ -233,6 +235,7 @@ async function benchMode(mode: 'simulated' | 'real', address: string, client: Cl
       FORGE_GRPO_TRAINER_COMMAND: JSON.stringify(pinned(1, [TRAINER, 'grpo-server'])),
       FORGE_GRPO_MIN_UPDATE_SECONDS: mode === 'simulated' ? String(SECONDS) : '0',
       FORGE_GRPO_SHUTDOWN_GRACE_SECONDS: '5',
+      FORGE_GRPO_PIPELINE_DEPTH: String(PIPELINE_DEPTH),
     },
   });
   const running = Promise.all([runWorker.run(), rollout.worker.run(), grpo.run()]);
@@ -293,7 +296,7 @@ async function main(): Promise<void> {
 function report(results: Result[]): string {
   const cpus = os.cpus();
   const out = [
-    `Command: \`npm run bench:rl\` (BENCH_RL_STEPS=${STEPS} BENCH_RL_WARMUP=${WARMUP} BENCH_RL_SECONDS=${SECONDS} BENCH_RL_PROMPTS=${PROMPTS} BENCH_RL_GROUP=${GROUP} BENCH_RL_REAL_GROUP=${REAL_GROUP} BENCH_RL_REAL_STEPS=${REAL_STEPS} BENCH_RL_REPEATS=${REPEATS} BENCH_RL_PIN=${PIN ? 1 : 0} BENCH_RL_PIN_ORCHESTRATOR=${PIN_ORCHESTRATOR ? 1 : 0}); ${cpus.length} × ${cpus[0]?.model ?? 'CPU'}, no GPU, Node ${process.version}, Temporal CLI dev server (in memory).`,
+    `Command: \`npm run bench:rl\` (BENCH_RL_STEPS=${STEPS} BENCH_RL_WARMUP=${WARMUP} BENCH_RL_SECONDS=${SECONDS} BENCH_RL_PROMPTS=${PROMPTS} BENCH_RL_GROUP=${GROUP} BENCH_RL_REAL_GROUP=${REAL_GROUP} BENCH_RL_REAL_STEPS=${REAL_STEPS} BENCH_RL_REPEATS=${REPEATS} BENCH_RL_PIN=${PIN ? 1 : 0} BENCH_RL_PIN_ORCHESTRATOR=${PIN_ORCHESTRATOR ? 1 : 0} BENCH_RL_PIPELINE_DEPTH=${PIPELINE_DEPTH}); ${cpus.length} × ${cpus[0]?.model ?? 'CPU'}, no GPU, Node ${process.version}, Temporal CLI dev server (in memory).`,
     '',
     // step − update: in a synchronous step, the rollouts and the hand-overs; with async, what the trainer waited.
     '| mode | max_off_policy_steps | rounds | steps/hour | vs synchronous (range) | trainer idle | update s | step s | step − update s | staleness max |',
