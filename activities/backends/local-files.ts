@@ -18,6 +18,33 @@ export async function writeFileAtomic(file: string, data: string): Promise<void>
   await fs.rename(tmp, file);
 }
 
+/**
+ * Creates `file` with `data` unless it exists: true when this call created it. Written aside and linked into place, so
+ * that the file is never seen half-written, even when the writer is killed midway (an exclusive create then write
+ * left an empty record behind, which no reader could parse).
+ */
+export async function createOnce(file: string, data: string): Promise<boolean> {
+  const tmp = `${file}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+  await fs.writeFile(tmp, data);
+  try {
+    await fs.link(tmp, file);
+    return true;
+  } catch (err) {
+    if (isErrno(err, 'EEXIST')) return false;
+    if (!isErrno(err, 'EPERM', 'ENOTSUP', 'EOPNOTSUPP')) throw err;
+  } finally {
+    await fs.rm(tmp, { force: true });
+  }
+  // A filesystem without hard links: an exclusive create, then the write.
+  try {
+    await fs.writeFile(file, data, { flag: 'wx' });
+    return true;
+  } catch (err) {
+    if (isErrno(err, 'EEXIST')) return false;
+    throw err;
+  }
+}
+
 // The two below read the small record files of a workspace (launch, exit, claims, markers: under 1 KiB each) and are
 // synchronous on purpose: each promise-API read is four thread-pool round trips (open, fstat, read, close), which made
 // them the orchestrator's main cost under load (bench/load, 300 queued jobs: 19 of 68 s of main-thread CPU), while a

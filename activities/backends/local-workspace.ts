@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { isErrno, readTextIfExists, statIfExists, writeFileAtomic } from './local-files';
+import { createOnce, readTextIfExists, statIfExists, writeFileAtomic } from './local-files';
 import { bootId, pidAlive, readProcStat } from './local-process';
 
 export const FILES = {
@@ -101,19 +101,20 @@ export class Workspace {
   }
 
   async readTime(name: 'lost' | 'closed'): Promise<Date | undefined> {
-    const record = await readRecord(this.file(name), timeRecordSchema);
-    return record && new Date(record.at);
+    const text = await readTextIfExists(this.file(name));
+    // Empty: left by a writer killed between creating and filling it (as markTime wrote before createOnce).
+    if (!text?.trim()) return undefined;
+    return new Date(timeRecordSchema.parse(JSON.parse(text)).at);
   }
 
   /** Keeps the first time written: later calls are no-ops. */
   async markTime(name: 'lost' | 'closed', at: Date): Promise<Date> {
-    try {
-      await fs.writeFile(this.file(name), `${JSON.stringify({ at: at.toISOString() })}\n`, { flag: 'wx' });
-      return at;
-    } catch (err) {
-      if (!isErrno(err, 'EEXIST')) throw err;
-      return (await this.readTime(name)) ?? at;
-    }
+    const data = `${JSON.stringify({ at: at.toISOString() })}\n`;
+    if (await createOnce(this.file(name), data)) return at;
+    const kept = await this.readTime(name);
+    if (kept) return kept;
+    await writeFileAtomic(this.file(name), data); // an empty record (see readTime): this time is the first one
+    return at;
   }
 
   /**
@@ -160,13 +161,7 @@ export class Workspace {
   /** Exclusive create of claim-<generation>.json: exactly one caller gets true for each generation. */
   async tryClaim(generation: number): Promise<boolean> {
     const claim: Claim = { token: randomBytes(8).toString('hex'), pid: process.pid, claimedAt: new Date().toISOString() };
-    try {
-      await fs.writeFile(this.claimFile(generation), JSON.stringify(claim), { flag: 'wx' });
-      return true;
-    } catch (err) {
-      if (isErrno(err, 'EEXIST')) return false;
-      throw err;
-    }
+    return createOnce(this.claimFile(generation), JSON.stringify(claim));
   }
 
   /**

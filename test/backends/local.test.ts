@@ -392,6 +392,24 @@ describe('LocalBackend: close and loss', () => {
     expect(status.failure?.detail).toContain('closed by the orchestrator');
   });
 
+  test('a worker killed while it marked the attempt closed (an empty closed.json) does not wedge the next close', async () => {
+    // CI's worker-kill chaos: the old exclusive create-then-write left closed.json empty, and every later close failed
+    // to parse it, so the job never ended.
+    const home = await tempHome();
+    const backend = new LocalBackend('local', shConfig('sleep 30'), home, FAST);
+    const ref = await submit(backend);
+    await waitFor(() => liveMembers(Number(ref.data.pid)).length >= 2);
+    const closed = path.join(home, 'jobs', ref.jobId, `attempt-${ref.attempt}`, 'closed.json');
+    await fs.writeFile(closed, '');
+    await backend.close(ref);
+    expectGroupGone(Number(ref.data.pid));
+    const status = await backend.status(ref);
+    expect(status.failure?.detail).toContain('closed by the orchestrator');
+    expect(JSON.parse(await fs.readFile(closed, 'utf8'))).toEqual({ at: expect.any(String) });
+    // Written aside and linked into place: no record is ever seen half-written, and nothing is left beside it.
+    expect((await fs.readdir(path.dirname(closed))).filter((f) => f.includes('.tmp-'))).toEqual([]);
+  });
+
   test('a trainer that ignores SIGTERM is SIGKILLed after the grace period', async () => {
     const backend = new LocalBackend('local', shConfig('trap "" TERM; sleep 30 & sleep 30 & wait'), await tempHome(), {
       ...FAST,
