@@ -8,7 +8,8 @@
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Client, Connection } from '@temporalio/client';
+import type { Client, Connection, WorkflowHandle } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
 import type { JobStatus } from '../../workflows/messages';
 import { makeSignedSpec } from '../spec/fixtures';
 import { fakeTrainer, readStarts, startJob, tempDir, testClient, testConfig, waitForStatus } from '../helpers/forge';
@@ -46,6 +47,20 @@ async function waitForHttp(url: string, status = 200, timeoutMs = 30_000): Promi
   }
 }
 
+/** Until the job's followDeployment is running on a worker (not only scheduled: a loaded machine can lag). */
+async function followStarted(handle: WorkflowHandle, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const { raw } = await handle.describe();
+    const started = (raw.pendingActivities ?? []).some(
+      (a) => a.activityType?.name === 'followDeployment' && a.state === temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_STARTED,
+    );
+    if (started) return;
+    if (Date.now() > deadline) throw new Error(`${handle.workflowId}: followDeployment never started`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 let client: Client;
 let connection: Connection;
 const workers: ChildProcess[] = [];
@@ -73,6 +88,8 @@ test('SIGTERM drains: in-flight activities handed back, exit 0, another worker c
   expect(processMetrics).toMatch(/forge_worker_process_resident_memory_bytes\{forge_role="orchestrator"\} \d+/);
   expect(processMetrics).toContain('forge_worker_running{forge_role="orchestrator"} 1');
 
+  // Every job's follow activity runs on this worker when the drain begins, so there is something to hand back.
+  await Promise.all(handles.map((h) => followStarted(h)));
   const t0 = Date.now();
   first.kill('SIGTERM');
   await exited(first);
@@ -96,7 +113,8 @@ test('SIGTERM drains: in-flight activities handed back, exit 0, another worker c
   for (const s of specs) expect(lines.filter((l) => l.job === s.job_id)).toHaveLength(1);
 
   // What the drain looked like in history: a follow activity in flight failed with WORKER_SHUTDOWN and was retried
-  // (any of the three jobs: one may have been between two follow activities at that instant).
+  // (any of the three jobs: one may have been between two follow activities at that instant, its follow having
+  // returned on a progress change).
   const events = (await Promise.all(handles.map((h) => h.fetchHistory()))).flatMap((h) => h.events ?? []);
   const failures = events.filter((e) => e.activityTaskFailedEventAttributes);
   const handedBack = events.some(
