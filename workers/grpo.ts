@@ -10,8 +10,8 @@
  * "0;1" or "0,1,2,3"), FORGE_GRPO_BIND_HOST / FORGE_GRPO_ADVERTISE_HOST (where the policy processes listen and the
  * name rollout workers reach them by; default 127.0.0.1), FORGE_GRPO_LEASE_SECONDS (300), FORGE_GRPO_START_TIMEOUT_SECONDS
  * (900), FORGE_GRPO_PIPELINE_DEPTH (updates a policy process takes at once: the running step and the next one,
- * waiting for its turn; default 2, 1 turns pipelining off), FORGE_MQTT_URL (announce every version, retained, on forge/jobs/<job_id>/policy), and the pool variables
- * FORGE_GRPO_* of workers/pool.ts — FORGE_GRPO_MAX_ACTIVITIES is the number of slots (policies held at once,
+ * waiting for its turn; default 2, 1 turns pipelining off), FORGE_MQTT_URL (announce every version, retained, on
+ * forge/jobs/<job_id>/policy), and the pool variables FORGE_GRPO_* of workers/pool.ts — FORGE_GRPO_MAX_ACTIVITIES is the number of slots (policies held at once,
  * default 1). SIGTERM drains: updates in flight finish, every session checkpoints and stops, and the runs move on to
  * other hosts from those checkpoints.
  */

@@ -11,8 +11,8 @@
  * latest version (workflows/rl/pipeline.ts), so rollouts of later steps run while earlier steps update; the versions
  * each update uses are checked again before it is sent. Updates are pipelined: a step's update is sent as soon as its
  * batch is complete, even while the step before still updates (the host runs them in order), so that the trainer
- * starts the next step without waiting for this workflow's round trip. Continues-as-new when Temporal suggests it, after draining
- * the pipeline, carrying its state (host lease, version, counters). Fails with a typed, non-retryable
+ * starts the next step without waiting for this workflow's round trip. Continues-as-new when Temporal suggests it,
+ * after draining the pipeline, carrying its state (host lease, version, counters). Fails with a typed, non-retryable
  * ApplicationFailure (spec/failure.ts classes) that trainingJob records and retries like any attempt.
  */
 import {

@@ -66,12 +66,13 @@ async function readWrapperRecord(file: string): Promise<string | undefined> {
 }
 
 /**
- * Parses a JSON record; undefined when absent, an Error naming the file when corrupt. `fromWrapper`: written in
- * place by the wrapper (readWrapperRecord).
+ * Parses a JSON record; undefined when absent or empty (left by a writer killed between creating and filling it, as
+ * exclusive creates wrote before createOnce), an Error naming the file when corrupt. `fromWrapper`: written in place
+ * by the wrapper (readWrapperRecord).
  */
 async function readRecord<T>(file: string, schema: z.ZodType<T>, o: { fromWrapper?: boolean } = {}): Promise<T | undefined> {
   const text = o.fromWrapper ? await readWrapperRecord(file) : await readTextIfExists(file);
-  if (text === undefined) return undefined;
+  if (!text?.trim()) return undefined;
   const parsed = schema.safeParse(JSON.parse(text));
   if (!parsed.success) throw new Error(`${file}: unexpected content (${parsed.error.message})`);
   return parsed.data;
@@ -101,10 +102,8 @@ export class Workspace {
   }
 
   async readTime(name: 'lost' | 'closed'): Promise<Date | undefined> {
-    const text = await readTextIfExists(this.file(name));
-    // Empty: left by a writer killed between creating and filling it (as markTime wrote before createOnce).
-    if (!text?.trim()) return undefined;
-    return new Date(timeRecordSchema.parse(JSON.parse(text)).at);
+    const record = await readRecord(this.file(name), timeRecordSchema);
+    return record && new Date(record.at);
   }
 
   /** Keeps the first time written: later calls are no-ops. */
@@ -113,7 +112,7 @@ export class Workspace {
     if (await createOnce(this.file(name), data)) return at;
     const kept = await this.readTime(name);
     if (kept) return kept;
-    await writeFileAtomic(this.file(name), data); // an empty record (see readTime): this time is the first one
+    await writeFileAtomic(this.file(name), data); // an empty record (see readRecord): this time is the first one
     return at;
   }
 

@@ -146,6 +146,17 @@ export async function runJob(client: Client, taskQueue: string, spec: SignedSpec
   return (await handle.result()) as JobStatus;
 }
 
+/** Calls `probe` every 100 ms until it answers something other than undefined; fails naming `what` after the timeout. */
+export async function pollUntil<T>(probe: () => Promise<T | undefined>, what: string, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /** Polls the status query until `predicate` holds. */
 export async function waitForStatus(handle: WorkflowHandle, predicate: (s: JobStatus) => boolean, timeoutMs = 30_000): Promise<JobStatus> {
   const deadline = Date.now() + timeoutMs;

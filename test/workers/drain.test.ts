@@ -12,7 +12,7 @@ import type { Client, Connection, WorkflowHandle } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import type { JobStatus } from '../../workflows/messages';
 import { makeSignedSpec } from '../spec/fixtures';
-import { fakeTrainer, readStarts, startJob, tempDir, testClient, testConfig, waitForStatus } from '../helpers/forge';
+import { fakeTrainer, pollUntil, readStarts, startJob, tempDir, testClient, testConfig, waitForStatus } from '../helpers/forge';
 import { freePort } from '../helpers/ports';
 import { exited, spawnWorker as spawnOrchestrator } from '../helpers/processes';
 
@@ -32,33 +32,27 @@ function spawnWorker(extra: Record<string, string> = {}): ChildProcess {
   });
 }
 
-async function waitForHttp(url: string, status = 200, timeoutMs = 30_000): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
+function waitForHttp(url: string): Promise<string> {
+  return pollUntil(async () => {
     try {
       const res = await fetch(url);
       const body = await res.text();
-      if (res.status === status) return body;
+      return res.status === 200 ? body : undefined;
     } catch {
-      // not listening yet
+      return undefined; // not listening yet
     }
-    if (Date.now() > deadline) throw new Error(`${url} never answered ${status}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  }, `${url} answering 200`);
 }
 
 /** Until the job's followDeployment is running on a worker (not only scheduled: a loaded machine can lag). */
-async function followStarted(handle: WorkflowHandle, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
+async function followStarted(handle: WorkflowHandle): Promise<void> {
+  await pollUntil(async () => {
     const { raw } = await handle.describe();
     const started = (raw.pendingActivities ?? []).some(
       (a) => a.activityType?.name === 'followDeployment' && a.state === temporal.api.enums.v1.PendingActivityState.PENDING_ACTIVITY_STATE_STARTED,
     );
-    if (started) return;
-    if (Date.now() > deadline) throw new Error(`${handle.workflowId}: followDeployment never started`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+    return started || undefined;
+  }, `${handle.workflowId}: followDeployment started`);
 }
 
 let client: Client;
