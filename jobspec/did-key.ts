@@ -1,5 +1,5 @@
 /**
- * did:key for Ed25519 (DESIGN.md §9): `did:key:z` + base58btc(multicodec varint 0xed 0x01 + 32-byte public key).
+ * did:key for Ed25519 (docs/architecture.md §9): `did:key:z` + base58btc(multicodec varint 0xed 0x01 + 32-byte public key).
  */
 import { Point } from '@noble/ed25519';
 import { base58 } from '@scure/base';

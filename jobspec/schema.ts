@@ -1,10 +1,11 @@
 /**
- * training-job-v1 (seed §6.4) as a zod schema. Every object is strict, so a misspelt key is an error rather than
+ * training-job-v1 (docs/architecture.md §1) as a zod schema. Every object is strict, so a misspelt key is an error rather than
  * a silently ignored setting. Extensions of v1: base_model.source "local", backend.fallbacks,
- * backend.max_retries, trainer.image, rl (GRPO settings of rl jobs, spec/rl.ts).
+ * backend.max_retries, trainer.image, rl (GRPO settings of rl jobs, jobspec/rl.ts).
  */
 import { z } from 'zod';
-import { DEFAULT_MAX_RETRIES, DEFAULT_TRAINER_IMAGE } from './constants';
+import { DEFAULT_MAX_RETRIES, DEFAULT_TRAINER_IMAGE, MAX_CREATED_AT, MAX_FALLBACKS, MAX_HOURS_LIMIT, MAX_RETRIES_LIMIT } from './constants';
+import { findControlCharacters } from './control-chars';
 import { isEd25519DidKey } from './did-key';
 import { gitRefProblem, gitUrlProblem, relativePathProblem } from './git-names';
 import { rlSchema } from './rl';
@@ -77,7 +78,10 @@ const resourcesSchema = z
     cpus: z.number().positive(),
     ram_gb: z.number().positive(),
     storage_gb: z.number().positive(),
-    max_hours: z.number().positive(),
+    max_hours: z
+      .number()
+      .positive()
+      .max(MAX_HOURS_LIMIT, `must be at most ${MAX_HOURS_LIMIT} (one year); the operator may allow less (max_job_hours)`),
   })
   .superRefine((resources, ctx) => {
     if (resources.gpus > 0 && resources.gpu_type === undefined) {
@@ -87,12 +91,14 @@ const resourcesSchema = z
 
 const fallbacksSchema = z
   .array(backendName())
+  .max(MAX_FALLBACKS, `must list at most ${MAX_FALLBACKS} backends`)
   .meta({ description: 'backends tried in order after provider' })
   .superRefine((names, ctx) => {
+    // One pass with a set: a body of tens of thousands of names must not cost quadratic time before the signature check.
+    const seen = new Set<string>();
     names.forEach((name, i) => {
-      if (names.indexOf(name) !== i) {
-        ctx.addIssue({ code: 'custom', message: `duplicate backend "${name}"`, path: [i], input: names });
-      }
+      if (seen.has(name)) ctx.addIssue({ code: 'custom', message: `duplicate backend "${name}"`, path: [i], input: names });
+      seen.add(name);
     });
   });
 
@@ -102,7 +108,7 @@ const backendSchema = z
     region: nonEmpty().default('any'),
     max_cost_usd: z.number().min(0).meta({ description: 'cap for the whole job, all attempts together' }),
     fallbacks: fallbacksSchema.optional(),
-    max_retries: z.int().min(0).default(DEFAULT_MAX_RETRIES),
+    max_retries: z.int().min(0).max(MAX_RETRIES_LIMIT, `must be at most ${MAX_RETRIES_LIMIT}`).default(DEFAULT_MAX_RETRIES),
   })
   .superRefine((backend, ctx) => {
     backend.fallbacks?.forEach((name, i) => {
@@ -125,6 +131,9 @@ const artifactsSchema = z.strictObject({
 const notificationsSchema = z.strictObject({
   on_complete: nonEmpty().optional(),
   on_failure: nonEmpty().optional(),
+  on_cancel: nonEmpty()
+    .optional()
+    .meta({ description: 'told when the job ends CANCELLED (event job.cancelled); default: on_failure' }),
 });
 
 const trainerSchema = z.strictObject({
@@ -142,7 +151,7 @@ const specObjectSchema = z.strictObject({
     .string()
     .refine(isEd25519DidKey, 'must be an Ed25519 did:key (did:key:z6Mk…)')
     .meta({ description: 'the owner: an Ed25519 did:key (did:key:z6Mk…) whose key signed this spec' }),
-  created_at: z.int().min(0).meta({ description: 'Unix seconds' }),
+  created_at: z.int().min(0).max(MAX_CREATED_AT, 'must be a Unix time in seconds before the year 10000').meta({ description: 'Unix seconds' }),
   job_type: z.enum(JOB_TYPES),
   base_model: baseModelSchema,
   objective: objectiveSchema,
@@ -163,10 +172,21 @@ const specObjectSchema = z.strictObject({
 
 type SpecObject = z.output<typeof specObjectSchema>;
 
-/** Cross-field rules: an `rl` block belongs to rl jobs only. */
+/**
+ * Cross-field rules: an `rl` block belongs to rl jobs only; no string anywhere in the spec holds a control character
+ * (C0, DEL, C1, bidi overrides and isolates: jobspec/control-chars.ts). Runs once the shape is right, so on bounded data.
+ */
 const specChecked = specObjectSchema.superRefine((spec, ctx) => {
   if (spec.rl !== undefined && spec.job_type !== 'rl') {
     ctx.addIssue({ code: 'custom', message: `only for job_type "rl" (this job is "${spec.job_type}")`, path: ['rl'], input: spec.rl });
+  }
+  for (const hit of findControlCharacters(spec)) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `must not contain control or bidi characters (found ${hit.character}); remove it and sign the spec again`,
+      path: hit.path,
+      input: spec,
+    });
   }
 });
 

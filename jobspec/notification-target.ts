@@ -1,5 +1,5 @@
 /**
- * The two kinds of `notifications.on_complete` / `on_failure` target (seed §6.4): `nostr:npub1…` and `https://…`.
+ * The two kinds of `notifications.on_complete` / `on_failure` target: `nostr:npub1…` and `https://…`.
  * Pure: the workflow shows targets in the status with it, the notify activity parses them fully (npub decoding).
  */
 export type NotificationTargetKind = 'nostr' | 'webhook';

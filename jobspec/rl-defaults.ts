@@ -1,6 +1,6 @@
 /**
  * The defaults of the spec's `rl` block, and resolving an absent block to them. Free of zod on purpose: the grpo
- * workflows import it (spec/issues.ts says why that matters); spec/rl.ts builds its schema's defaults from here.
+ * workflows import it (jobspec/issues.ts says why that matters); jobspec/rl.ts builds its schema's defaults from here.
  */
 
 export interface RlParams {

@@ -1,5 +1,5 @@
 /**
- * Failure classes of DESIGN.md §4. Pure: the workflow, the activities and the API all speak this vocabulary.
+ * Failure classes of docs/architecture.md §4. Pure: the workflow, the activities and the API all speak this vocabulary.
  */
 import { ApplicationFailure } from '@temporalio/common';
 
@@ -13,6 +13,17 @@ export const FAILURE_CLASSES = [
   'REJECTED',
   'BUDGET',
   'INVALID_SPEC',
+  /**
+   * Something inside the orchestrator itself went wrong (a bug, an error nobody typed): the job is ABANDONED after its
+   * deployments are closed, never left as a stuck or Temporal-Failed workflow. Not retryable: the same code would
+   * fail the same way.
+   */
+  'INTERNAL',
+  /**
+   * An eval attempt's rows (the backend's evals.jsonl) were refused: malformed, for another job or model, or a verdict
+   * its completion does not support. The compute is untrusted (README "Where evaluation runs"); not retryable.
+   */
+  'EVAL_ROWS_REFUSED',
 ] as const;
 export type FailureClass = (typeof FAILURE_CLASSES)[number];
 
@@ -32,7 +43,7 @@ export function isRetryable(failure: FailureClass): boolean {
   return RETRYABLE_FAILURES.has(failure);
 }
 
-/** Trainer contract (DESIGN.md §6): 0 success, 75 transient (EX_TEMPFAIL), anything else permanent (but see below). */
+/** Trainer contract (docs/architecture.md §6): 0 success, 75 transient (EX_TEMPFAIL), anything else permanent (but see below). */
 export const TRANSIENT_EXIT_CODE = 75;
 
 /**

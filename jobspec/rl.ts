@@ -1,6 +1,6 @@
 /**
  * The optional `rl` block of training-job-v1 (an extension, for job_type "rl"): GRPO's settings, each with a default.
- * Pure; spec/schema.ts embeds the schema, the grpoRun workflow reads the resolved values.
+ * Pure; jobspec/schema.ts embeds the schema, the grpoRun workflow reads the resolved values.
  */
 import { z } from 'zod';
 import { RL_DEFAULTS, type RlParams } from './rl-defaults';

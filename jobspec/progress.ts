@@ -1,4 +1,4 @@
-/** Trainer progress (DESIGN.md §6 `{"event":"progress",...}` lines), as both the workflow and the activities see it. */
+/** Trainer progress (docs/architecture.md §6 `{"event":"progress",...}` lines), as both the workflow and the activities see it. */
 export interface ProgressLike {
   step: number;
   maxSteps?: number;

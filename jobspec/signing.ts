@@ -1,5 +1,5 @@
 /**
- * Ed25519 signatures over RFC 8785 canonical JSON (DESIGN.md §9): job specs and owners' signed actions.
+ * Ed25519 signatures over RFC 8785 canonical JSON (docs/architecture.md §9): job specs and owners' signed actions.
  * Synchronous only: the Temporal workflow sandbox verifies cancel requests and has no WebCrypto.
  */
 import * as ed from '@noble/ed25519';
