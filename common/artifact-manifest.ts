@@ -1,5 +1,5 @@
 /**
- * The signed artifact manifest of a job (DESIGN.md §8), one format everywhere:
+ * The signed artifact manifest of a job (docs/architecture.md §8), one format everywhere:
  *
  * - in the output repo (and in a folder fetched by cf-fetch-artifacts): `manifest.json`, the RFC 8785 canonical JSON
  *   of the manifest (no signature in it), and `manifest.sig`, the base64url Ed25519 signature of the orchestrator's
@@ -11,10 +11,12 @@
  * The API serves files only by the names listed here, and cf-fetch-artifacts refuses anything that does not match.
  */
 import { z } from 'zod';
-import { canonicalize } from '../spec/canonical-json';
-import { isEd25519DidKey, publicKeyFromDidKey } from '../spec/did-key';
-import { relativePathProblem } from '../spec/git-names';
-import { specSigningPayload, verifyBytes } from '../spec/signing';
+import { canonicalize } from '../jobspec/canonical-json';
+import { isEd25519DidKey, publicKeyFromDidKey } from '../jobspec/did-key';
+import { relativePathProblem } from '../jobspec/git-names';
+import { specSigningPayload, verifyBytes } from '../jobspec/signing';
+import { MODEL_SIG_FILE } from './model-signing';
+import { PROVENANCE_FILE } from './provenance';
 import { parseSignedJson, signCanonicalJson } from './signed-json';
 
 export const ARTIFACT_MANIFEST_VERSION = 'forge-artifacts-v1';
@@ -37,7 +39,8 @@ const artifactPath = z
     const problem =
       relativePathProblem(value) ??
       (value.split('/').some((s) => s === '' || s === '.') ? 'must not contain empty or "." segments' : undefined) ??
-      (value === MANIFEST_FILE || value === MANIFEST_SIG_FILE ? 'is the manifest itself' : undefined);
+      (value === MANIFEST_FILE || value === MANIFEST_SIG_FILE ? 'is the manifest itself' : undefined) ??
+      (value === MODEL_SIG_FILE || value === PROVENANCE_FILE ? 'is a signature the orchestrator writes' : undefined);
     if (problem) ctx.addIssue({ code: 'custom', message: problem, input: value });
   });
 

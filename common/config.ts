@@ -2,13 +2,14 @@
  * Operator configuration (FORGE_CONFIG, a JSON file). It decides what runs on the orchestrator's hosts — never the
  * spec: a signed spec names a trainer image, and only this file maps that image to a command.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { DEFAULT_TRAINER_IMAGE } from '../spec/constants';
+import { DEFAULT_TRAINER_IMAGE, MAX_HOURS_LIMIT } from '../jobspec/constants';
 import { repoRoot } from './paths';
 import { defaultResultsConfig, resultsConfigSchema } from './results-config';
 import { defaultRlConfig, rlConfigSchema } from './rl-config';
+import { envNameSchema } from './trainer-env';
 
 const backendName = z
   .string()
@@ -30,10 +31,12 @@ const localBackendSchema = z.strictObject({
   max_concurrent: z.number().int().nonnegative().optional(),
   /** How often the follow activity looks at a running process. */
   poll_interval_ms: z.number().int().min(10).max(60_000).default(1000),
+  /** This backend's own outage budget (overrides the top-level backend_outage_seconds). */
+  backend_outage_seconds: z.number().positive().max(30 * 24 * 3600).optional(),
 });
 export type LocalBackendConfig = z.infer<typeof localBackendSchema>;
 
-// ---- remote backends (DESIGN.md §5) ------------------------------------------------------------------------------
+// ---- remote backends (docs/architecture.md §5) ------------------------------------------------------------------------------
 // Every kind shares the fields the API lists (enabled, hourly_usd, trainers, max_concurrent) and poll_interval_ms.
 // Credentials live here only, as a value or as the path of a file that holds it (read when used, never logged);
 // a signed spec can name a backend but never carry or choose a credential.
@@ -44,7 +47,7 @@ const remoteTrainerSchema = z.strictObject({
   image: z.string().regex(/^\S+$/, 'must be an image name without spaces').optional(),
   /** Prime Intellect: the custom template (in your account) whose image runs the trainer. */
   template_id: z.string().min(1).optional(),
-  /** The trainer command inside the container (the agent wrapper runs it, DESIGN.md §6). */
+  /** The trainer command inside the container (the agent wrapper runs it, docs/architecture.md §6). */
   command: z.array(z.string().min(1)).min(1).default(['forge-trainer', 'run']),
   env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name'), z.string()).default({}),
 });
@@ -68,6 +71,8 @@ const remoteCommon = {
   trainers: z.record(z.string().min(1), remoteTrainerSchema).default({}),
   /** Port of the forge agent inside the container (status and outputs over HTTP, see remote-agent.ts). */
   agent_port: z.number().int().min(1).max(65535).default(8080),
+  /** This backend's own outage budget (overrides the top-level backend_outage_seconds). */
+  backend_outage_seconds: z.number().positive().max(30 * 24 * 3600).optional(),
 };
 
 const akashConsoleSchema = z
@@ -147,6 +152,11 @@ const primeIntellectBackendSchema = z
     security: z.enum(['secure_cloud', 'community_cloud']).optional(),
     /** A pod still provisioning after this long is deleted and the attempt fails NO_CAPACITY. */
     start_timeout_seconds: z.number().positive().default(900),
+    /**
+     * TLS between the orchestrator and the forge agent in the pod, its certificate derived per attempt from the API
+     * key and pinned (activities/backends/remote/agent-tls.ts). Needs python3 with ssl (OpenSSL 1.1.1+) in the image.
+     */
+    agent_tls: z.boolean().default(false),
   })
   .superRefine((c, ctx) => {
     oneSecret(c.api_key, c.api_key_file, 'api_key', ctx);
@@ -156,9 +166,16 @@ const primeIntellectBackendSchema = z
   });
 export type PrimeIntellectBackendConfig = z.infer<typeof primeIntellectBackendSchema>;
 
-/** The P2PFL experiment runs from its own venv (p2pfl pins numpy<2 and click 8.1.8, which the trainer's venv cannot take). */
+/**
+ * The P2PFL experiment (trainer/src/forge_trainer/p2pfl_experiment.py) runs from its own venv (p2pfl pins numpy<2 and
+ * click 8.1.8, which the trainer's venv cannot take); the bootstrap installs the trainer package there too.
+ */
+export function p2pflVenvPython(): string {
+  return path.join(repoRoot(), '.tools', 'p2pfl-venv', 'bin', 'python');
+}
+
 export function p2pflDefaultCommand(): string[] {
-  return [path.join(repoRoot(), '.tools', 'p2pfl-venv', 'bin', 'python'), path.join(repoRoot(), 'activities', 'backends', 'p2pfl_experiment.py')];
+  return [p2pflVenvPython(), '-m', 'forge_trainer.p2pfl_experiment'];
 }
 
 const p2pflTrainerSchema = z.strictObject({
@@ -202,12 +219,25 @@ export const forgeConfigSchema = z.strictObject({
     })
     .refine((b) => b.max_seconds >= b.initial_seconds, { message: 'max_seconds must be >= initial_seconds', path: ['max_seconds'] })
     .default({ initial_seconds: 10, max_seconds: 600 }),
+  /** The most `resources.max_hours` a spec may ask for (jobspec/policy.ts); the schema's own bound is one year. */
+  max_job_hours: z.number().positive().max(MAX_HOURS_LIMIT).default(720),
   /** did:key identities allowed to submit; absent = any valid signature. */
   allowed_owners: z.array(z.string().startsWith('did:key:')).optional(),
   /** Heartbeat timeout of the activity that follows a deployment: how fast a dead worker is noticed. */
   follow_heartbeat_seconds: z.number().positive().default(30),
   /** How long QUEUED waits between admission checks when no backend has capacity. */
   admission_poll_seconds: z.number().positive().default(15),
+  /**
+   * A job's run continues as new past this many history events, between two attempts (or earlier, when Temporal
+   * suggests it): a job that keeps retrying keeps a short history, quick to replay and to read in the Web UI.
+   */
+  history_events_per_run: z.number().int().min(100).max(40_000).default(1000),
+  /**
+   * Outage budget: how long a backend's API may keep failing (network errors, 5xx, 429) before a running attempt fails
+   * LOST (retry plan: the next backend). Submissions and closes retry through it too; a close keeps trying for 4× it,
+   * then leaves the deployment to the reaper ("close pending"). A backend may set its own backend_outage_seconds.
+   */
+  backend_outage_seconds: z.number().positive().max(30 * 24 * 3600).default(1800),
   /** Artifacts, evals, the elite registry and notifications of finished jobs (common/results-config.ts). */
   results: resultsConfigSchema.default(defaultResultsConfig),
   /** RL jobs: trainer-host and rollout queues, timeouts, price (common/rl-config.ts). */
@@ -224,17 +254,45 @@ export const forgeConfigSchema = z.strictObject({
       budget: z.enum(['fit', 'stop']).default('fit'),
       /** A candidate whose quote takes longer is skipped for this round. */
       quote_timeout_ms: z.number().int().positive().default(15_000),
+      /** How often a backend's admission entity (max_concurrent) frees the slots of jobs that no longer run. */
+      reclaim_seconds: z.number().positive().default(60),
     })
-    .default({ order: 'price', budget: 'fit', quote_timeout_ms: 15_000 }),
+    .default({ order: 'price', budget: 'fit', quote_timeout_ms: 15_000, reclaim_seconds: 60 }),
+  /**
+   * Names of the worker's environment variables that trainers (and the eval suite's model server) also get, e.g.
+   * HF_HOME or CUDA_VISIBLE_DEVICES. Nothing else of the worker's environment reaches them (common/trainer-env.ts).
+   */
+  trainer_env_passthrough: z.array(envNameSchema).default([]),
+  /**
+   * The reaper (workflows/reaper.ts): the Temporal Schedule `forge-reaper` runs it every `interval_seconds` and it
+   * closes open deployments of this orchestrator whose job no longer runs or is on another attempt; deployments
+   * younger than `grace_seconds` are never closed (a submit not yet recorded). `enabled: false` pauses the schedule.
+   */
+  reaper: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      interval_seconds: z.number().int().min(10).max(86_400).default(300),
+      grace_seconds: z.number().int().nonnegative().max(86_400).default(120),
+    })
+    .default({ enabled: true, interval_seconds: 300, grace_seconds: 120 }),
 });
 export type ForgeConfig = z.infer<typeof forgeConfigSchema>;
+
+/** A backend's outage budget in seconds: its own backend_outage_seconds, else the top-level one. */
+export function outageSeconds(config: ForgeConfig, backend: string): number {
+  const b = config.backends[backend];
+  return (b && 'backend_outage_seconds' in b ? b.backend_outage_seconds : undefined) ?? config.backend_outage_seconds;
+}
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
 
-/** The reference trainer (trainer/), installed by the bootstrap into .tools/venv. */
-export function defaultConfig(): ForgeConfig {
+/**
+ * The reference trainer (trainer/), installed by the bootstrap into .tools/venv; and, when the bootstrap installed
+ * P2PFL (.tools/p2pfl-venv), a `p2pfl` backend (federated finetunes: `backend.provider: "p2pfl"` in a spec).
+ */
+export function defaultConfig(hasP2pfl: boolean = existsSync(p2pflVenvPython())): ForgeConfig {
   const trainer = path.join(repoRoot(), '.tools', 'venv', 'bin', 'forge-trainer');
   return forgeConfigSchema.parse({
     backends: {
@@ -242,6 +300,7 @@ export function defaultConfig(): ForgeConfig {
         kind: 'local',
         trainers: { [DEFAULT_TRAINER_IMAGE]: { command: [trainer, 'run'] } },
       },
+      ...(hasP2pfl && { p2pfl: { kind: 'p2pfl', nodes: 2, rounds: 2 } }),
     },
   });
 }

@@ -5,9 +5,10 @@
  * message is scrubbed of them anyway.
  */
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { simpleGit, type SimpleGit } from 'simple-git';
-import { gitUrlProblem } from '../spec/git-names';
+import { gitUrlProblem } from '../jobspec/git-names';
+import { isUnder } from '../jobspec/policy';
+import { fileRoots, resolveExisting } from './paths';
 import type { GitCredential, GitSettings } from './results-config';
 
 export class GitAccessError extends Error {
@@ -50,11 +51,25 @@ export function checkRepoUrl(url: string, settings: GitSettings, home: string): 
   if (problem) throw new GitAccessError(`repository URL ${url}: ${problem}`, true);
   const local = fileUrlPath(url);
   if (local === undefined) return;
-  const resolved = path.resolve(local);
-  const roots = (settings.file_roots ?? [home]).map((r) => path.resolve(r));
-  if (!roots.some((root) => resolved === root || resolved.startsWith(root + path.sep))) {
+  // Symlinks resolved, as the spec policy does (common/spec-policy.ts): a link under a root cannot lead out of it.
+  const resolved = resolveExisting(local);
+  const roots = fileRoots(settings, home);
+  if (!roots.some((root) => isUnder(resolved, root))) {
     throw new GitAccessError(`file:// repository ${resolved} is outside the operator's results.git.file_roots (${roots.join(', ')})`, true);
   }
+}
+
+/** git://host[:port]/path: the git daemon protocol, unauthenticated. */
+const GIT_DAEMON_URL = /^git:\/\/[A-Za-z0-9][A-Za-z0-9.-]*(?::[0-9]{1,5})?\/[A-Za-z0-9._~/-]+$/;
+
+/**
+ * The elite registry's URL (operator config, results.registry.repo): what checkRepoUrl accepts, or a git:// remote —
+ * a git daemon on the operator's private network, as docker-compose's `registry` service (docs/operations.md §4).
+ * Only here: a spec can never name a git:// repository (jobspec/git-names.ts), so no job pushes where the registry is.
+ */
+export function checkRegistryUrl(url: string, settings: GitSettings, home: string): void {
+  if (GIT_DAEMON_URL.test(url) && !url.split('/').includes('..')) return;
+  checkRepoUrl(url, settings, home);
 }
 
 export interface GitEnv {

@@ -2,6 +2,7 @@
  * The `rl` section of the operator config (FORGE_CONFIG): how grpoRun children reach trainer hosts and rollout
  * workers, and how long they wait for them. Spec-independent; a job's own GRPO settings are its spec's `rl` block.
  */
+import { DEFAULT_MAX_REJECTIONS, DEFAULT_VERIFY_FRACTION, DEFAULT_VERIFY_LOGPROB_TOLERANCE } from './rl-rejections';
 import { z } from 'zod';
 
 export { RL_BACKEND, RL_BACKEND_KIND } from './rl-names';
@@ -31,6 +32,14 @@ export const rlConfigSchema = z.strictObject({
   status_interval_seconds: z.number().min(0).default(30),
   /** Price of an RL attempt per hour (trainer host plus its share of rollout workers), for max_cost_usd. */
   hourly_usd: z.number().min(0).default(0),
+  /** Rollouts of one worker rejected (their rewards are not the task checker's) before that worker is refused for the
+   *  rest of the run. */
+  max_rejections: z.int().min(1).default(DEFAULT_MAX_REJECTIONS),
+  /** Share of each step's rollout groups the trainer host verifies (TOPLOC proofs and logprobs, one prefill under the
+   *  claimed policy version; activities/rl/verify.ts); 0 turns verification off, 1 checks every group. */
+  verify_fraction: z.number().min(0).max(1).default(DEFAULT_VERIFY_FRACTION),
+  /** Max absolute difference between a reported token logprob and the trainer's own for a verified completion. */
+  verify_logprob_tolerance: z.number().positive().max(100).default(DEFAULT_VERIFY_LOGPROB_TOLERANCE),
 });
 export type RlConfig = z.output<typeof rlConfigSchema>;
 
@@ -50,7 +59,14 @@ export interface RlSettings {
   maxHostLosses: number;
   statusIntervalSeconds: number;
   hourlyUsd: number;
+  /** Absent in runs started before re-scoring: DEFAULT_MAX_REJECTIONS. */
+  maxRejections?: number;
+  /** Absent in runs started before TOPLOC verification: nothing is verified. */
+  verifyFraction?: number;
+  verifyLogprobTolerance?: number;
 }
+
+export { DEFAULT_MAX_REJECTIONS };
 
 export function rlSettings(c: RlConfig = defaultRlConfig): RlSettings {
   return {
@@ -66,5 +82,8 @@ export function rlSettings(c: RlConfig = defaultRlConfig): RlSettings {
     maxHostLosses: c.max_host_losses,
     statusIntervalSeconds: c.status_interval_seconds,
     hourlyUsd: c.hourly_usd,
+    maxRejections: c.max_rejections,
+    verifyFraction: c.verify_fraction,
+    verifyLogprobTolerance: c.verify_logprob_tolerance,
   };
 }

@@ -12,6 +12,11 @@ export class SecretFileError extends Error {
   override name = 'SecretFileError';
 }
 
+/** Reads `file` (checked by `schema`); ENOENT when it does not exist. */
+export function readJsonSecret<S extends z.ZodType>(file: string, schema: S): z.output<S> {
+  return read(file, schema);
+}
+
 function read<S extends z.ZodType>(file: string, schema: S): z.output<S> {
   if ((statSync(file).mode & 0o077) !== 0) throw new SecretFileError(`secret file ${file} is readable by others; run: chmod 600 ${file}`);
   let json: unknown;

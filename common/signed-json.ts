@@ -4,9 +4,9 @@
  * over exactly those bytes. Anyone can check it with any Ed25519 library and the signer's did:key; nothing needs
  * re-serializing. Because the bytes are canonical, `{...document, signature_ed25519}` verifies as a signed object too.
  */
-import { canonicalize } from '../spec/canonical-json';
-import { publicKeyFromDidKey } from '../spec/did-key';
-import { signBytes, verifyBytes } from '../spec/signing';
+import { canonicalize } from '../jobspec/canonical-json';
+import { publicKeyFromDidKey } from '../jobspec/did-key';
+import { signBytes, verifyBytes } from '../jobspec/signing';
 
 const encoder = new TextEncoder();
 

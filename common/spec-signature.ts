@@ -1,14 +1,14 @@
 /**
  * Spec signatures on hot paths (POST /jobs, the validateSpec activity), checked first with Node's native Ed25519 (OpenSSL: about 5× faster than
  * @noble/ed25519 on our hosts, and the signature check was half of POST /jobs' CPU). Only a "valid" is taken from
- * it: any "invalid" is confirmed, and worded, by spec/signing — the check the workflow itself runs — so the API never
+ * it: any "invalid" is confirmed, and worded, by jobspec/signing — the check the workflow itself runs — so the API never
  * refuses a spec the workflow would accept. Both are strict RFC 8032 (canonical S and R, cofactorless), and owner
- * keys reaching here already passed spec/did-key's canonical, non-small-order check.
+ * keys reaching here already passed jobspec/did-key's canonical, non-small-order check.
  */
 import { createPublicKey, verify as nativeVerify } from 'node:crypto';
 import { base64urlnopad } from '@scure/base';
-import { publicKeyFromDidKey } from '../spec/did-key';
-import { specSigningPayload, verifySpecSignature, type VerifyResult } from '../spec/signing';
+import { publicKeyFromDidKey } from '../jobspec/did-key';
+import { specSigningPayload, verifySpecSignature, type VerifyResult } from '../jobspec/signing';
 
 /** DER SubjectPublicKeyInfo header of an Ed25519 key (RFC 8410); the 32 key bytes follow. */
 const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');

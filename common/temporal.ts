@@ -35,7 +35,7 @@ export function parseEnv<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEnv 
   const result = schema.safeParse(present);
   if (!result.success) {
     const lines = result.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
-    throw new EnvError(`invalid environment:\n${lines.join('\n')}`);
+    throw new EnvError(`invalid environment (fix or unset these; every variable, its default and meaning: docs/configuration.md):\n${lines.join('\n')}`);
   }
   return result.data;
 }
