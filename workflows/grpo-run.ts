@@ -1,5 +1,5 @@
 /**
- * grpoRun (child of trainingJob, id `job-<job_id>-grpo-<attempt>`; DESIGN.md §3, §7): GRPO for one attempt of an
+ * grpoRun (child of trainingJob, id `job-<job_id>-grpo-<attempt>`; docs/architecture.md §3, §7): GRPO for one attempt of an
  * rl job, asynchronous with bounded staleness.
  *
  *   acquire a trainer host (forge-grpo) ─→ watch it ─┬─→ rollouts of step s (forge-rollout, `group_size` completions
@@ -12,12 +12,13 @@
  * each update uses are checked again before it is sent. Updates are pipelined: a step's update is sent as soon as its
  * batch is complete, even while the step before still updates (the host runs them in order), so that the trainer
  * starts the next step without waiting for this workflow's round trip. Continues-as-new when Temporal suggests it,
- * after draining the pipeline, carrying its state (host lease, version, counters). Fails with a typed, non-retryable
- * ApplicationFailure (spec/failure.ts classes) that trainingJob records and retries like any attempt.
+ * after draining the pipeline, carrying its state (host lease, version, counters). A failure (jobspec/failure.ts classes;
+ * INTERNAL for an error nobody typed) is returned after the trainer host is released — `{ ok: false, failure }`, the
+ * execution completes, never Failed — and trainingJob records and retries it like any attempt. Only cancellation
+ * propagates.
  */
 import {
-  ActivityFailure,
-  ApplicationFailure,
+  type ApplicationFailure,
   CancellationScope,
   condition,
   continueAsNew,
@@ -27,109 +28,35 @@ import {
   isCancellation,
   log,
   patched,
-  proxyActivities,
+  setCurrentDetails,
   setHandler,
   sleep,
-  TimeoutFailure,
+  uuid4,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { AcquireActivities, HostActivities } from '../activities/rl/grpo-host';
-import type { RlCollectActivities } from '../activities/rl/collect';
-import type { RolloutActivities } from '../activities/rl/rollout';
-import {
-  RL_FAILURE,
-  type ExportedFile,
-  type HostLease,
-  type PolicyRef,
-  type RolloutResult,
-  type StepLine,
-  type TrainerSessionConfig,
-} from '../activities/rl/types';
-import type { RlSettings } from '../common/rl-config';
-import type { FailureClass } from '../spec/failure';
-import type { RlParams } from '../spec/rl';
+import type { HostLease, RolloutResult } from '../activities/rl/types';
+import { DEFAULT_MAX_REJECTIONS, DEFAULT_VERIFY_LOGPROB_TOLERANCE, addRejections, refusedWorkers } from '../common/rl-rejections';
+import { RL_FAILURE } from '../common/rl-names';
 import { groupAdvantages } from './rl/advantages';
-import { assertUsable, dispatchableSteps } from './rl/pipeline';
+import { grpoDetails } from './lifecycle/details';
+import { causeOf, fail, runFailure } from './rl/failures';
+import { assertUsable } from './rl/pipeline';
+import { planHostTick } from './rl/planner';
 import { fnv1a, promptsForStep, samplingSeed } from './rl/prompts';
+import { grpoActivities } from './rl/run-activities';
+import { freshCarry, progressOf, type GrpoCarry, type GrpoRunInput, type GrpoRunOutcome, type GrpoRunResult, type RlProgress } from './rl/run-types';
 
-export interface GrpoRunInput {
-  jobId: string;
-  attempt: number;
-  /** The parent trainingJob, told of progress by signal (null: started on its own, e.g. by a test or a bench). */
-  parentWorkflowId: string | null;
-  taskTypes: string[];
-  maxSteps: number;
-  rl: RlParams;
-  trainer: TrainerSessionConfig;
-  settings: RlSettings;
-  /** ISO time at which the attempt has run out of resources.max_hours; null: no limit. */
-  deadline: string | null;
-  /** What the attempt may still spend (max_cost_usd minus the job's earlier attempts); null: no limit. */
-  budgetUsd: number | null;
-  /** State carried across continue-as-new. */
-  carry?: GrpoCarry;
-}
+export type { GrpoCarry, GrpoRunFailed, GrpoRunInput, GrpoRunOutcome, GrpoRunResult, RlProgress } from './rl/run-types';
 
-export interface GrpoCarry {
-  host: HostLease | null;
-  version: number;
-  policy: PolicyRef | null;
-  hostLosses: number;
-  latest: StepLine | null;
-  startedAt: number;
-  runs: number;
-  stepsRedone: number;
-  lastSignalAt: number;
-}
-
-/** The status query of grpoRun, and what it signals to its job (the `rl` part of the job's status). */
-export interface RlProgress {
-  run_id: string;
-  phase: 'acquiring' | 'training' | 'host-lost' | 'finishing' | 'done';
-  host: string | null;
-  session: string | null;
-  policy_version: number;
-  policy_sha256: string | null;
-  max_steps: number;
-  host_losses: number;
-  steps_redone: number;
-  /** Continue-as-new count of this run. */
-  runs: number;
-  cost_usd: number;
-  /** The newest line of training_log.jsonl. */
-  latest: StepLine | null;
-}
-
-export interface GrpoRunResult {
-  steps: number;
-  policy: PolicyRef;
-  /** The collected outputs on the orchestrator host (what the results pipeline commits). */
-  outputDir: string;
-  files: ExportedFile[];
-  hostId: string;
-  hostLosses: number;
-  stepsRedone: number;
-  runs: number;
-  costUsd: number;
-  latest: StepLine | null;
-}
+/**
+ * patched() id: a failure is returned as GrpoRunFailed (the execution completes). Histories recorded before it failed
+ * the execution with the typed ApplicationFailure (and an untyped error failed the workflow task).
+ */
+const PATCH_NO_FAIL = 'forge-grpo-no-fail';
 
 export const rlStatusQuery = defineQuery<RlProgress>('status');
 /** grpoRun → trainingJob: the latest progress (throttled to one per status_interval_seconds, plus phase changes). */
 export const rlProgressSignal = defineSignal<[RlProgress]>('rlProgress');
-
-function fail(failureClass: FailureClass, message: string): ApplicationFailure {
-  return ApplicationFailure.create({ message, type: failureClass, nonRetryable: true });
-}
-
-/** The innermost ApplicationFailure type of an activity failure, and its message. */
-function causeOf(err: unknown): { type: string | undefined; message: string; timeout: boolean } {
-  let cause: unknown = err;
-  while (cause instanceof ActivityFailure && cause.cause) cause = cause.cause;
-  if (cause instanceof ApplicationFailure) return { type: cause.type ?? undefined, message: cause.message, timeout: false };
-  if (cause instanceof TimeoutFailure) return { type: undefined, message: `${cause.timeoutType} timeout`, timeout: true };
-  return { type: undefined, message: cause instanceof Error ? cause.message : String(cause), timeout: false };
-}
 
 interface Batch {
   step: number;
@@ -145,44 +72,23 @@ interface Batch {
 const PATCH_PIPELINED_UPDATES = 'forge-rl-pipelined-updates';
 const UPDATE_DEPTH = 2;
 
-export async function grpoRun(input: GrpoRunInput): Promise<GrpoRunResult> {
+export async function grpoRun(input: GrpoRunInput): Promise<GrpoRunOutcome> {
   // First, so that its marker is this run's first command.
   const updateDepth = patched(PATCH_PIPELINED_UPDATES) ? UPDATE_DEPTH : 1;
   const { settings, rl } = input;
   const info = workflowInfo();
   const runId = info.workflowId;
   const jobSeed = fnv1a(input.jobId);
-  const c: GrpoCarry = input.carry ?? {
-    host: null,
-    version: 0,
-    policy: null,
-    hostLosses: 0,
-    latest: null,
-    startedAt: Date.now(),
-    runs: 0,
-    stepsRedone: 0,
-    lastSignalAt: 0,
-  };
+  const c: GrpoCarry = input.carry ?? freshCarry(Date.now());
   let phase: RlProgress['phase'] = c.host ? 'training' : 'acquiring';
   const costUsd = (): number => (settings.hourlyUsd * (Date.now() - c.startedAt)) / 3_600_000;
-  const progress = (): RlProgress => ({
-    run_id: runId,
-    phase,
-    host: c.host?.hostId ?? null,
-    session: c.host?.sessionId ?? null,
-    policy_version: c.version,
-    policy_sha256: c.policy?.sha256 ?? null,
-    max_steps: input.maxSteps,
-    host_losses: c.hostLosses,
-    steps_redone: c.stepsRedone,
-    runs: c.runs,
-    cost_usd: costUsd(),
-    latest: c.latest,
-  });
+  const progress = (): RlProgress => progressOf(c, { runId, phase, maxSteps: input.maxSteps, costUsd: costUsd() });
   setHandler(rlStatusQuery, progress);
 
   /** Tells the parent job; `force` for phase changes, otherwise at most once per status interval. */
   async function report(force = false): Promise<void> {
+    // The Web UI's current details (user metadata, no command): at every step and phase change.
+    setCurrentDetails(grpoDetails(progress(), input.jobId, input.attempt));
     if (!input.parentWorkflowId) return;
     if (!force && Date.now() - c.lastSignalAt < settings.statusIntervalSeconds * 1000) return;
     c.lastSignalAt = Date.now();
@@ -194,32 +100,7 @@ export async function grpoRun(input: GrpoRunInput): Promise<GrpoRunResult> {
     }
   }
 
-  const acquireActs = proxyActivities<AcquireActivities>({
-    taskQueue: settings.grpoTaskQueue,
-    scheduleToStartTimeout: `${settings.acquireTimeoutSeconds} seconds`,
-    startToCloseTimeout: `${settings.loadTimeoutSeconds} seconds`,
-    heartbeatTimeout: `${Math.max(settings.hostHeartbeatSeconds, 10)} seconds`,
-    retry: { initialInterval: '1 second', maximumInterval: '30 seconds', maximumAttempts: 3, nonRetryableErrorTypes: ['EXIT_CODE', 'REJECTED'] },
-  });
-  const hostActs = (lease: HostLease, opts: { timeoutSeconds: number; attempts: number }) =>
-    proxyActivities<HostActivities>({
-      taskQueue: lease.taskQueue,
-      scheduleToStartTimeout: `${settings.hostStartTimeoutSeconds} seconds`,
-      startToCloseTimeout: `${opts.timeoutSeconds} seconds`,
-      heartbeatTimeout: `${settings.hostHeartbeatSeconds} seconds`,
-      retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: opts.attempts, nonRetryableErrorTypes: [RL_FAILURE.SESSION_LOST, RL_FAILURE.UPDATE_REFUSED] },
-    });
-  const rolloutActs = proxyActivities<RolloutActivities>({
-    taskQueue: settings.rolloutTaskQueue,
-    scheduleToCloseTimeout: `${settings.rolloutTimeoutSeconds} seconds`,
-    heartbeatTimeout: `${settings.rolloutHeartbeatSeconds} seconds`,
-    retry: { initialInterval: '1 second', maximumInterval: '10 seconds', maximumAttempts: 10, nonRetryableErrorTypes: ['REJECTED', RL_FAILURE.SESSION_LOST] },
-  });
-  const orchestratorActs = proxyActivities<RlCollectActivities>({
-    startToCloseTimeout: `${settings.updateTimeoutSeconds} seconds`,
-    heartbeatTimeout: '2 minutes',
-    retry: { initialInterval: '2 seconds', maximumInterval: '1 minute', maximumAttempts: 5 },
-  });
+  const { acquireActs, hostActs, rolloutActs, orchestratorActs } = grpoActivities(settings);
 
   function checkLimits(): void {
     if (input.deadline && Date.now() >= Date.parse(input.deadline)) throw fail('TIMEOUT', `the RL attempt ran past resources.max_hours at step ${c.version}`);
@@ -231,7 +112,9 @@ export async function grpoRun(input: GrpoRunInput): Promise<GrpoRunResult> {
   async function acquire(): Promise<HostLease> {
     phase = 'acquiring';
     try {
-      const lease = await acquireActs.acquireTrainerHost({ jobId: input.jobId, runId, attempt: input.attempt, config: input.trainer });
+      const lease = await acquireActs.acquireTrainerHost.executeWithOptions({ summary: `acquire a trainer host for attempt ${input.attempt}` }, [
+        { jobId: input.jobId, runId, attempt: input.attempt, config: input.trainer },
+      ]);
       if (lease.policy.version < c.version) {
         c.stepsRedone += c.version - lease.policy.version;
         log.warn(`trainer host ${lease.hostId} resumed version ${lease.policy.version}: steps ${lease.policy.version + 1}-${c.version} are redone`);
@@ -297,9 +180,11 @@ export async function grpoRun(input: GrpoRunInput): Promise<GrpoRunResult> {
         inFlight++;
         void scope
           .run(() =>
-            rolloutActs.rollout({
+            rolloutActs.rollout.executeWithOptions({ summary: `rollout step ${step} #${index} (${pick.taskType}) with policy v${policy.version}` }, [{
               jobId: input.jobId,
-              rolloutId: `${runId}.s${step}.p${index}.v${policy.version}.${lease.sessionId.slice(-8)}`,
+              // Unique per dispatch and unguessable (uuid4 draws from the workflow's seeded, replay-safe random): the
+              // trainer takes an id once, so nobody can upload a group under an id before its rollout does.
+              rolloutId: `${runId}.s${step}.p${index}.v${policy.version}.${uuid4().replace(/-/g, '').slice(0, 20)}`,
               step,
               index,
               task: pick,
@@ -309,7 +194,7 @@ export async function grpoRun(input: GrpoRunInput): Promise<GrpoRunResult> {
               temperature: rl.temperature,
               maxTokens: rl.max_completion_tokens,
               seed: samplingSeed(jobSeed, step, index),
-            }),
+            }]),
           )
           .then(
             (r) => {
@@ -341,13 +226,43 @@ export async function grpoRun(input: GrpoRunInput): Promise<GrpoRunResult> {
         fatal ??= fail('LOST', `refusing to update: ${(err as Error).message}`);
         return;
       }
-      const groups = results.map((r) => ({ rolloutId: r.rolloutId, advantages: groupAdvantages(r.rewards).advantages }));
+      // What the host re-scores each group against: the task (the same pick as at dispatch), the reported rewards.
+      const picks = promptsForStep(jobSeed, step, rl.prompts_per_step, input.taskTypes);
+      const groups = results.map((r) => ({
+        rolloutId: r.rolloutId,
+        advantages: groupAdvantages(r.rewards).advantages,
+        task: picks[r.index]!,
+        worker: r.worker,
+        rewards: r.rewards,
+      }));
+      const refusedNow = refusedWorkers(c.rejected ?? [], settings.maxRejections ?? DEFAULT_MAX_REJECTIONS);
       const tokens = results.reduce((n, r) => n + r.completionTokens, 0);
       const span = (Math.max(...results.map((r) => r.endedAt)) - Math.min(...results.map((r) => r.startedAt))) / 1000;
       try {
         const u = await scope.run(() =>
-          ha.grpoUpdate({ jobId: input.jobId, sessionId: lease.sessionId, step, groups, rolloutTokensPerS: span > 0 ? tokens / span : null }),
+          ha.grpoUpdate.executeWithOptions({ summary: `update the policy with step ${step} on ${lease.hostId}` }, [
+            {
+              jobId: input.jobId,
+              sessionId: lease.sessionId,
+              step,
+              groups,
+              rolloutTokensPerS: span > 0 ? tokens / span : null,
+              ...(refusedNow.length ? { refusedWorkers: refusedNow } : {}),
+              ...(settings.verifyFraction !== undefined
+                ? {
+                    verify: {
+                      fraction: settings.verifyFraction,
+                      logprobTolerance: settings.verifyLogprobTolerance ?? DEFAULT_VERIFY_LOGPROB_TOLERANCE,
+                    },
+                  }
+                : {}),
+            },
+          ]),
         );
+        if (u.rejected?.length) {
+          c.rejected = addRejections(c.rejected ?? [], u.rejected);
+          log.warn(`step ${step}: the trainer host rejected ${u.rejected.length} rollouts`, { rejected: u.rejected });
+        }
         // Pipelined answers come in step order (the host applies them in order); the max keeps that true here too.
         if (u.line.step > c.version) {
           c.version = u.line.step;
@@ -365,26 +280,28 @@ export async function grpoRun(input: GrpoRunInput): Promise<GrpoRunResult> {
       for (;;) {
         if (fatal) throw fatal;
         checkLimits();
-        if (lost) return { kind: 'lost', reason: lost, alive: !watchFailed };
-        if (c.version >= input.maxSteps && updating === 0) return { kind: 'done' };
-        if (!draining && workflowInfo().continueAsNewSuggested) {
+        const complete = new Set([...batches.values()].filter((b) => b.pending === 0).map((b) => b.step));
+        const tick = planHostTick({
+          version: c.version, maxSteps: input.maxSteps, maxOffPolicySteps: rl.max_off_policy_steps,
+          nextStep, sent, updating, depth, inFlight, complete, draining, lost, alive: !watchFailed,
+          continueAsNewSuggested: workflowInfo().continueAsNewSuggested,
+        });
+        if (tick.kind === 'lost' || tick.kind === 'done') return tick;
+        if (tick.startDraining) {
           draining = true;
           log.info(`continue-as-new suggested at version ${c.version}: draining the pipeline first`);
         }
-        const ready = batches.get(sent + 1);
-        if (draining && updating === 0 && inFlight === 0 && !(ready && ready.pending === 0)) return { kind: 'continue-as-new' };
-        if (!draining) {
-          for (const step of dispatchableSteps(nextStep, c.version, rl.max_off_policy_steps, input.maxSteps)) {
-            dispatch(step);
-            nextStep = step + 1;
-          }
+        if (tick.kind === 'continue-as-new') return { kind: 'continue-as-new' };
+        for (const step of tick.dispatch) {
+          dispatch(step);
+          nextStep = step + 1;
         }
         // The next update goes out as soon as its batch is complete: while the one before still runs when pipelined
         // (the host queues it, so the trainer starts it without waiting for this workflow's round trip).
-        for (let next = ready; updating < depth && next && next.pending === 0; next = batches.get(sent + 1)) {
+        for (const step of tick.update) {
           updating++;
-          sent = next.step;
-          void update(next).finally(() => {
+          sent = step;
+          void update(batches.get(step)!).finally(() => {
             updating--;
             changed();
             void report(c.version >= input.maxSteps).catch(() => undefined);
@@ -436,7 +353,10 @@ export async function grpoRun(input: GrpoRunInput): Promise<GrpoRunResult> {
     // Cancelled, or failed: nothing is left running — the trainer session checkpoints and stops (rollouts in flight
     // were cancelled with their scope).
     if (c.host) await releaseHost(c.host, true);
-    throw err;
+    if (isCancellation(err) || !patched(PATCH_NO_FAIL)) throw err;
+    const failure = runFailure(err);
+    log.warn(`grpoRun failed: ${failure.class}: ${failure.detail}`);
+    return { ok: false, failure };
   }
   c.runs++;
   return await continueAsNew<typeof grpoRun>({ ...input, carry: c });
@@ -456,6 +376,7 @@ export async function grpoRun(input: GrpoRunInput): Promise<GrpoRunResult> {
     phase = 'done';
     await report(true);
     return {
+      ok: true,
       steps: c.version,
       policy: c.policy!,
       outputDir: collected.dir,

@@ -2,3 +2,5 @@
 export { trainingJob } from './training-job';
 export { integrateResults } from './integrate-results';
 export { grpoRun } from './grpo-run';
+export { forgeReaper } from './reaper';
+export { backendCapacity } from './backend-capacity';

@@ -1,16 +1,18 @@
 /**
- * integrateResults (child of trainingJob, id `job-<job_id>-integrate`; DESIGN.md §3, §8): the EVALUATING state.
+ * integrateResults (child of trainingJob, id `job-<job_id>-integrate`; docs/architecture.md §3, §8): the EVALUATING state.
  * Evaluates the job's committed model on the eval suite of its task types, then — for trained models — offers it to
  * the elite registry, which promotes it where it beats the current elite. Eval jobs evaluate the spec's base model
  * and promote nothing.
  */
-import { proxyActivities } from '@temporalio/workflow';
+import { ActivityFailure, isCancellation, patched, proxyActivities, setCurrentDetails } from '@temporalio/workflow';
+import { type FailureInfo, typedFailure } from '../jobspec/failure';
 import type { ArtifactsRecord } from '../activities/artifacts';
 import type { EvalSummary } from '../activities/evals';
 import type { PromotionDecision } from '../activities/registry';
 import type { ResultActivities } from '../activities/results';
-import type { TrainingJobSpec } from '../spec/schema';
+import type { TrainingJobSpec } from '../jobspec/schema';
 import type { EvalRecord } from './messages';
+import { integrateDetails } from './lifecycle/details';
 
 export interface IntegrateInput {
   spec: TrainingJobSpec;
@@ -19,10 +21,27 @@ export interface IntegrateInput {
   artifacts: ArtifactsRecord | null;
   /** How long evaluation (with its retries) may take. */
   maxMinutes: number;
+  /** Evaluated already, on a backend (workflows/eval-attempts.ts): only promotion is left. Absent in older inputs. */
+  summaries?: EvalSummary[];
 }
 
 export interface IntegrateResult {
   evals: EvalRecord[];
+  /**
+   * Evaluation or promotion failed (the child completes all the same, never Failed): the parent abandons the job with
+   * this. Absent in results from before it (their failures failed the child).
+   */
+  failure?: FailureInfo;
+}
+
+/** Results of children from before this patch failed the child execution instead of returning the failure. */
+const PATCH_NO_FAIL = 'forge-integrate-no-fail';
+
+/** What failed: a typed failure of ours, LOST for an activity that gave up, INTERNAL for anything else. */
+function integrateFailure(err: unknown): FailureInfo {
+  const cause = err instanceof ActivityFailure && err.cause ? err.cause : err;
+  const detail = cause instanceof Error ? cause.message : String(cause);
+  return typedFailure(cause) ?? { class: err instanceof ActivityFailure ? 'LOST' : 'INTERNAL', detail };
 }
 
 export function evalRecords(summaries: EvalSummary[], decisions: PromotionDecision[] | null): EvalRecord[] {
@@ -39,6 +58,17 @@ export function evalRecords(summaries: EvalSummary[], decisions: PromotionDecisi
 }
 
 export async function integrateResults(input: IntegrateInput): Promise<IntegrateResult> {
+  try {
+    return await evaluateAndPromote(input);
+  } catch (err) {
+    if (isCancellation(err) || !patched(PATCH_NO_FAIL)) throw err;
+    const failure = integrateFailure(err);
+    setCurrentDetails(integrateDetails({ ...shown(input.spec, input.artifacts), stage: 'failed', failure: `${failure.class}: ${failure.detail}` }));
+    return { evals: [], failure };
+  }
+}
+
+async function evaluateAndPromote(input: IntegrateInput): Promise<IntegrateResult> {
   const { spec, artifacts } = input;
   const acts = proxyActivities<ResultActivities>({
     startToCloseTimeout: `${input.maxMinutes} minutes`,
@@ -47,20 +77,48 @@ export async function integrateResults(input: IntegrateInput): Promise<Integrate
     heartbeatTimeout: '1 minute',
     retry: { initialInterval: '2 seconds', maximumInterval: '1 minute', maximumAttempts: 5 },
   });
-  const summaries = await acts.evaluateModel({
-    jobId: spec.job_id,
-    taskTypes: spec.objective.task_types,
-    model: artifacts ? { artifacts } : { baseModel: spec.base_model },
-  });
-  if (!artifacts) return { evals: evalRecords(summaries, null) };
-  const decisions = await acts.promoteElites({
+  // Summaries and current details: user metadata shown in the Web UI (not checked on replay).
+  const tasks = spec.objective.task_types.join(', ');
+  const what = shown(spec, artifacts);
+  const { model } = what;
+  setCurrentDetails(integrateDetails({ ...what, stage: 'evaluating' }));
+  const summaries = input.summaries ?? await acts.evaluateModel.executeWithOptions({ summary: `evaluate ${model} on ${tasks}` }, [
+    {
+      jobId: spec.job_id,
+      taskTypes: spec.objective.task_types,
+      model: artifacts ? { artifacts } : { baseModel: spec.base_model },
+    },
+  ]);
+  if (!artifacts) {
+    const evals = evalRecords(summaries, null);
+    setCurrentDetails(integrateDetails({ ...what, stage: 'done', evals }));
+    return { evals };
+  }
+  setCurrentDetails(integrateDetails({ ...what, stage: 'promoting', evals: evalRecords(summaries, null) }));
+  const offered = summaries.map((e) => `${e.task_type} ${(e.success_rate * 100).toFixed(1)}% of ${e.tasks}`).join(', ');
+  const decisions = await acts.promoteElites.executeWithOptions({ summary: `offer ${model} to the elite registry: ${offered}` }, [{
     job_id: spec.job_id,
     owner_did: spec.owner_did,
     base_model: spec.base_model,
     spec_sha256: input.specHash,
     target_metric: spec.objective.target_metric,
-    artifacts: { repo: artifacts.repo, branch: artifacts.branch, commit: artifacts.commit, path: artifacts.path, manifest_sha256: artifacts.manifest_sha256 },
+    artifacts: {
+      repo: artifacts.repo,
+      branch: artifacts.branch,
+      commit: artifacts.commit,
+      path: artifacts.path,
+      manifest_sha256: artifacts.manifest_sha256,
+      ...(artifacts.provenance ? { provenance: artifacts.provenance } : {}),
+    },
     evals: summaries,
-  });
-  return { evals: evalRecords(summaries, decisions) };
+  }]);
+  const evals = evalRecords(summaries, decisions);
+  setCurrentDetails(integrateDetails({ ...what, stage: 'done', evals }));
+  return { evals };
+}
+
+/** What the Web UI names: the job, the model evaluated (the trained one's commit, or the base model), its task types. */
+function shown(spec: TrainingJobSpec, artifacts: ArtifactsRecord | null) {
+  const model = artifacts ? `the trained model (${artifacts.commit.slice(0, 12)})` : spec.base_model.name;
+  return { jobId: spec.job_id, model, taskTypes: spec.objective.task_types };
 }

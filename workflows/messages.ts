@@ -1,9 +1,10 @@
-/** Messages of the trainingJob workflow (DESIGN.md §3): the `status` query and the `cancel` update. */
+/** Messages of the trainingJob workflow (docs/architecture.md §3): the `status` query and the `cancel` update. */
 import { defineQuery, defineUpdate } from '@temporalio/workflow';
 import type { ArtifactsRecord } from '../activities/artifacts';
 import type { DeploymentRef, DeploymentState, TrainingProgress } from '../activities/backends/types';
-import type { FailureClass } from '../spec/failure';
-import type { CancelRequest } from '../spec/signing';
+import type { EvalSummary } from '../activities/evals';
+import type { FailureClass } from '../jobspec/failure';
+import type { CancelRequest } from '../jobspec/signing';
 import type { RlProgress } from './grpo-run';
 import type { JobState } from './lifecycle/states';
 
@@ -26,6 +27,13 @@ export interface DeploymentRecord {
   closed: boolean;
   progress: TrainingProgress | null;
   ref: DeploymentRef;
+  /**
+   * Set when closing it kept failing past the close budget (4 × backend_outage_seconds): why. The deployment may still
+   * be running and billing; the reaper (forge-reaper) closes it once the backend answers again.
+   */
+  close_pending?: string;
+  /** Set while its backend's API fails to answer the follower: since when (ISO). Past backend_outage_seconds: LOST. */
+  api_unreachable_since?: string;
 }
 
 export interface ErrorRecord {
@@ -36,14 +44,8 @@ export interface ErrorRecord {
   at: string;
 }
 
-/** One task type's eval result, and what the elite registry made of it. */
-export interface EvalRecord {
-  task_type: string;
-  tasks: number;
-  successes: number;
-  success_rate: number;
-  suite_sha256: string | null;
-  mean_latency_ms: number;
+/** One task type's eval result (the eval activity's summary), and what the elite registry made of it. */
+export interface EvalRecord extends EvalSummary {
   /** Promoted into the elite registry; null when not considered (eval jobs). */
   promoted: boolean | null;
   /** Why (not) promoted. */
@@ -54,7 +56,7 @@ export interface EvalRecord {
 }
 
 export interface NotificationRecord {
-  event: 'job.completed' | 'job.failed';
+  event: 'job.completed' | 'job.failed' | 'job.cancelled';
   /** nostr:npub… or a webhook's origin (never its path, which often holds a token). */
   target: string;
   delivered: boolean;
@@ -82,6 +84,11 @@ export interface JobStatus {
   notifications: NotificationRecord[];
   /** rl jobs: the current attempt's GRPO progress (trainer host, policy version, the latest training_log line). */
   rl?: RlProgress | null;
+  /**
+   * A job with very many retries: how many of the oldest transitions, errors and closed deployments were left out of
+   * the lists above when it continued as new, and the cost of those deployments (still counted in cost_usd).
+   */
+  dropped?: { transitions: number; errors: number; deployments: number; cost_usd: number };
 }
 
 export const statusQuery = defineQuery<JobStatus>('status');

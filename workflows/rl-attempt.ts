@@ -1,9 +1,9 @@
 /**
- * One attempt of an rl job inside trainingJob (DESIGN.md §4, §7): instead of a backend submission, the grpoRun child
+ * One attempt of an rl job inside trainingJob (docs/architecture.md §4, §7): instead of a backend submission, the grpoRun child
  * (id `job-<job_id>-grpo-<attempt>`) runs GRPO on the trainer hosts and rollout workers. The lifecycle is the same:
  *
  *   QUEUED / RETRY ──(a trainer host holds the policy)──→ SUBMITTED ──(first step done)──→ RUNNING
- *        └────────────────────── the child failed: FAILED with its class (NO_CAPACITY, LOST, EXIT_CODE, ...) ──┘
+ *        └──────────── the child returned a failure: FAILED with its class (NO_CAPACITY, LOST, EXIT_CODE, ...) ──┘
  *
  * The child tells the job its progress by signal (rlProgressSignal, throttled); the job shows the latest in its status
  * (`rl`, and the attempt's deployment record: step, loss, cost). The attempt's deployment (backend `forge-grpo`, kind
@@ -24,13 +24,14 @@ import {
 import type { JobSettings } from '../activities/control';
 import type { DeploymentRef } from '../activities/backends/types';
 import { RL_BACKEND, RL_BACKEND_KIND } from '../common/rl-names';
-import { type FailureInfo, typedFailure } from '../spec/failure';
+import { type FailureInfo, typedFailure } from '../jobspec/failure';
 import { fnv1a } from '../common/prng';
-import { resolveRl } from '../spec/rl-defaults';
-import type { TrainingJobSpec } from '../spec/schema';
+import { resolveRl } from '../jobspec/rl-defaults';
+import type { TrainingJobSpec } from '../jobspec/schema';
 import { grpoRun, type GrpoRunInput, type RlProgress } from './grpo-run';
 import type { JobRecord } from './lifecycle/job-record';
-import { grpoWorkflowId } from './names';
+import { isoAfter } from './lifecycle/time-bounds';
+import { grpoWorkflowId } from '../common/names';
 
 /** The child's latest progress, written by trainingJob's rlProgress signal handler. */
 export class RlProgressBox {
@@ -53,6 +54,7 @@ export class RlProgressBox {
 
 export type RlAttemptOutcome = { ok: true } | { ok: false; failure: FailureInfo };
 
+/** The failure of a child from before forge-grpo-no-fail (grpo-run.ts), which failed its execution instead. */
 function childFailure(err: unknown): FailureInfo | undefined {
   if (!(err instanceof ChildWorkflowFailure)) return undefined;
   return typedFailure(err.cause) ?? { class: 'LOST', detail: `grpoRun ${err.execution?.workflowId ?? ''} ended: ${err.cause?.message ?? err.message}` };
@@ -81,13 +83,19 @@ export function grpoRunInput(spec: TrainingJobSpec, settings: JobSettings, attem
       seed: fnv1a(spec.job_id) & 0x7fffffff,
     },
     settings: settings.rl!,
-    deadline: new Date(Date.now() + spec.resources.max_hours * 3600_000).toISOString(),
+    deadline: isoAfter(Date.now(), spec.resources.max_hours),
     budgetUsd,
   };
 }
 
 /** Runs the attempt's grpoRun child to its end: QUEUED/RETRY → SUBMITTED → RUNNING on its progress, or FAILED. */
-export async function runRlAttempt(job: JobRecord, spec: TrainingJobSpec, settings: JobSettings, attempt: number, box: RlProgressBox): Promise<RlAttemptOutcome> {
+export async function runRlAttempt(
+  job: JobRecord,
+  spec: TrainingJobSpec,
+  settings: JobSettings,
+  attempt: number,
+  box: RlProgressBox,
+): Promise<RlAttemptOutcome> {
   const budgetLeft = spec.backend.max_cost_usd - job.status.cost_usd;
   job.beginAttempt(attempt, RL_BACKEND);
   if (budgetLeft <= 0) {
@@ -96,7 +104,15 @@ export async function runRlAttempt(job: JobRecord, spec: TrainingJobSpec, settin
     return { ok: false, failure };
   }
   const id = grpoWorkflowId(spec.job_id, attempt);
-  const ref: DeploymentRef = { backend: RL_BACKEND, kind: RL_BACKEND_KIND, id, jobId: spec.job_id, attempt, submittedAt: new Date().toISOString(), data: {} };
+  const ref: DeploymentRef = {
+    backend: RL_BACKEND,
+    kind: RL_BACKEND_KIND,
+    id,
+    jobId: spec.job_id,
+    attempt,
+    submittedAt: new Date().toISOString(),
+    data: {},
+  };
   job.addDeployment(ref);
   const child = await startChild(grpoRun, {
     workflowId: id,
@@ -110,16 +126,23 @@ export async function runRlAttempt(job: JobRecord, spec: TrainingJobSpec, settin
     done = true;
   });
   result.catch(() => undefined); // observed below
+  const attemptFailed = (failure: FailureInfo): RlAttemptOutcome => {
+    const d = job.status.deployments.find((x) => x.id === id)!;
+    job.updateDeployment(ref, { state: 'FAILED', failure, costUsd: d.cost_usd, ...(d.progress ? { progress: d.progress } : {}) });
+    job.failed(failure);
+    return { ok: false, failure };
+  };
   const advance = (): void => {
     const p = box.latest;
     if (!p || p.run_id !== id) return;
     if (p.host && (job.state === 'QUEUED' || job.state === 'RETRY')) {
       job.transition('SUBMITTED', `attempt ${attempt}: trainer host ${p.host} holds the policy (version ${p.policy_version}) for ${id}`);
     }
-    if (p.latest && job.state === 'SUBMITTED') job.transition('RUNNING', `attempt ${attempt}: step ${p.latest.step} of ${p.max_steps} done on ${p.host}`);
+    if (p.latest && job.state === 'SUBMITTED')
+      job.transition('RUNNING', `attempt ${attempt}: step ${p.latest.step} of ${p.max_steps} done on ${p.host}`);
   };
   try {
-    for (let seen = -1; !done; ) {
+    for (let seen = -1; !done;) {
       if (box.seq !== seen) {
         seen = box.seq;
         advance();
@@ -128,10 +151,18 @@ export async function runRlAttempt(job: JobRecord, spec: TrainingJobSpec, settin
       await condition(() => done || box.seq !== at);
     }
     const r = await result;
+    if (r.ok === false) return attemptFailed(r.failure);
     advance();
     if (job.state === 'QUEUED' || job.state === 'RETRY') job.transition('SUBMITTED', `attempt ${attempt}: ${id} ran on ${r.hostId}`);
     if (job.state === 'SUBMITTED') job.transition('RUNNING', `attempt ${attempt}: ${id} already finished`);
-    Object.assign(ref.data, { output_dir: r.outputDir, host: r.hostId, steps: r.steps, policy_sha256: r.policy.sha256, cost_usd: r.costUsd, finished_at: new Date().toISOString() });
+    Object.assign(ref.data, {
+      output_dir: r.outputDir,
+      host: r.hostId,
+      steps: r.steps,
+      policy_sha256: r.policy.sha256,
+      cost_usd: r.costUsd,
+      finished_at: new Date().toISOString(),
+    });
     job.updateDeployment(ref, {
       state: 'SUCCEEDED',
       costUsd: r.costUsd,
@@ -141,15 +172,17 @@ export async function runRlAttempt(job: JobRecord, spec: TrainingJobSpec, settin
   } catch (err) {
     if (isCancellation(err)) {
       // The job is cancelled: so is the child (started in the job's scope). Wait until it has released its host.
-      await CancellationScope.nonCancellable(() => result.then(() => undefined, () => undefined));
+      await CancellationScope.nonCancellable(() =>
+        result.then(
+          () => undefined,
+          () => undefined,
+        ),
+      );
       throw err;
     }
     const failure = childFailure(err);
     if (!failure) throw err;
-    const d = job.status.deployments.find((x) => x.id === id)!;
-    job.updateDeployment(ref, { state: 'FAILED', failure, costUsd: d.cost_usd, ...(d.progress ? { progress: d.progress } : {}) });
-    job.failed(failure);
-    return { ok: false, failure };
+    return attemptFailed(failure);
   } finally {
     // The child released everything it held, whatever happened: nothing for closeAll to close.
     job.markClosed(ref);

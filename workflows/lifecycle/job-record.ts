@@ -4,27 +4,20 @@
  * and logged.
  */
 import type { SearchAttributeUpdatePair } from '@temporalio/common';
-import { log, upsertMemo, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
+import { log, setCurrentDetails, upsertMemo, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { DeploymentRef, DeploymentStatus } from '../../activities/backends/types';
-import type { FailureInfo } from '../../spec/failure';
-import type { TrainingJobSpec } from '../../spec/schema';
+import type { FailureInfo } from '../../jobspec/failure';
+import type { TrainingJobSpec } from '../../jobspec/schema';
 import type { ArtifactsRecord } from '../../activities/artifacts';
 import type { RlProgress } from '../grpo-run';
 import type { DeploymentRecord, ErrorRecord, EvalRecord, JobStatus, NotificationRecord } from '../messages';
-import {
-  ForgeAttempt,
-  ForgeBackend,
-  ForgeBaseModel,
-  ForgeCostUsd,
-  ForgeJobState,
-  ForgeJobType,
-  ForgeOwner,
-} from '../search-attributes';
+import { ForgeAttempt, ForgeBackend, ForgeCostUsd, ForgeJobState, jobFactAttributes, MAX_ATTRIBUTE_LENGTH } from '../search-attributes';
 import { canTransition, IllegalTransitionError, isTerminal, type JobState } from './states';
-import { backendCandidates } from '../../spec/candidates';
+import { backendCandidates } from '../../jobspec/candidates';
+import { jobDetails, jobSummary } from './details';
 
 function str(v: unknown): string | null {
-  return typeof v === 'string' && v.length > 0 && v.length <= 512 ? v : null;
+  return typeof v === 'string' && v.length > 0 && v.length <= MAX_ATTRIBUTE_LENGTH ? v : null;
 }
 
 function field(raw: unknown, ...keys: string[]): unknown {
@@ -35,10 +28,28 @@ function field(raw: unknown, ...keys: string[]): unknown {
 
 export class JobRecord {
   readonly status: JobStatus;
+  /** The Web UI's summary line (first line of the current details) and the budget its details measure cost against. */
+  private readonly summary: string;
+  private readonly maxCostUsd: number | null;
 
-  /** Reads what it can from the raw input, so even an invalid spec is findable by owner and type. */
-  constructor(raw: unknown) {
+  /**
+   * Reads what it can from the raw input, so even an invalid spec is findable by owner and type. `carried`: the status
+   * the run before a continue-as-new ended with (its search attributes and memo came along with the run).
+   */
+  constructor(raw: unknown, carried?: JobStatus) {
     const id = workflowInfo().workflowId;
+    const budget = field(raw, 'backend', 'max_cost_usd');
+    this.maxCostUsd = typeof budget === 'number' ? budget : null;
+    this.summary = jobSummary({
+      job_type: str(field(raw, 'job_type')),
+      base_model: str(field(raw, 'base_model', 'name')),
+      owner_did: str(field(raw, 'owner_did')),
+    });
+    if (carried) {
+      this.status = carried;
+      this.showDetails();
+      return;
+    }
     this.status = {
       job_id: str(field(raw, 'job_id')) ?? id.replace(/^job-/, ''),
       job_type: str(field(raw, 'job_type')),
@@ -55,14 +66,14 @@ export class JobRecord {
       evals: [],
       notifications: [],
     };
-    const initial: SearchAttributeUpdatePair[] = [];
-    const type = this.status.job_type;
-    const owner = this.status.owner_did;
-    const model = str(field(raw, 'base_model', 'name'));
-    if (type) initial.push({ key: ForgeJobType, value: type });
-    if (owner) initial.push({ key: ForgeOwner, value: owner });
-    if (model) initial.push({ key: ForgeBaseModel, value: model });
+    const initial = jobFactAttributes({ ...this.status, base_model: { name: field(raw, 'base_model', 'name') } });
     if (initial.length) upsertSearchAttributes(initial);
+    this.showDetails();
+  }
+
+  /** The Web UI's current details (user metadata, not a command: no effect on replay), after every change shown there. */
+  private showDetails(): void {
+    setCurrentDetails(jobDetails(this.status, { summary: this.summary, maxCostUsd: this.maxCostUsd }));
   }
 
   get state(): JobState {
@@ -113,6 +124,16 @@ export class JobRecord {
   }
 
   failed(failure: FailureInfo): void {
+    this.recordError(failure);
+    this.transition('FAILED', `${failure.class}: ${failure.detail}`);
+  }
+
+  /** An attempt failed while the job stays where it is (an eval attempt of EVALUATING, retried per the plan). */
+  attemptFailed(failure: FailureInfo): void {
+    this.recordError(failure);
+  }
+
+  private recordError(failure: FailureInfo): void {
     const error: ErrorRecord = {
       class: failure.class,
       detail: failure.detail,
@@ -122,7 +143,27 @@ export class JobRecord {
     };
     this.status.errors.push(error);
     this.status.last_error = error;
-    this.transition('FAILED', `${failure.class}: ${failure.detail}`);
+    this.showDetails();
+  }
+
+  /**
+   * An unexpected error (class INTERNAL) ends the job: recorded, then ABANDONED — through FAILED where the state table
+   * needs it (SUBMITTED, RUNNING, EVALUATING). A job that already ended keeps its state; the error is still recorded.
+   */
+  abandonInternal(detail: string): void {
+    const failure: FailureInfo = { class: 'INTERNAL', detail };
+    if (this.terminal) {
+      this.recordError(failure);
+      return;
+    }
+    if (canTransition(this.status.state, 'ABANDONED')) this.recordError(failure);
+    else this.failed(failure);
+    this.transition('ABANDONED', `INTERNAL: ${detail}`);
+  }
+
+  /** Closing a deployment kept failing: it is left to the reaper, and the status says so (the reason). */
+  markClosePending(ref: DeploymentRef, reason: string): void {
+    this.deployment(ref).close_pending = reason;
   }
 
   addDeployment(ref: DeploymentRef): void {
@@ -152,7 +193,15 @@ export class JobRecord {
     d.cost_usd = s.costUsd;
     d.exit_code = s.exitCode ?? null;
     d.progress = s.progress ?? null;
-    this.status.cost_usd = this.status.deployments.reduce((sum, x) => sum + x.cost_usd, 0);
+    this.status.cost_usd = (this.status.dropped?.cost_usd ?? 0) + this.status.deployments.reduce((sum, x) => sum + x.cost_usd, 0);
+    this.showDetails();
+  }
+
+  /** The backend's API has failed to answer since `since` (ISO); undefined: it answers. */
+  setApiUnreachable(ref: DeploymentRef, since: string | undefined): void {
+    const d = this.deployment(ref);
+    if (since) d.api_unreachable_since = since;
+    else delete d.api_unreachable_since;
   }
 
   markClosed(ref: DeploymentRef): void {
@@ -169,15 +218,18 @@ export class JobRecord {
 
   /** Spend of every deployment but this one: what the budget left for `ref` is measured against. */
   costExcept(ref: DeploymentRef): number {
-    return this.status.deployments.filter((d) => d !== this.deployment(ref)).reduce((sum, d) => sum + d.cost_usd, 0);
+    const others = this.status.deployments.filter((d) => d !== this.deployment(ref));
+    return (this.status.dropped?.cost_usd ?? 0) + others.reduce((sum, d) => sum + d.cost_usd, 0);
   }
 
   setArtifacts(record: ArtifactsRecord): void {
     this.status.artifacts = record;
+    this.showDetails();
   }
 
   setEvals(evals: EvalRecord[]): void {
     this.status.evals = evals;
+    this.showDetails();
   }
 
   addNotification(n: NotificationRecord): void {
@@ -187,6 +239,7 @@ export class JobRecord {
   /** rl jobs: the grpoRun child's latest progress. */
   setRl(p: RlProgress): void {
     this.status.rl = p;
+    this.showDetails();
   }
 
   private record(state: JobState, reason: string): void {
@@ -199,6 +252,7 @@ export class JobRecord {
     ];
     if (s.backend) pairs.push({ key: ForgeBackend, value: s.backend });
     upsertSearchAttributes(pairs);
+    this.showDetails();
     log.info(`job ${s.job_id} → ${state}`, { job_id: s.job_id, state, reason, attempt: s.attempt, backend: s.backend });
   }
 }

@@ -2,7 +2,7 @@
  * What happens after a failed attempt: retry (maybe on the next backend, after a backoff) or abandon. Pure, so the
  * whole policy is unit-tested without Temporal.
  */
-import { FAILOVER_FAILURES, isRetryable, type FailureClass } from '../../spec/failure';
+import { FAILOVER_FAILURES, isRetryable, type FailureClass } from '../../jobspec/failure';
 
 export interface RetryInput {
   failure: FailureClass;

@@ -1,5 +1,5 @@
 /**
- * The job state machine of DESIGN.md §4 as data. The workflow moves only along these edges; a unit test pins them.
+ * The job state machine of docs/architecture.md §4 as data. The workflow moves only along these edges; a unit test pins them.
  */
 export const JOB_STATES = [
   'CREATED',
