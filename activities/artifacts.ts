@@ -1,5 +1,5 @@
 /**
- * Artifacts (DESIGN.md §8): after a successful attempt, the trainer's outputs are committed to the spec's
+ * Artifacts (docs/architecture.md §8): after a successful attempt, the trainer's outputs are committed to the spec's
  * `artifacts.output_repo` on `output_branch` under `models/job-<id>/`, with `manifest.json` (sha256 and size of every
  * file, the spec's hash and the owner's signature, backend, attempt, times) and `manifest.sig` (the orchestrator's
  * Ed25519 signature over the exact bytes of manifest.json), and pushed.
@@ -27,12 +27,17 @@ import {
   type ArtifactFile,
   type ArtifactManifest,
 } from '../common/artifact-manifest';
-import { checkRepoUrl, GitAccessError, gitIn, gitLfsAvailable } from '../common/git';
-import type { KeyPair } from '../spec/signing';
+import { checkRepoUrl, GitAccessError, gitLfsAvailable } from '../common/git';
+import { MODEL_SIG_FILE, modelSigningKeyFrom, reuseModelSignature, signModel } from '../common/model-signing';
+import { PROVENANCE_FILE, signProvenance } from '../common/provenance';
+import type { KeyPair } from '../jobspec/signing';
 import type { GitSettings } from '../common/results-config';
-import type { TrainingJobSpec } from '../spec/schema';
-import { isErrno, linkTree } from './backends/local-files';
-import type { Backend, DeploymentRef } from './backends/types';
+import type { TrainingJobSpec } from '../jobspec/schema';
+import { isErrno, linkTree } from '../common/files';
+import type { CollectProgress } from './backends/remote/remote-agent';
+import { BackendError, type Backend, type DeploymentRef } from './backends/types';
+import { addCurvesFile } from './curves-artifact';
+import { isRace, lfsPaths, lfsPointers, lsRemote, readBlob, recordFrom, remoteHead, sha256Text, workRepo } from './artifacts-repo';
 
 /** Where a job's artifacts were committed: what the `status` query shows as `artifacts`. */
 export interface ArtifactsRecord {
@@ -47,6 +52,8 @@ export interface ArtifactsRecord {
   files: ArtifactFile[];
   /** Paths committed through Git LFS. */
   lfs: string[];
+  /** The signed provenance statement next to manifest.json (absent for commits made before there was one). */
+  provenance?: { path: string; sha256: string };
 }
 
 export interface CommitArtifactsInput {
@@ -67,8 +74,8 @@ export interface ArtifactDeps {
   backend(name: string): Backend;
   /** Tests: runs right after a successful push (to fail an activity there and watch its retry). */
   afterPush?: (record: ArtifactsRecord) => void | Promise<void>;
-  /** Called now and then during long steps (activity heartbeats). */
-  heartbeat?: () => void;
+  /** Called now and then during long steps (activity heartbeats; with the download's progress as details). */
+  heartbeat?: (details?: CollectProgress) => void;
 }
 
 const MAX_PUSH_RACES = 8;
@@ -99,7 +106,7 @@ async function listFiles(dir: string, rel = ''): Promise<string[]> {
 export function keepOutput(rel: string, saveCheckpoints: boolean): boolean {
   const parts = rel.split('/');
   if (parts.some((p) => p.startsWith('.'))) return false;
-  if (rel === MANIFEST_FILE || rel === MANIFEST_SIG_FILE) return false;
+  if (rel === MANIFEST_FILE || rel === MANIFEST_SIG_FILE || rel === MODEL_SIG_FILE || rel === PROVENANCE_FILE) return false;
   if (parts[0] === CHECKPOINTS) return saveCheckpoints && parts.length > 2 && /^step-\d+$/.test(parts[1]!);
   return true;
 }
@@ -114,28 +121,6 @@ export async function describeFiles(dir: string, rels: string[], heartbeat?: () 
   return files;
 }
 
-async function lsRemote(git: SimpleGit, ref: string): Promise<string | undefined> {
-  const out = await git.raw(['ls-remote', '--', 'origin', ref]);
-  const line = out.split('\n').find((l) => l.endsWith(`\t${ref}`));
-  return line?.split('\t')[0];
-}
-
-/** The remote's default branch (what a new output branch starts from), or undefined for an empty repository. */
-async function remoteDefaultBranch(git: SimpleGit): Promise<string | undefined> {
-  const out = await git.raw(['ls-remote', '--symref', '--', 'origin', 'HEAD']);
-  const m = /^ref: (refs\/heads\/\S+)\tHEAD$/m.exec(out);
-  if (m && (await lsRemote(git, m[1]!))) return m[1]!;
-  return undefined;
-}
-
-async function readBlob(git: SimpleGit, commit: string, file: string): Promise<string | undefined> {
-  try {
-    return await git.show([`${commit}:${file}`]);
-  } catch {
-    return undefined;
-  }
-}
-
 /** The record of an existing commit, from the signed manifest it holds (verified). */
 async function recordOf(git: SimpleGit, commit: string, jobId: string, repo: string, branch: string, signer: string): Promise<ArtifactsRecord> {
   const folder = jobFolder(jobId);
@@ -148,59 +133,43 @@ async function recordOf(git: SimpleGit, commit: string, jobId: string, repo: str
   if (!check.ok) throw new ArtifactsError(`commit ${commit}: ${check.reason}`);
   if (check.manifest.job_id !== jobId) throw new ArtifactsError(`commit ${commit} holds the manifest of job ${check.manifest.job_id}`);
   const lfs = await lfsPointers(git, commit, folder, check.manifest.files);
-  return recordFrom(check.manifest, { repo, branch, commit, json, lfs });
+  const provenance = await readBlob(git, commit, `${folder}/${PROVENANCE_FILE}`);
+  return recordFrom(check.manifest, { repo, branch, commit, json, lfs, provenance });
 }
 
-function recordFrom(m: ArtifactManifest, at: { repo: string; branch: string; commit: string; json: string; lfs: string[] }): ArtifactsRecord {
-  return {
-    repo: at.repo,
-    branch: at.branch,
-    commit: at.commit,
-    path: jobFolder(m.job_id),
-    manifest_sha256: createHash('sha256').update(at.json, 'utf8').digest('hex'),
-    signer_did: m.signer_did,
-    files: m.files,
-    lfs: at.lfs,
-  };
-}
-
-/** Which of the job's files the repository's .gitattributes routes through Git LFS (filter=lfs). */
-async function lfsPaths(git: SimpleGit, folder: string, rels: string[]): Promise<string[]> {
-  if (rels.length === 0) return [];
-  const out = await git.raw(['check-attr', 'filter', '--', ...rels.map((r) => `${folder}/${r}`)]);
-  return out
-    .split('\n')
-    .map((l) => /^(.*): filter: lfs$/.exec(l)?.[1])
-    .filter((p): p is string => p !== undefined)
-    .map((p) => p.slice(folder.length + 1));
-}
-
-const LFS_POINTER = 'version https://git-lfs.github.com/spec/v1';
-
-/** Which files of a commit are Git LFS pointers rather than the bytes the manifest describes. */
-async function lfsPointers(git: SimpleGit, commit: string, folder: string, files: ArtifactFile[]): Promise<string[]> {
-  const out: string[] = [];
-  for (const f of files) {
-    const size = Number((await git.raw(['cat-file', '-s', `${commit}:${folder}/${f.path}`])).trim());
-    if (size !== f.size && size < 1024 && (await git.show([`${commit}:${folder}/${f.path}`])).startsWith(LFS_POINTER)) out.push(f.path);
-  }
-  return out;
-}
-
-/** A fresh or reused work repository for the job, its origin the output repo. */
-async function workRepo(dir: string, repo: string, settings: GitSettings): Promise<SimpleGit> {
-  await fs.mkdir(dir, { recursive: true });
-  const { git } = gitIn(dir, repo, settings);
-  if (!(await fs.stat(path.join(dir, '.git')).catch(() => undefined))) await git.init();
-  const remotes = await git.getRemotes(true);
-  if (remotes.some((r) => r.name === 'origin')) await git.remote(['set-url', 'origin', repo]);
-  else await git.addRemote('origin', repo);
-  return git;
-}
-
-function isRace(err: unknown): boolean {
-  const m = err instanceof Error ? err.message : String(err);
-  return /\[rejected\]|non-fast-forward|fetch first|stale info|atomic push failed|failed to update ref|cannot lock ref/i.test(m);
+/**
+ * The files signed next to the manifest: provenance.intoto.json (SLSA provenance, DSSE, Ed25519) and model.sig (OpenSSF
+ * Model Signing over every file of the folder, the manifest and the provenance included).
+ */
+async function signedExtras(
+  input: CommitArtifactsInput,
+  staging: string,
+  signed: { json: string; sig: string; signed: ArtifactManifest },
+  key: KeyPair,
+): Promise<Record<string, string>> {
+  const { signature_ed25519: _sig, ...manifest } = signed.signed;
+  const metrics = await fs.readFile(path.join(staging, 'metrics.json'), 'utf8').then(
+    (t) => JSON.parse(t) as unknown,
+    () => null,
+  );
+  const provenance = signProvenance(
+    {
+      manifest,
+      manifestSha256: sha256Text(signed.json),
+      data: { repo: input.spec.data.repo, branch: input.spec.data.branch, path: input.spec.data.path },
+      trainerImage: input.spec.trainer.image,
+      trainerReport: metrics !== null && typeof metrics === 'object' && !Array.isArray(metrics) ? (metrics as Record<string, unknown>) : null,
+    },
+    key,
+  );
+  const files = [
+    ...manifest.files,
+    { path: MANIFEST_FILE, sha256: sha256Text(signed.json) },
+    { path: MANIFEST_SIG_FILE, sha256: sha256Text(signed.sig) },
+    { path: PROVENANCE_FILE, sha256: provenance.sha256 },
+  ];
+  const modelSig = signModel(path.posix.basename(jobFolder(input.spec.job_id)), files, modelSigningKeyFrom(key.secretKey));
+  return { [PROVENANCE_FILE]: provenance.text, [MODEL_SIG_FILE]: modelSig };
 }
 
 export function createArtifactActivities(deps: ArtifactDeps) {
@@ -209,24 +178,51 @@ export function createArtifactActivities(deps: ArtifactDeps) {
   /** Collects the outputs of the successful deployment into a clean staging folder; returns the kept paths. */
   async function collect(input: CommitArtifactsInput, staging: string): Promise<string[]> {
     await fs.rm(staging, { recursive: true, force: true });
-    await fs.mkdir(staging, { recursive: true });
-    await deps.backend(input.deployment.backend).collectArtifacts(input.deployment, staging);
+    await fs.mkdir(staging, { recursive: true, mode: 0o700 });
+    const download = path.join(path.dirname(staging), `download-attempt-${input.deployment.attempt}`);
+    try {
+      // Remote outputs come from the still-open deployment into a folder kept across tries of this activity on this
+      // replica (a retry resumes with the files already whole); another replica starts from the agent again.
+      await fs.mkdir(download, { recursive: true, mode: 0o700 });
+      await deps.backend(input.deployment.backend).collectArtifacts(input.deployment, download, (p) => deps.heartbeat?.(p));
+      await linkTree(download, staging);
+    } catch (err) {
+      // The backend's refusal (outputs larger than announced, a failed trainer) is final: retrying cannot fix it.
+      if (err instanceof BackendError) throw new ArtifactsError(err.message);
+      throw err;
+    }
     const all = await listFiles(staging);
     const kept = all.filter((rel) => keepOutput(rel, input.spec.artifacts.save_checkpoints));
     for (const rel of all) if (!kept.includes(rel)) await fs.rm(path.join(staging, rel), { force: true });
     if (!kept.includes('model.safetensors')) {
       throw new ArtifactsError(`the trainer's output has no model.safetensors (found: ${kept.join(', ') || 'nothing'})`);
     }
-    return kept;
+    // The training curve next to the training log (activities/curves-artifact.ts).
+    return addCurvesFile(staging, kept, input.spec);
   }
 
   /** One try: bring the branch tip, lay the folder out on it, commit, push branch and job ref together. */
-  async function commitAndPush(git: SimpleGit, input: CommitArtifactsInput, staging: string, signed: { json: string; sig: string }, work: string): Promise<{ commit: string; lfs: string[] }> {
+  async function commitAndPush(
+    git: SimpleGit,
+    input: CommitArtifactsInput,
+    staging: string,
+    signed: { json: string; sig: string; extra: Record<string, string> },
+    work: string,
+  ): Promise<{ commit: string; lfs: string[] }> {
     const { spec } = input;
     const branch = spec.artifacts.output_branch;
     const folder = jobFolder(spec.job_id);
     const tip = await lsRemote(git, `refs/heads/${branch}`);
-    const baseRef = tip ? `refs/heads/${branch}` : await remoteDefaultBranch(git);
+    const head = await remoteHead(git);
+    // The spec policy keeps output branches under results.git.branch_prefix; this catches a remote whose default
+    // branch lies there too: a job's commit never lands on the branch everyone clones (and its CI builds).
+    if (head === `refs/heads/${branch}`) {
+      throw new ArtifactsError(
+        `artifacts.output_branch "${branch}" is the default branch (HEAD) of ${spec.artifacts.output_repo}; a job pushes to a branch of its own: submit it with another output_branch`,
+      );
+    }
+    // A new branch starts from the remote's default branch (undefined for an empty repository).
+    const baseRef = tip ? `refs/heads/${branch}` : head && (await lsRemote(git, head)) ? head : undefined;
     // Only this job's folder (and the root's .gitattributes) is checked out: an output repo with many models stays cheap.
     await git.raw(['sparse-checkout', 'set', '--cone', folder]);
     if (baseRef) {
@@ -238,10 +234,14 @@ export function createArtifactActivities(deps: ArtifactDeps) {
     }
     heartbeat();
     const target = path.join(work, folder);
+    const previousModelSig = await fs.readFile(path.join(target, MODEL_SIG_FILE), 'utf8').catch(() => undefined);
     await fs.rm(target, { recursive: true, force: true });
     await linkTree(staging, target);
     await fs.writeFile(path.join(target, MANIFEST_FILE), signed.json);
     await fs.writeFile(path.join(target, MANIFEST_SIG_FILE), signed.sig);
+    const pem = modelSigningKeyFrom(deps.key().secretKey).publicKeyPem;
+    const extra = { ...signed.extra, [MODEL_SIG_FILE]: reuseModelSignature(previousModelSig, signed.extra[MODEL_SIG_FILE]!, pem) };
+    for (const [name, text] of Object.entries(extra)) await fs.writeFile(path.join(target, name), text);
 
     const rels = await listFiles(staging);
     const lfs = await lfsPaths(git, folder, rels);
@@ -331,10 +331,11 @@ export function createArtifactActivities(deps: ArtifactDeps) {
         },
         key.secretKey,
       );
+      const extra = await signedExtras(input, staging, signed, key);
       for (let race = 0; ; race++) {
         try {
-          const { commit, lfs } = await commitAndPush(git, input, staging, signed, work);
-          const record = recordFrom(signed.signed, { repo, branch, commit, json: signed.json, lfs });
+          const { commit, lfs } = await commitAndPush(git, input, staging, { ...signed, extra }, work);
+          const record = recordFrom(signed.signed, { repo, branch, commit, json: signed.json, lfs, provenance: extra[PROVENANCE_FILE] });
           await deps.afterPush?.(record);
           return record;
         } catch (err) {
@@ -350,7 +351,13 @@ export function createArtifactActivities(deps: ArtifactDeps) {
  * A folder holding the job's committed files as of `record.commit`, checked against the signed manifest: the work
  * repository commitArtifacts left, when it is there and still at that commit, else a fresh fetch of the job's ref.
  */
-export async function checkoutArtifacts(record: ArtifactsRecord, jobId: string, settings: GitSettings, home: string, signerDid: string): Promise<string> {
+export async function checkoutArtifacts(
+  record: ArtifactsRecord,
+  jobId: string,
+  settings: GitSettings,
+  home: string,
+  signerDid: string,
+): Promise<string> {
   const work = path.join(resultsDir(home, jobId), 'repo');
   const git = await workRepo(work, record.repo, settings);
   const head = await git.revparse(['HEAD']).catch(() => '');
@@ -366,14 +373,21 @@ export async function checkoutArtifacts(record: ArtifactsRecord, jobId: string, 
     }
   }
   const dir = path.join(work, record.path);
-  const signed = readManifestFiles(await fs.readFile(path.join(dir, MANIFEST_FILE), 'utf8'), await fs.readFile(path.join(dir, MANIFEST_SIG_FILE), 'utf8'));
+  const signed = readManifestFiles(
+    await fs.readFile(path.join(dir, MANIFEST_FILE), 'utf8'),
+    await fs.readFile(path.join(dir, MANIFEST_SIG_FILE), 'utf8'),
+  );
   if (!signed.ok) throw new ArtifactsError(signed.reason);
   const check = verifyArtifactManifest(signed.signed, signerDid);
   if (!check.ok) throw new ArtifactsError(check.reason);
   for (const f of check.manifest.files) {
     const full = path.join(dir, f.path);
-    const size = await fs.stat(full).then((s) => s.size, (err: unknown) => (isErrno(err, 'ENOENT') ? -1 : Promise.reject(err)));
-    if (size !== f.size || (await sha256File(full)) !== f.sha256) throw new ArtifactsError(`${record.path}/${f.path} does not match the signed manifest`);
+    const size = await fs.stat(full).then(
+      (s) => s.size,
+      (err: unknown) => (isErrno(err, 'ENOENT') ? -1 : Promise.reject(err)),
+    );
+    if (size !== f.size || (await sha256File(full)) !== f.sha256)
+      throw new ArtifactsError(`${record.path}/${f.path} does not match the signed manifest`);
   }
   return dir;
 }

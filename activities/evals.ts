@@ -5,13 +5,14 @@
  * (`{ts, model_ref, job_id, task_type, task_id, success, latency_ms, ...}`) and a summary per task type returned.
  * Used by the `evaluateModel` activity (EVALUATING, eval jobs) and by `cf-eval`.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createReadStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { z } from 'zod';
 import { repoRoot } from '../common/paths';
 import type { EvalSettings } from '../common/results-config';
+import { spawnTrainer, trainerEnvironment } from '../common/trainer-env';
 import { checkAnswer, loadSuite, renderPrompt, suiteTaskTypes, type EvalSuite } from './eval-suite';
 import { OperationError } from '../common/errors';
 
@@ -62,10 +63,16 @@ export interface ModelServer {
 }
 
 /** Serves a model directory on a free loopback port until stop(); its own process group, so nothing outlives it. */
-export async function serveModel(dir: string, settings: Pick<EvalSettings, 'serve_command' | 'serve_env' | 'serve_timeout_ms'>): Promise<ModelServer> {
-  const [program, ...args] = settings.serve_command ?? defaultServeCommand();
-  const child: ChildProcess = spawn(program!, [...args, '--model', dir, '--host', '127.0.0.1', '--port', '0'], {
-    env: { ...process.env, OMP_NUM_THREADS: '1', ...settings.serve_env },
+/** `envPassthrough`: names of the worker's environment the server also gets (the operator's trainer_env_passthrough). */
+export async function serveModel(
+  dir: string,
+  settings: Pick<EvalSettings, 'serve_command' | 'serve_env' | 'serve_timeout_ms'>,
+  envPassthrough: readonly string[] = [],
+): Promise<ModelServer> {
+  const command = settings.serve_command ?? defaultServeCommand();
+  const [program] = command;
+  const env = trainerEnvironment({ base: process.env, passthrough: envPassthrough, operator: { OMP_NUM_THREADS: '1', ...settings.serve_env } });
+  const child: ChildProcess = spawnTrainer([...command, '--model', dir, '--host', '127.0.0.1', '--port', '0'], env, {
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
@@ -189,6 +196,8 @@ export interface EvalRunOptions {
   jobId: string | null;
   evalId: string;
   settings: Pick<EvalSettings, 'serve_command' | 'serve_env' | 'serve_timeout_ms' | 'request_timeout_ms'>;
+  /** Names of the worker's environment the model server also gets (trainer_env_passthrough). */
+  envPassthrough?: readonly string[];
   /** Model id to send to an endpoint (default: the first of its /v1/models). */
   modelName?: string;
   /** After each task (heartbeats, progress). */
@@ -219,7 +228,7 @@ export async function runEvalSuite(o: EvalRunOptions): Promise<EvalRunResult> {
   const runnable = [...suites.values()].filter((s): s is EvalSuite => s !== undefined);
   const rows: EvalRow[] = [];
   if (runnable.length) {
-    const server = o.target.kind === 'dir' ? await serveModel(o.target.dir, o.settings) : undefined;
+    const server = o.target.kind === 'dir' ? await serveModel(o.target.dir, o.settings, o.envPassthrough) : undefined;
     try {
       const base = o.target.kind === 'endpoint' ? o.target.url : server!.url;
       const client = new CompletionsClient(base.replace(/\/+$/, ''), o.settings.request_timeout_ms, o.modelName);

@@ -1,12 +1,14 @@
 /**
- * Notifications of a job's end (`notifications.on_complete` / `on_failure` of the spec):
+ * Notifications of a job's end (`notifications.on_complete` / `on_failure` / `on_cancel` of the spec, chosen in
+ * workflows/lifecycle/notify-end.ts):
  *
  * - `nostr:npub1…`: a Nostr text note (kind 1) signed by the orchestrator's Nostr key (`nostr-tools`), tagging that
  *   key (`p`), published to the operator's relays. Delivered when at least one relay accepts it. Its `created_at` is
  *   the time of the job's final transition, so a retried delivery publishes the very same event (same id), which
  *   relays store once.
  * - `https://…`: a JSON POST with `X-Forge-Signature-256: sha256=<hex HMAC-SHA256 of the body>` (the operator's
- *   webhook secret), `X-Forge-Event` and `X-Forge-Delivery` (stable across retries, for de-duplication).
+ *   webhook secret of the job's owner or of that target, activities/webhook-secret.ts), `X-Forge-Event` and
+ *   `X-Forge-Delivery` (stable across retries, for de-duplication).
  *
  * A failed delivery throws; Temporal retries it (results.notifications.retry) and the workflow records the outcome.
  * It never changes the job's state.
@@ -21,10 +23,11 @@ import { z } from 'zod';
 import { loadOrCreateJsonSecret } from '../common/secret-file';
 import type { NotificationSettings } from '../common/results-config';
 import { OperationError } from '../common/errors';
+import { webhookSecret } from './webhook-secret';
 
 useWebSocketImplementation(WebSocket);
 
-export type NotificationEvent = 'job.completed' | 'job.failed';
+export type NotificationEvent = 'job.completed' | 'job.failed' | 'job.cancelled';
 
 export interface NotificationPayload {
   event: NotificationEvent;
@@ -160,17 +163,13 @@ export function createNotifyActivities(deps: NotifyDeps) {
     return Uint8Array.from(Buffer.from(stored.secret_key_hex, 'hex'));
   }
 
-  function webhookSecret(): string {
-    const w = settings.webhook;
-    if (w.secret) return w.secret;
-    if (w.secret_file) {
-      try {
-        return readFileSync(w.secret_file, 'utf8').trim();
-      } catch (err) {
-        throw new DeliveryError(`cannot read results.notifications.webhook.secret_file: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, true);
-      }
+  /** The owner's or target's own key, or the shared one (activities/webhook-secret.ts); none: not retried. */
+  function secretFor(owner: string | null, url: URL): string {
+    try {
+      return webhookSecret(settings.webhook, owner, url.href);
+    } catch (err) {
+      throw new DeliveryError((err as Error).message, true);
     }
-    throw new DeliveryError('no results.notifications.webhook.secret in the operator config: webhooks are only sent signed', true);
   }
 
   return {
@@ -204,7 +203,7 @@ export function createNotifyActivities(deps: NotifyDeps) {
         'user-agent': 'chrysalis-forge-orchestrator',
         'x-forge-event': p.event,
         'x-forge-delivery': `${p.job_id}:${p.event}`,
-        [SIGNATURE_HEADER]: webhookSignature(webhookSecret(), body),
+        [SIGNATURE_HEADER]: webhookSignature(secretFor(p.owner_did, target.url), body),
       };
       const ca = settings.webhook.ca_file ? readFileSync(settings.webhook.ca_file, 'utf8') : undefined;
       let status: number;

@@ -1,5 +1,5 @@
 /**
- * The elite registry (DESIGN.md §8, seed §6.5 step 4): the best model per task type, in a git repository
+ * The elite registry (docs/architecture.md §8): the best model per task type, in a git repository
  * (`results.registry.repo`, default a bare repository at FORGE_HOME/registry made on first use). It holds `elites.json`
  * (canonical JSON) and `elites.sig` (the orchestrator's Ed25519 signature over its bytes); every entry is signed on
  * its own as well, and carries its provenance: job, base agent, `derivative: "finetuned"`, the artifact commit and
@@ -16,11 +16,12 @@ import { existsSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { SimpleGit } from 'simple-git';
 import { z } from 'zod';
-import { checkRepoUrl, fileUrlPath, gitIn } from '../common/git';
+import { checkRegistryUrl, checkRepoUrl, fileUrlPath, gitIn } from '../common/git';
 import type { GitSettings, RegistrySettings } from '../common/results-config';
+import { signEvaluation } from '../common/eval-provenance';
 import { signCanonicalJson, verifySignedJson } from '../common/signed-json';
-import { isEd25519DidKey, publicKeyFromDidKey } from '../spec/did-key';
-import { signSpec, specSigningPayload, verifyBytes, type KeyPair } from '../spec/signing';
+import { isEd25519DidKey, publicKeyFromDidKey } from '../jobspec/did-key';
+import { signSpec, specSigningPayload, verifyBytes, type KeyPair } from '../jobspec/signing';
 import type { EvalSummary } from './evals';
 
 export const ELITES_VERSION = 'forge-elites-v1';
@@ -51,8 +52,24 @@ export const eliteEntrySchema = z.strictObject({
   owner_did: z.string().min(1),
   base_model: z.strictObject({ name: z.string(), source: z.string(), revision: z.string() }),
   spec_sha256: sha256Hex,
-  artifacts: z.strictObject({ repo: z.string(), branch: z.string(), commit: z.string().regex(/^[0-9a-f]{40,64}$/), path: z.string(), manifest_sha256: sha256Hex }),
-  metrics: z.strictObject({ success_rate: z.number().min(0).max(1), tasks: z.int().min(1), successes: z.int().min(0), suite_sha256: sha256Hex.nullable() }),
+  artifacts: z.strictObject({
+    repo: z.string(),
+    branch: z.string(),
+    commit: z.string().regex(/^[0-9a-f]{40,64}$/),
+    path: z.string(),
+    manifest_sha256: sha256Hex,
+    /** The signed provenance statement (provenance.intoto.json, DSSE) in that commit: its path and sha256. */
+    provenance: z.strictObject({ path: z.string(), sha256: sha256Hex }).optional(),
+  }),
+  /** The signed evaluation statement (common/eval-provenance.ts: eval suite hashes and results, DSSE) committed in this
+   *  registry with the promotion: its path and sha256 (absent in entries from before it). */
+  evaluation: z.strictObject({ path: z.string(), sha256: sha256Hex }).optional(),
+  metrics: z.strictObject({
+    success_rate: z.number().min(0).max(1),
+    tasks: z.int().min(1),
+    successes: z.int().min(0),
+    suite_sha256: sha256Hex.nullable(),
+  }),
   /** Every task type the job was evaluated on. */
   eval_summary: z.array(evalSummarySchema),
   promoted_at: z.iso.datetime({ offset: true }),
@@ -76,7 +93,7 @@ export interface PromotionCandidate {
   base_model: { name: string; source: string; revision: string };
   spec_sha256: string;
   target_metric: number;
-  artifacts: { repo: string; branch: string; commit: string; path: string; manifest_sha256: string };
+  artifacts: { repo: string; branch: string; commit: string; path: string; manifest_sha256: string; provenance?: { path: string; sha256: string } };
   evals: EvalSummary[];
 }
 
@@ -113,7 +130,14 @@ export function decidePromotions(current: Elites | null, c: PromotionCandidate):
   });
 }
 
-function entryFor(c: PromotionCandidate, e: EvalSummary, previous: EliteEntry | undefined, now: string, key: KeyPair): EliteEntry {
+function entryFor(
+  c: PromotionCandidate,
+  e: EvalSummary,
+  previous: EliteEntry | undefined,
+  now: string,
+  key: KeyPair,
+  evaluation: { path: string; sha256: string },
+): EliteEntry {
   const unsigned = {
     task_type: e.task_type,
     agent_id: `forge:job-${c.job_id}`,
@@ -124,6 +148,7 @@ function entryFor(c: PromotionCandidate, e: EvalSummary, previous: EliteEntry | 
     base_model: c.base_model,
     spec_sha256: c.spec_sha256,
     artifacts: c.artifacts,
+    evaluation,
     metrics: { success_rate: e.success_rate, tasks: e.tasks, successes: e.successes, suite_sha256: e.suite_sha256 },
     eval_summary: c.evals,
     promoted_at: now,
@@ -172,7 +197,7 @@ export class EliteRegistry {
 
   /** A local registry that does not exist yet is made: a bare repository. */
   private async ensureRepo(): Promise<void> {
-    checkRepoUrl(this.url, this.deps.git, this.deps.home);
+    checkRegistryUrl(this.url, this.deps.git, this.deps.home);
     const local = fileUrlPath(this.url);
     if (local === undefined || existsSync(local)) return;
     // Made aside and renamed into place: two first promotions at once must not both `git init` the same folder.
@@ -251,16 +276,20 @@ export class EliteRegistry {
 
         const now = new Date().toISOString();
         const next: Elites = { version: ELITES_VERSION, updated_at: now, signer_did: key.did, elites: { ...(elites?.elites ?? {}) } };
+        const evaluation = signEvaluation(c, key, now);
         for (const d of fresh) {
           const summary = c.evals.find((e) => e.task_type === d.task_type)!;
-          next.elites[d.task_type] = entryFor(c, summary, elites?.elites[d.task_type], now, key);
+          const statement = { path: evaluation.path, sha256: evaluation.sha256 };
+          next.elites[d.task_type] = entryFor(c, summary, elites?.elites[d.task_type], now, key, statement);
         }
         const files = signCanonicalJson(next, key.secretKey);
         if (base) await git.raw(['checkout', '--quiet', '--force', '-B', this.branch, `refs/remotes/origin/${this.branch}`]);
         else await git.raw(['checkout', '--quiet', '--orphan', this.branch]);
         await fs.writeFile(path.join(dir, ELITES_FILE), files.json);
         await fs.writeFile(path.join(dir, ELITES_SIG_FILE), files.sig);
-        await git.add([ELITES_FILE, ELITES_SIG_FILE]);
+        await fs.mkdir(path.dirname(path.join(dir, evaluation.path)), { recursive: true });
+        await fs.writeFile(path.join(dir, evaluation.path), evaluation.text);
+        await git.add([ELITES_FILE, ELITES_SIG_FILE, evaluation.path]);
         const lines = fresh.map((d) => `${d.task_type}: ${pct(d.success_rate)} (${d.reason})`);
         await git.commit([`promote forge:job-${c.job_id}`, '', ...lines, '', `Forge-Job: ${c.job_id}`, `Forge-Artifacts-Commit: ${c.artifacts.commit}`].join('\n'), undefined, { '--quiet': null });
         const commit = (await git.revparse(['HEAD'])).trim();

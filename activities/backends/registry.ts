@@ -3,11 +3,11 @@
  * adding a kind is one case below (and one member of the config's union).
  */
 import type { BackendConfig, ForgeConfig } from '../../common/config';
-import { AkashBackend, type AkashBackendOptions } from './akash';
-import { LocalBackend, type LocalBackendOptions } from './local';
-import { P2pflBackend } from './p2pfl';
-import { PrimeIntellectBackend } from './prime-intellect';
-import { BackendError, type Backend } from './types';
+import { AkashBackend, type AkashBackendOptions } from './akash/akash';
+import { LocalBackend, type LocalBackendOptions } from './local/local';
+import { P2pflBackend } from './p2pfl/p2pfl';
+import { PrimeIntellectBackend } from './prime-intellect/prime-intellect';
+import { BackendError, type Backend, type BackendReader } from './types';
 
 export interface BackendFactoryOptions {
   local?: LocalBackendOptions;
@@ -31,7 +31,10 @@ function createBackend(name: string, config: BackendConfig, home: string, option
 export function createBackends(config: ForgeConfig, home: string, options: BackendFactoryOptions = {}): Map<string, Backend> {
   const backends = new Map<string, Backend>();
   for (const [name, backendConfig] of Object.entries(config.backends)) {
-    backends.set(name, createBackend(name, backendConfig, home, options));
+    backends.set(
+      name,
+      createBackend(name, backendConfig, home, { ...options, local: { envPassthrough: config.trainer_env_passthrough, ...options.local } }),
+    );
   }
   return backends;
 }
@@ -41,4 +44,12 @@ export function getBackend(backends: ReadonlyMap<string, Backend>, name: string)
   if (backend) return backend;
   const configured = [...backends.keys()].join(', ') || '(none)';
   throw new BackendError('REJECTED', `unknown backend "${name}"; configured: ${configured}`);
+}
+
+/**
+ * The read side only (logs, outputs, health), for the HTTP API: it places nothing. The backends are built whole, with
+ * their credentials, because reading needs them (types.ts BackendReader); the API just cannot reach the compute side.
+ */
+export function createBackendReaders(config: ForgeConfig, home: string): Map<string, BackendReader> {
+  return createBackends(config, home);
 }

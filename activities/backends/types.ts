@@ -1,9 +1,10 @@
 /**
- * The backend interface of DESIGN.md §5. One implementation per file in this folder; the workflow only ever
+ * The backend interface of docs/architecture.md §5. One implementation per file in this folder; the workflow only ever
  * sees the plain-data types below (they cross the Temporal boundary as JSON).
  */
-import type { FailureInfo } from '../../spec/failure';
-import type { TrainingJobSpec } from '../../spec/schema';
+import type { FailureInfo } from '../../jobspec/failure';
+import type { TrainingJobSpec } from '../../jobspec/schema';
+import type { CollectProgress } from './remote/remote-agent';
 
 export type DeploymentState = 'PENDING' | 'RUNNING' | 'SUCCEEDED' | 'FAILED';
 
@@ -34,6 +35,11 @@ export interface DeploymentStatus {
   progress?: TrainingProgress;
   startedAt?: string;
   finishedAt?: string;
+  /**
+   * SUCCEEDED on a remote backend: the outputs are still in the deployment (its agent serves them), so it must stay
+   * open until collectArtifacts has fetched them; the workflow closes it after the commit.
+   */
+  outputsOnDeployment?: boolean;
 }
 
 export interface Quote {
@@ -44,6 +50,14 @@ export interface Quote {
 
 export interface SubmitOptions {
   maxHourlyUsd?: number;
+  /** This attempt evaluates instead of training (README "Where evaluation runs"): trainerContractEnv ships it. */
+  evalRun?: EvalRunInputs;
+}
+
+/** An eval attempt's inputs: the suite's task files (task type → file text) and the committed model, if any. */
+export interface EvalRunInputs {
+  suite: Record<string, string>;
+  model?: { kind: 'git'; repo: string; branch: string; commit: string; path: string };
 }
 
 export interface HealthReport {
@@ -60,10 +74,28 @@ export interface LogChunk {
   cursor: string;
 }
 
-export interface Backend {
+/**
+ * The read side of a backend: what a job's deployments show (logs, outputs) and whether the backend answers. The
+ * HTTP API depends on this side only (docs/architecture.md). Reading is not credential-free: a remote backend's logs
+ * and outputs come through its provider's API and the forge agent, whose token derives from the backend credential.
+ */
+export interface BackendReader {
   readonly name: string;
   readonly kind: string;
   health(): Promise<HealthReport>;
+  logs(deployment: DeploymentRef, cursor?: string): Promise<LogChunk>;
+  /**
+   * Copies the trainer's outputs into dir; returns the relative paths copied. `onProgress` is called during long
+   * transfers (the activity heartbeats with it). Remote backends fetch from the still-open deployment, so any
+   * replica can run it; a retry on the same replica resumes (files already in dir and whole are kept).
+   */
+  collectArtifacts(deployment: DeploymentRef, dir: string, onProgress?: (p: CollectProgress) => void): Promise<string[]>;
+}
+
+/** The compute side of a backend: pricing, placing, following and releasing deployments (the worker's activities). */
+export interface ComputeBackend {
+  readonly name: string;
+  readonly kind: string;
   quote(spec: TrainingJobSpec): Promise<Quote>;
   /**
    * Idempotent per (job, attempt): a second call returns the first call's deployment and starts nothing.
@@ -72,9 +104,6 @@ export interface Backend {
    */
   submit(spec: TrainingJobSpec, rawSpec: unknown, attempt: number, options?: SubmitOptions): Promise<DeploymentRef>;
   status(deployment: DeploymentRef): Promise<DeploymentStatus>;
-  logs(deployment: DeploymentRef, cursor?: string): Promise<LogChunk>;
-  /** Copies the trainer's outputs into dir; returns the relative paths copied. */
-  collectArtifacts(deployment: DeploymentRef, dir: string): Promise<string[]>;
   /** Idempotent: stops and releases everything the deployment holds. */
   close(deployment: DeploymentRef): Promise<void>;
   /**
@@ -82,6 +111,24 @@ export interface Backend {
    * activity react at once (a finished process) instead of on its next poll. Without it, the follower just sleeps.
    */
   waitForChange?(deployment: DeploymentRef, timeoutMs: number): Promise<void>;
+  /**
+   * Optional (the reaper): this backend's deployments that are open now and carry this orchestrator's mark, each
+   * with the job and attempt the mark names. Found on the backend itself (process groups, the provider's list), not
+   * only in the job's status, so that a deployment no workflow remembers is found too.
+   */
+  listOpen?(): Promise<OpenDeployment[]>;
+}
+
+/** A whole backend, both sides: what the registry builds for the worker. */
+export interface Backend extends ComputeBackend, BackendReader {}
+
+/** One open deployment as a backend lists it: `ref` is what close() takes. JSON only. */
+export interface OpenDeployment {
+  ref: DeploymentRef;
+  jobId: string;
+  attempt: number;
+  /** ISO-8601: when the deployment was made (the reaper's grace period counts from here). */
+  createdAt: string;
 }
 
 /**

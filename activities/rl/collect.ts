@@ -1,19 +1,18 @@
 /**
  * The orchestrator's side of an RL run's end: `collectPolicy` downloads the policy the trainer host exported (every
  * file checked against its sha256 and size) into the attempt's folder under FORGE_HOME, before the host is released.
- * From there the results pipeline (DESIGN.md §8) commits it like a finetune's outputs, through `RlOutputsBackend`:
+ * From there the results pipeline (docs/architecture.md §8) commits it like a finetune's outputs, through `RlOutputsBackend`:
  * the deployment of an RL attempt is its grpoRun child, whose outputs are that folder.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { createWriteStream, promises as fs } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { ApplicationFailure, Context } from '@temporalio/activity';
+import { writeMetered } from '../../common/metered-download';
 import { jobAttemptDir } from '../../common/paths';
+import { endpointToken, sessionKeyLoader } from '../../common/rl-session';
 import { RL_BACKEND, RL_BACKEND_KIND } from '../../common/rl-config';
-import type { TrainingJobSpec } from '../../spec/schema';
+import type { TrainingJobSpec } from '../../jobspec/schema';
 import type { Backend, DeploymentRef, DeploymentStatus, HealthReport, LogChunk, Quote } from '../backends/types';
 import { BackendError } from '../backends/types';
 import type { CollectInput, CollectResult, ExportedFile } from './types';
@@ -27,25 +26,17 @@ export function rlOutputDir(home: string, jobId: string, attempt: number): strin
 
 async function download(url: string, token: string, file: ExportedFile, target: string): Promise<void> {
   const res = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+  if (res.status === 401) throw new Error(`GET ${url}: HTTP 401: the session token is derived from FORGE_RL_SESSION_KEY, which must be the same on the orchestrator and the trainer hosts`);
   if (!res.ok || !res.body) throw new Error(`GET ${url}: HTTP ${res.status}`);
-  const hash = createHash('sha256');
-  let size = 0;
-  const tap = new Transform({
-    transform(chunk: Buffer, _enc, done) {
-      hash.update(chunk);
-      size += chunk.length;
-      done(null, chunk);
-    },
-  });
-  await fs.mkdir(path.dirname(target), { recursive: true });
-  await pipeline(Readable.fromWeb(res.body as WebReadableStream<Uint8Array>), tap, createWriteStream(target));
-  const got = hash.digest('hex');
+  const { size, sha256: got } = await writeMetered(res.body, target);
   if (got !== file.sha256 || size !== file.size) {
     throw new Error(`${file.path}: got ${size} bytes with sha256 ${got}, the trainer exported ${file.size} bytes with ${file.sha256}`);
   }
 }
 
-export function createRlCollectActivities(deps: { home: string }) {
+/** `env`: where the RL session key is read from (FORGE_RL_SESSION_KEY...; default process.env), when first needed. */
+export function createRlCollectActivities(deps: { home: string; env?: NodeJS.ProcessEnv }) {
+  const sessionKey = sessionKeyLoader(deps.env ?? process.env, deps.home);
   return {
     /** Downloads and verifies the exported policy; idempotent (a retry starts the folder over). */
     async collectPolicy(input: CollectInput): Promise<CollectResult> {
@@ -55,10 +46,11 @@ export function createRlCollectActivities(deps: { home: string }) {
       for (const f of input.exported.files) {
         if (!SAFE_PATH.test(f.path)) throw ApplicationFailure.create({ message: `refusing exported path "${f.path}"`, type: 'REJECTED', nonRetryable: true });
       }
+      const token = endpointToken(sessionKey, input.trainer);
       try {
         for (const f of input.exported.files) {
           ctx.heartbeat({ file: f.path });
-          await download(`${input.exported.url}/${f.path}`, input.trainer.token, f, path.join(tmp, f.path));
+          await download(`${input.exported.url}/${f.path}`, token, f, path.join(tmp, f.path));
         }
         await fs.rm(dir, { recursive: true, force: true });
         await fs.rename(tmp, dir);

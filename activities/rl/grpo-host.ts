@@ -1,5 +1,5 @@
 /**
- * A GRPO trainer host (DESIGN.md §7): fixed slots (one job's policy per slot, e.g. per GPU), each held by one
+ * A GRPO trainer host (docs/architecture.md §7): fixed slots (one job's policy per slot, e.g. per GPU), each held by one
  * long-lived `forge-trainer grpo-server` process that keeps the policy in memory.
  *
  *  - acquireTrainerHost, on the shared queue `forge-grpo`: a free slot starts a session for the job (its process
@@ -13,7 +13,7 @@
  * SIGTERM the host drains: running updates finish, every session checkpoints and stops, and each watch then fails
  * with RL_SESSION_LOST so that its workflow moves to another host at once and resumes from that checkpoint.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -21,9 +21,14 @@ import { createInterface } from 'node:readline';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { ActivitySlotInfo, CustomSlotSupplier, SlotPermit } from '@temporalio/worker';
 import { z } from 'zod';
+import { spawnTrainer, trainerEnvironment } from '../../common/trainer-env';
+import { sessionToken } from '../../common/rl-session';
 import type { PolicyBus } from './policy-bus';
+import { verifyGroups, type StoredRollout } from './rescore';
+import { VerificationPicker, verifyRollouts } from './verify';
+import { TaskRegistry } from './tasks';
+import { RL_FAILURE } from '../../common/rl-names';
 import {
-  RL_FAILURE,
   type AcquireInput,
   type ExportResult,
   type HostLease,
@@ -34,12 +39,13 @@ import {
   type UpdateResult,
   type WatchResult,
 } from './types';
+import { recordRejections, recordRlStep, recordVerification } from './metrics';
 
 export interface GrpoHostSettings {
   hostId: string;
   /** The shared queue (forge-grpo). */
   taskQueue: string;
-  /** This host's own queue, forge-grpo@<hostId> (workflows/names.ts grpoHostTaskQueue). */
+  /** This host's own queue, forge-grpo@<hostId> (common/names.ts grpoHostTaskQueue). */
   hostQueue: string;
   slots: number;
   /** Jobs' state folders (checkpoints, training logs, exports): shared by every trainer host. */
@@ -50,6 +56,8 @@ export interface GrpoHostSettings {
   trainerCommand: string[];
   /** Extra environment of the policy processes; CUDA_VISIBLE_DEVICES per slot comes from `devices`. */
   trainerEnv: Record<string, string>;
+  /** Names of this worker's variables the policy process also gets (FORGE_GRPO_TRAINER_ENV_PASSTHROUGH). */
+  trainerEnvPassthrough: string[];
   /** One entry per slot (e.g. "0", "1" or "0,1,2,3"); empty: the processes see every device. */
   devices: string[];
   bindHost: string;
@@ -63,6 +71,11 @@ export interface GrpoHostSettings {
   pipelineDepth: number;
   /** Announce each version here (Tashi / MQTT 5), if set. */
   bus?: PolicyBus;
+  /** The RL session key (common/rl-session.ts): a session's rollout token is derived from it and the session id, so
+   *  that the lease (in the workflow's history) carries no secret. */
+  sessionKey: () => Buffer;
+  /** Where the re-scoring of rollouts finds each task and its checker (default: the eval suite's task files). */
+  tasks?: TaskRegistry;
 }
 
 const servingSchema = z.looseObject({
@@ -104,6 +117,10 @@ const exportSchema = z.looseObject({
 });
 
 const errorSchema = z.looseObject({ error: z.looseObject({ message: z.string() }) });
+
+const storedSchema = z.looseObject({
+  rollouts: z.record(z.string(), z.looseObject({ prompt: z.string().nullable(), texts: z.array(z.string()), rewards: z.array(z.number()) })),
+}) satisfies z.ZodType<{ rollouts: Record<string, StoredRollout> }>;
 
 interface Session {
   id: string;
@@ -148,6 +165,8 @@ export class TrainerHost {
   private slotWaiters: (() => void)[] = [];
   private janitor: NodeJS.Timeout | undefined;
   private drainingSince: number | null = null;
+  private tasks: TaskRegistry | undefined;
+  private readonly picker = new VerificationPicker();
 
   constructor(readonly settings: GrpoHostSettings) {}
 
@@ -235,7 +254,7 @@ export class TrainerHost {
       hostId: this.settings.hostId,
       taskQueue: this.ownQueue,
       sessionId: s.id,
-      trainer: { baseUrl: s.url, token: s.token },
+      trainer: { baseUrl: s.url, sessionId: s.id },
       policy: s.policy,
       resumedFrom: s.resumedFrom,
       pipelineDepth: s.pipelineDepth,
@@ -283,27 +302,47 @@ export class TrainerHost {
     const configFile = path.join(workDir, '..', `${path.basename(workDir)}.json`);
     await fs.writeFile(
       configFile,
-      JSON.stringify({ ...input.config, job_id: input.jobId, session_id: id, min_update_seconds: set.minUpdateSeconds, pipeline_depth: set.pipelineDepth }),
+      JSON.stringify({
+        ...input.config,
+        job_id: input.jobId,
+        session_id: id,
+        min_update_seconds: set.minUpdateSeconds,
+        pipeline_depth: set.pipelineDepth,
+      }),
       { mode: 0o600 },
     );
-    const token = randomBytes(24).toString('base64url');
+    // The rollout token is derived (rollout workers derive it too); the admin token never leaves this process.
+    const token = sessionToken(set.sessionKey(), id);
     const adminToken = randomBytes(24).toString('base64url');
-    const [program, ...args] = set.trainerCommand;
+    const [program] = set.trainerCommand;
     const device = set.devices[slot];
-    const proc = spawn(
-      program!,
-      [...args, '--config', configFile, '--state-dir', stateDir, '--work-dir', workDir, '--host', set.bindHost, '--port', '0', '--advertise-host', set.advertiseHost],
-      {
-        env: {
-          ...process.env,
-          OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? '1',
-          ...set.trainerEnv,
+    const proc = spawnTrainer(
+      [
+        ...set.trainerCommand,
+        '--config',
+        configFile,
+        '--state-dir',
+        stateDir,
+        '--work-dir',
+        workDir,
+        '--host',
+        set.bindHost,
+        '--port',
+        '0',
+        '--advertise-host',
+        set.advertiseHost,
+      ],
+      trainerEnvironment({
+        base: process.env,
+        passthrough: set.trainerEnvPassthrough,
+        operator: { OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? '1', ...set.trainerEnv },
+        contract: {
           ...(device !== undefined ? { CUDA_VISIBLE_DEVICES: device } : {}),
           FORGE_GRPO_TOKEN: token,
           FORGE_GRPO_ADMIN_TOKEN: adminToken,
         },
-        stdio: ['pipe', 'pipe', 'pipe'],
-      },
+      }),
+      { stdio: ['pipe', 'pipe', 'pipe'] },
     );
     const out = { stderr: '' };
     proc.stderr!.on('data', (d: Buffer) => (out.stderr = (out.stderr + d.toString('utf8')).slice(-4000)));
@@ -434,9 +473,30 @@ export class TrainerHost {
   async update(input: UpdateInput, signal: AbortSignal): Promise<UpdateResult> {
     if (this.draining) throw lost(`host ${this.settings.hostId} is draining: move the run to another host`);
     const s = this.session(input.sessionId);
+    // Rewards are recomputed, not reported: a group whose rewards are not its task checker's leaves the update. When
+    // none is left, the step still runs (the version advances), on zero advantages: nothing is learned from it.
+    this.tasks ??= this.settings.tasks ?? new TaskRegistry();
+    const tasks = this.tasks;
+    const { kept: rescored, rejected } = await verifyGroups(
+      input.groups,
+      input.refusedWorkers ?? [],
+      async (ids) => storedSchema.parse(await this.call(s, 'POST', '/v1/rollout-texts', { rollout_ids: ids }, true, signal)).rollouts,
+      (ref) => tasks.source(ref.taskType).task(ref.seed),
+    );
+    // TOPLOC and logprobs of a share of the rest (verify.ts); the call also tells the session whom to refuse uploads.
+    const checked = await verifyRollouts(rescored, input.verify, input.refusedWorkers ?? [], this.picker, (body) =>
+      this.call(s, 'POST', '/v1/verify-rollouts', body, true, signal),
+    );
+    rejected.push(...checked.rejected);
+    const dropped = new Set(checked.rejected.map((r) => r.rolloutId));
+    const kept = rescored.filter((g) => !dropped.has(g.rolloutId));
+    if (checked.checked) recordVerification(checked.checked, checked.seconds);
+    recordRejections(rejected);
+    for (const r of rejected) console.warn(`[grpo] step ${input.step}: rejected rollout ${r.rolloutId} of worker ${r.worker} (${r.reason}): ${r.detail}`);
+    const groups = kept.length ? kept : input.groups.map((g) => ({ ...g, advantages: g.advantages.map(() => 0) }));
     const body = {
       step: input.step,
-      groups: input.groups.map((g) => ({ rollout_id: g.rolloutId, advantages: g.advantages })),
+      groups: groups.map((g) => ({ rollout_id: g.rolloutId, advantages: g.advantages })),
       rollout_tokens_per_s: input.rolloutTokensPerS,
     };
     const run = this.call(s, 'POST', '/v1/update', body, true, signal);
@@ -476,7 +536,8 @@ export class TrainerHost {
       ...(r.grad_norm !== undefined ? { grad_norm: r.grad_norm } : {}),
       ...(r.lr !== undefined ? { lr: r.lr } : {}),
     };
-    return { line, policy: s.policy, checkpoint: r.checkpoint };
+    recordRlStep(line);
+    return { line, policy: s.policy, checkpoint: r.checkpoint, ...(rejected.length ? { rejected } : {}) };
   }
 
   /** Returns only when the watch is cancelled; fails RL_SESSION_LOST when the session ends or the host drains. */

@@ -25,6 +25,8 @@ const completionSchema = z.looseObject({
         text: z.string(),
         finish_reason: z.string().nullable().optional(),
         logprobs: logprobsSchema.nullable(),
+        /** TOPLOC proofs of the completion's hidden states (the reference server's extension; activities/rl/verify.ts). */
+        toploc_proofs: z.array(z.string().min(1).max(4096)).max(100_000).optional(),
       }),
     )
     .min(1),
@@ -36,6 +38,8 @@ export interface Completion {
   tokenIds: number[];
   logprobs: number[];
   finishReason: string | null;
+  /** Absent when the server makes none (servers without the TOPLOC extension). */
+  toplocProofs?: string[];
 }
 
 export interface CompletionRequest {
@@ -95,6 +99,8 @@ export async function complete(baseUrl: string, req: CompletionRequest, signal?:
     seed: req.seed,
     logprobs: 0,
     return_tokens_as_token_ids: true,
+    // TOPLOC proofs for the trainer host's verification (README "Reinforcement learning"); servers without it ignore it.
+    toploc: true,
     ...(req.stop?.length ? { stop: req.stop } : {}),
   };
   const parsed = completionSchema.safeParse(await post(`${baseUrl}/v1/completions`, body, signal));
@@ -107,7 +113,8 @@ export async function complete(baseUrl: string, req: CompletionRequest, signal?:
     if (!ids) throw new InferenceError(`${baseUrl}/v1/completions: no token ids in the answer (token_ids, or tokens as "token_id:<n>")`, true);
     const lps = c.logprobs.token_logprobs.map((x) => x ?? 0);
     if (ids.length !== lps.length) throw new InferenceError(`${baseUrl}/v1/completions: ${ids.length} token ids but ${lps.length} logprobs`);
-    return { text: c.text, tokenIds: ids, logprobs: lps, finishReason: c.finish_reason ?? null };
+    const proofs = c.toploc_proofs ? { toplocProofs: c.toploc_proofs } : {};
+    return { text: c.text, tokenIds: ids, logprobs: lps, finishReason: c.finish_reason ?? null, ...proofs };
   });
 }
 

@@ -1,5 +1,5 @@
 /**
- * Tashi coordination (seed §6.2.2): policy-version announcements on an MQTT 5 broker — FoxMQ, Tashi's broker on its
+ * Tashi coordination (docs/architecture.md §7): policy-version announcements on an MQTT 5 broker — FoxMQ, Tashi's broker on its
  * leaderless consensus, or any MQTT 5 broker (Mosquitto in tests). Set FORGE_MQTT_URL (mqtt://, mqtts://, ws://,
  * wss://) on trainer hosts and rollout workers.
  *

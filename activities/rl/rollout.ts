@@ -1,26 +1,35 @@
 /**
- * The rollout activity (on `forge-rollout`, DESIGN.md §7): `group_size` completions of one prompt from the policy
+ * The rollout activity (on `forge-rollout`, docs/architecture.md §7): `group_size` completions of one prompt from the policy
  * version the workflow names, with their token logprobs, scored by the task's checker; the completions go straight
  * to the trainer session (PUT /v1/rollouts/<id>), only the rewards and counts come back to the workflow.
  *
  * The weights of the version are downloaded from the trainer host into this worker's cache and verified against the
  * sha256 the workflow carries before the inference server loads them. The activity heartbeats throughout: a rollout
- * worker that dies costs only its in-flight activities, which Temporal retries on another worker (the upload is
- * idempotent: same id, same place).
+ * worker that dies costs only its in-flight activities, which Temporal retries on another worker. Each attempt uploads
+ * under its own id (uploadId: the dispatched id plus the attempt), because the trainer takes an id once; the result
+ * names the id that was uploaded, and the update names that one. The session's bearer token is derived here from the
+ * session id and the RL session key (common/rl-session.ts): no token travels through Temporal.
  */
 import os from 'node:os';
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import { z } from 'zod';
+import { endpointToken } from '../../common/rl-session';
 import { EvalSuiteError } from '../eval-suite';
-import { complete, InferenceError, loadWeights } from './inference';
+import { complete, InferenceError, loadWeights, type Completion } from './inference';
 import type { LoadedPolicy, PolicyCache } from './policy-cache';
 import { PolicyIntegrityError } from './policy-cache';
 import { rewardOf, UnknownTaskTypeError, type RewardChecker, type TaskRegistry } from './tasks';
-import { RL_FAILURE, type RolloutInput, type RolloutResult, type TrainerEndpoint } from './types';
+import { RL_FAILURE } from '../../common/rl-names';
+import { uploadId, type RolloutInput, type RolloutResult, type TrainerEndpoint } from './types';
 
 export interface RolloutHooks {
   /** Tests: runs after the completions are scored, before the upload (to kill a worker mid-activity). */
   beforeUpload?(input: RolloutInput): void | Promise<void>;
+  /** Tests: rewrites what the activity reports (a forging worker: inflated rewards). */
+  report?(result: RolloutResult): RolloutResult;
+  /** Tests: rewrites the completions before they are scored and uploaded (a forging worker: altered tokens, logprobs
+   *  or proofs of another model, a claimed policy version it did not run). */
+  forge?(completions: Completion[], input: RolloutInput, prompt: string): Completion[] | Promise<Completion[]>;
 }
 
 /** The trainer sessions this worker has served, by base URL (to prefetch the versions they announce). */
@@ -50,6 +59,8 @@ export interface RolloutDeps {
   tasks: TaskRegistry;
   checker?: RewardChecker;
   sessions?: KnownSessions;
+  /** The RL session key: trainer sessions' tokens are derived from it. */
+  sessionKey: () => Buffer;
   identity?: string;
   heartbeatMs?: number;
   uploadTimeoutMs?: number;
@@ -63,13 +74,20 @@ function reject(message: string, type = 'REJECTED'): ApplicationFailure {
 }
 
 /** PUT the completions to the trainer session. 409/410: the session moved on or is gone (the workflow decides). */
-async function upload(trainer: TrainerEndpoint, rolloutId: string, body: unknown, timeoutMs: number, signal: AbortSignal): Promise<void> {
+async function upload(
+  trainer: TrainerEndpoint,
+  token: string,
+  rolloutId: string,
+  body: unknown,
+  timeoutMs: number,
+  signal: AbortSignal,
+): Promise<void> {
   const url = `${trainer.baseUrl}/v1/rollouts/${encodeURIComponent(rolloutId)}`;
   let res: Response;
   try {
     res = await fetch(url, {
       method: 'PUT',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${trainer.token}` },
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
       body: JSON.stringify(body),
       signal: AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]),
     });
@@ -89,8 +107,21 @@ async function upload(trainer: TrainerEndpoint, rolloutId: string, body: unknown
   } catch {
     // not JSON
   }
+  if (res.status === 409 && /uploaded already/.test(message)) {
+    // Never by this worker (each attempt has its own id): someone else took the id. Retried under the next attempt's.
+    throw new Error(`trainer session refused rollout ${rolloutId}: ${message}`);
+  }
+  if (res.status === 403) {
+    // This worker reached rl.max_rejections in the run: retried (maybe on another worker), never uploaded from here.
+    throw new Error(`trainer session refused rollout ${rolloutId}: ${message}`);
+  }
   if (res.status === 409 || res.status === 410) throw reject(`trainer session refused rollout ${rolloutId}: ${message}`, RL_FAILURE.SESSION_LOST);
-  if (res.status === 400 || res.status === 401 || res.status === 413) throw reject(`trainer refused rollout ${rolloutId} (HTTP ${res.status}): ${message}`);
+  if (res.status === 401) {
+    throw reject(
+      `trainer refused rollout ${rolloutId} (HTTP 401): ${message}; the token is derived from FORGE_RL_SESSION_KEY, which must be the same on rollout workers and trainer hosts`,
+    );
+  }
+  if (res.status === 400 || res.status === 413) throw reject(`trainer refused rollout ${rolloutId} (HTTP ${res.status}): ${message}`);
   throw new Error(`PUT ${url}: HTTP ${res.status}: ${message}`);
 }
 
@@ -114,8 +145,10 @@ export function createRolloutActivities(deps: RolloutDeps) {
           throw err;
         }
         deps.sessions?.remember(input.trainer);
+        const token = endpointToken(deps.sessionKey, input.trainer);
+        const uploadAs = uploadId(input.rolloutId, ctx.info.attempt);
         phase = 'weights';
-        const folder = await deps.cache.ensure(input.policy, input.trainer.token, signal);
+        const folder = await deps.cache.ensure(input.policy, token, signal);
         phase = 'generate';
         const startedAt = Date.now();
         const maxTokens = Math.min(input.maxTokens, task.maxTokens ?? input.maxTokens);
@@ -138,22 +171,30 @@ export function createRolloutActivities(deps: RolloutDeps) {
             ),
           signal,
         );
-        const scored = completions.map((c) => ({ c, r: rewardOf(task, c.text, deps.checker) }));
+        const made = deps.hooks?.forge ? await deps.hooks.forge(completions, input, task.prompt) : completions;
+        const scored = made.map((c) => ({ c, r: rewardOf(task, c.text, deps.checker) }));
         await deps.hooks?.beforeUpload?.(input);
         phase = 'upload';
         await upload(
           input.trainer,
-          input.rolloutId,
+          token,
+          uploadAs,
           {
             policy_version: input.policy.version,
             prompt: task.prompt,
-            samples: scored.map(({ c, r }) => ({ token_ids: c.tokenIds, logprobs: c.logprobs, reward: r.reward })),
+            worker: identity,
+            samples: scored.map(({ c, r }) => ({
+              token_ids: c.tokenIds,
+              logprobs: c.logprobs,
+              reward: r.reward,
+              ...(c.toplocProofs ? { toploc_proofs: c.toplocProofs } : {}),
+            })),
           },
           deps.uploadTimeoutMs ?? 60_000,
           signal,
         );
-        return {
-          rolloutId: input.rolloutId,
+        const result: RolloutResult = {
+          rolloutId: uploadAs,
           step: input.step,
           index: input.index,
           policyVersion: input.policy.version,
@@ -161,11 +202,12 @@ export function createRolloutActivities(deps: RolloutDeps) {
           taskId: task.id,
           rewards: scored.map(({ r }) => r.reward),
           successes: scored.filter(({ r }) => r.success).length,
-          completionTokens: completions.reduce((n, c) => n + c.tokenIds.length, 0),
+          completionTokens: made.reduce((n, c) => n + c.tokenIds.length, 0),
           startedAt,
           endedAt: Date.now(),
           worker: identity,
         };
+        return deps.hooks?.report ? deps.hooks.report(result) : result;
       } catch (err) {
         if (err instanceof InferenceError && err.permanent) throw reject(`inference server refused: ${err.message}`);
         if (err instanceof PolicyIntegrityError) throw err; // retried: a transfer may have been cut; the workflow sees it fail if it persists

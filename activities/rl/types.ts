@@ -1,9 +1,11 @@
 /**
- * The plain data that crosses the Temporal boundary in RL (DESIGN.md §7): the grpoRun workflow, the rollout
+ * The plain data that crosses the Temporal boundary in RL (docs/architecture.md §7): the grpoRun workflow, the rollout
  * activities on `forge-rollout`, the trainer-host activities on `forge-grpo` / `forge-grpo@<hostId>` and the policy
  * collection on the orchestrator's queue. JSON only; the big things (weights, completions) never travel through
  * Temporal: rollout workers upload completions straight to the trainer host and download weights from it.
  */
+
+import type { RejectedRollout } from '../../common/rl-rejections';
 
 /** One policy version as its trainer host serves it. */
 export interface PolicyRef {
@@ -13,11 +15,16 @@ export interface PolicyRef {
   sha256: string;
 }
 
-/** What rollout workers need to reach a trainer session (weights and uploads). */
+/**
+ * What rollout workers need to reach a trainer session (weights and uploads). No secret: the bearer token is derived
+ * from the session id by whoever holds the RL session key (common/rl-session.ts), so it never sits in a history.
+ */
 export interface TrainerEndpoint {
   baseUrl: string;
-  /** Bearer token of the session's weights and uploads (never its update endpoint). */
-  token: string;
+  /** The session whose token (HMAC under the RL session key) authorizes weights and uploads. */
+  sessionId?: string;
+  /** Legacy: the bearer token itself, in histories and in-flight runs from before derived tokens. Never set now. */
+  token?: string;
 }
 
 /** The settings of one trainer session (the `forge-trainer grpo-server` config less its ids). */
@@ -69,7 +76,8 @@ export interface RolloutTaskRef {
 
 export interface RolloutInput {
   jobId: string;
-  /** Unique per run, step, prompt and trainer session: the name the completions are uploaded under. */
+  /** Unique per dispatch (it ends in a random part the workflow draws): the completions are uploaded under it plus
+   *  the activity's attempt (uploadId), which the result carries. */
   rolloutId: string;
   step: number;
   index: number;
@@ -84,6 +92,7 @@ export interface RolloutInput {
 }
 
 export interface RolloutResult {
+  /** The id the completions were uploaded under (uploadId of the dispatched id and the attempt): what updates name. */
   rolloutId: string;
   step: number;
   index: number;
@@ -105,8 +114,13 @@ export interface UpdateInput {
   jobId: string;
   sessionId: string;
   step: number;
-  groups: { rolloutId: string; advantages: number[] }[];
+  /** task, worker, rewards: what the host re-scores each group against (absent in updates from before re-scoring). */
+  groups: { rolloutId: string; advantages: number[]; task?: RolloutTaskRef; worker?: string; rewards?: number[] }[];
   rolloutTokensPerS: number | null;
+  /** Workers that reached rl.max_rejections in this run: none of their groups enters an update. */
+  refusedWorkers?: string[];
+  /** TOPLOC and logprob verification of a share of the groups (activities/rl/verify.ts); absent: none (older runs). */
+  verify?: { fraction: number; logprobTolerance: number };
 }
 
 /** One step's line of training_log.jsonl (the keys of the issue, then extras). */
@@ -133,6 +147,8 @@ export interface UpdateResult {
   policy: PolicyRef;
   /** Path of the checkpoint this step wrote, if it wrote one. */
   checkpoint: string | null;
+  /** Groups the host dropped from the update (re-scored rewards differ, or the worker is refused); absent: none. */
+  rejected?: RejectedRollout[];
 }
 
 export interface ExportedFile {
@@ -166,10 +182,12 @@ export interface WatchResult {
   reason: string;
 }
 
-/** Failure types of RL activities that the grpoRun workflow tells apart (ApplicationFailure.type). */
-export const RL_FAILURE = {
-  /** The trainer session is gone (its process died, or a newer session holds the job). */
-  SESSION_LOST: 'RL_SESSION_LOST',
-  /** The trainer refused an update that cannot succeed as sent (missing or stale rollouts). */
-  UPDATE_REFUSED: 'RL_UPDATE_REFUSED',
-} as const;
+/** The id an attempt of a rollout uploads under: a retried attempt never reuses one (the trainer takes an id once). */
+export function uploadId(rolloutId: string, attempt: number): string {
+  return `${rolloutId}.a${attempt}`;
+}
+
+/** The dispatched rollout id of an upload id (uploadId's inverse). */
+export function dispatchedId(id: string): string {
+  return id.replace(/\.a\d+$/, '');
+}

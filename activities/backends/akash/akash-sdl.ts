@@ -9,9 +9,10 @@
  */
 import { SDL } from '@akashnetwork/akashjs/build/sdl/SDL/SDL';
 import { MAINNET_ID, SANDBOX_ID, USDC_IBC_DENOMS } from '@akashnetwork/akashjs/build/config/network';
-import type { AkashBackendConfig } from '../../common/config';
-import type { TrainingJobSpec } from '../../spec/schema';
-import { agentCommand, agentEnv } from './remote-agent-script';
+import type { AkashBackendConfig } from '../../../common/config';
+import type { TrainingJobSpec } from '../../../jobspec/schema';
+import { agentCommand, agentEnv } from '../remote/remote-agent-script';
+import type { EvalRunInputs } from '../types';
 
 export class SdlError extends Error {
   override name = 'SdlError';
@@ -230,6 +231,23 @@ export function akashTrainer(config: Pick<AkashBackendConfig, 'trainers'>, image
   return undefined;
 }
 
+/**
+ * The forge mark of an attempt's deployment, carried on chain as its group's (placement's) name: the reaper recognises
+ * a deployment of the account as a forge attempt from the chain or Console listing alone, on any replica (one whose
+ * FORGE_HOME vanished included). Fits the placement names the config allows (`^[a-z][a-z0-9-]*$`).
+ */
+export function forgeGroupName(placement: string, jobId: string, attempt: number): string {
+  return `${placement}-forge-${jobId}-a${attempt}`;
+}
+
+const GROUP_MARK = /-forge-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-a([1-9][0-9]{0,8})$/;
+
+/** The job and attempt a deployment group's name marks, if it is a forge attempt's. */
+export function parseForgeGroupName(name: string): { jobId: string; attempt: number } | undefined {
+  const m = GROUP_MARK.exec(name);
+  return m ? { jobId: m[1]!, attempt: Number(m[2]) } : undefined;
+}
+
 export interface JobSdlInput {
   spec: TrainingJobSpec;
   rawSpec: unknown;
@@ -238,6 +256,13 @@ export interface JobSdlInput {
   token: string;
   /** The price cap of this attempt, USD per hour. */
   capUsd: number;
+  /**
+   * Name the group with the forge mark (forgeGroupName; default). False only to rebuild the manifest of a deployment
+   * made before the mark existed, whose committed version has the plain placement name.
+   */
+  groupMark?: boolean;
+  /** An eval attempt's inputs (trainer-contract.ts evalContractEnv); absent: the attempt trains. */
+  evalRun?: EvalRunInputs;
 }
 
 /** Everything the SDL of one attempt is made of, from the spec and the operator's akash backend config. */
@@ -252,9 +277,17 @@ export function akashSdlOptions(config: AkashBackendConfig, input: JobSdlInput):
     image: trainer.image,
     command,
     args,
-    env: agentEnv({ spec: input.spec, rawSpec: input.rawSpec, attempt: input.attempt, token: input.token, port: config.agent_port, operatorEnv: trainer.env }),
+    env: agentEnv({
+      spec: input.spec,
+      rawSpec: input.rawSpec,
+      attempt: input.attempt,
+      token: input.token,
+      port: config.agent_port,
+      operatorEnv: trainer.env,
+      ...(input.evalRun && { evalRun: input.evalRun }),
+    }),
     service: config.service,
-    placement: config.placement,
+    placement: input.groupMark === false ? config.placement : forgeGroupName(config.placement, input.spec.job_id, input.attempt),
     attributes: config.attributes,
     pricing: { denom: config.denom, amount: perBlockAmount(input.capUsd, usdPerUnit(config), config.block_seconds) },
     exposePort: config.agent_port,

@@ -1,11 +1,13 @@
 /**
- * The `akash` backend (DESIGN.md §5, seed §6.2.1): a job attempt is an Akash deployment of one trainer container.
+ * The `akash` backend (docs/architecture.md §5): a job attempt is an Akash deployment of one trainer container.
  *
  *   submit  → SDL from the spec (akash-sdl.ts), validated offline; deployment created with its manifest version
+ *             (an eval attempt's: its inputs as env, trainer-contract.ts; the suite's size is capped)
  *   status  → bidding: the cheapest open bid at or under the price cap becomes the lease and the provider gets the
  *             manifest; no such bid within bid_timeout_seconds → the deployment is closed, NO_CAPACITY
  *           → leased: the provider's lease status, then the forge agent in the container (remote-agent.ts) says
- *             RUNNING / how the trainer ended; on success its outputs are staged to FORGE_HOME before SUCCEEDED
+ *             RUNNING / how the trainer ended; on success SUCCEEDED, its outputs fetched from the agent by the commit
+ *             (the lease stays open until then)
  *           → a lease the provider or the chain closed → LOST (the job fails over)
  *   close   → the deployment is closed (its leases and escrow with it)
  *
@@ -13,62 +15,38 @@
  * (Akash Console managed wallet; akash-console.ts). Cost = the lease's price per block × blocks (chain) or × time
  * (console) since the lease began, in USD.
  */
-import path from 'node:path';
 import { z } from 'zod';
-import type { AkashBackendConfig } from '../../common/config';
-import type { TrainingJobSpec } from '../../spec/schema';
-import { AkashChain } from './akash-chain';
-import { ConsoleMarket } from './akash-console';
-import { ChainMarket, type AkashMarket, type MarketBid, type MarketLease } from './akash-market';
+import type { AkashBackendConfig } from '../../../common/config';
+import type { TrainingJobSpec } from '../../../jobspec/schema';
+import { checkEvalSize, checkRebuiltVersion, manifestSourceOf, specFromSource } from './akash-manifest-source';
+import type { ActiveDeployment, AkashMarket, MarketLease } from './akash-market';
+import { marketFor } from './akash-market-config';
 import { serviceReady, serviceUri } from './akash-provider';
-import { akashSdlOptions, akashTrainer, buildSdl, parseGpuType, perBlockAmount, resolveDenom, SdlError, usdPerHour, usdPerUnit, type BuiltSdl } from './akash-sdl';
-import { AgentClient, agentBaseUrl, collectStaged, decodeLineCursor, encodeLineCursor, failedStatus, statusFromAgent } from './remote-agent';
-import { agentToken } from './remote-agent-script';
-import { backendErrorFor, HttpStatusError, NetworkError } from './remote-http';
-import { AttemptStore, costBetween, readSecret } from './remote-state';
+import { akashSdlOptions, akashTrainer, buildSdl, parseForgeGroupName, parseGpuType, perBlockAmount, resolveDenom, SdlError, usdPerHour, usdPerUnit, type BuiltSdl } from './akash-sdl';
+import { AgentClient, agentBaseUrl, agentLogLines, collectFromAgent, decodeLineCursor, encodeLineCursor, failedStatus, statusFromAgent, type CollectProgress } from '../remote/remote-agent';
+import { agentToken } from '../remote/remote-agent-script';
+import { backendErrorFor, HttpStatusError, NetworkError } from '../remote/remote-http';
+import { AttemptStore, costBetween, readSecret } from '../remote/remote-state';
+import { adoptedRecord, leaseRecord, parseRefData, recordSchema, refDataOf, sourceOfRef, type AkashRecord, type RefData } from './akash-records';
 import {
   BackendError,
   MAX_LOG_LINES,
   type Backend,
   type DeploymentRef,
   type DeploymentStatus,
+  type EvalRunInputs,
   type HealthReport,
   type LogChunk,
+  type OpenDeployment,
   type Quote,
   type SubmitOptions,
-} from './types';
+} from '../types';
+
+/** Stands for the agent token in a manifest kept on disk: no record holds a token (it is derived again when sent). */
+const TOKEN_PLACEHOLDER = '@@FORGE_AGENT_TOKEN@@';
 
 /** A provider that has the lease but not the manifest gets it again at most this often. */
 const MANIFEST_RESEND_MS = 30_000;
-
-const recordSchema = z.object({
-  dseq: z.string().optional(),
-  owner: z.string().default(''),
-  manifest: z.string().optional(),
-  manifestVersion: z.string(),
-  createdAt: z.string(),
-  bidDeadline: z.string(),
-  /** The attempt's price cap, per block in the denom and as USD per hour. */
-  capAmount: z.number(),
-  capUsd: z.number(),
-  lease: z.object({ provider: z.string(), gseq: z.number(), oseq: z.number(), amount: z.number(), leasedAt: z.string() }).optional(),
-  manifestSentAt: z.string().optional(),
-  closed: z.boolean().default(false),
-});
-type AkashRecord = z.output<typeof recordSchema>;
-
-/** What a DeploymentRef of this backend carries (no credential, no token, no manifest). */
-const refDataSchema = z.object({
-  mode: z.enum(['chain', 'console']),
-  dseq: z.string(),
-  owner: z.string(),
-  manifest_version: z.string(),
-  denom: z.string(),
-  cap_amount: z.number(),
-  cap_usd_hour: z.number(),
-  bid_deadline: z.string(),
-});
-type RefData = z.output<typeof refDataSchema>;
 
 export interface AkashBackendOptions {
   /** Tests: another market implementation. */
@@ -87,38 +65,9 @@ export class AkashBackend implements Backend {
     options: AkashBackendOptions = {},
   ) {
     this.store = new AttemptStore(home, name, recordSchema);
-    this.market = options.market ?? this.makeMarket();
+    this.market = options.market ?? marketFor(name, config, home);
   }
 
-  private makeMarket(): AkashMarket {
-    const c = this.config;
-    const certDir = path.join(this.home, 'akash', this.name);
-    if (c.mode === 'chain' && c.chain) {
-      const chain = c.chain;
-      return new ChainMarket(
-        new AkashChain({
-          restUrl: chain.rest_url,
-          chainId: chain.chain_id,
-          mnemonic: () => readSecret(chain.mnemonic, chain.mnemonic_file, `backends.${this.name}.chain.mnemonic`),
-          gas: chain.gas,
-          gasPriceUakt: chain.gas_price_uakt,
-          timeoutMs: c.request_timeout_ms,
-          inclusionTimeoutMs: Math.max(60_000, c.block_seconds * 10_000),
-          certificateFile: chain.certificate_file ?? path.join(certDir, 'cert.json'),
-        }),
-        { verifyProviderCertificates: chain.verify_provider_certificates, timeoutMs: c.request_timeout_ms },
-      );
-    }
-    const con = c.console;
-    if (!con) throw new BackendError('REJECTED', `backend ${this.name}: mode ${c.mode} is not configured`);
-    return new ConsoleMarket({
-      url: con.url,
-      apiKey: () => readSecret(con.api_key, con.api_key_file, `backends.${this.name}.console.api_key`),
-      depositUsd: con.deposit_usd,
-      timeoutMs: c.request_timeout_ms,
-      certificateFile: path.join(certDir, 'console-cert.json'),
-    });
-  }
 
   /** The credential the agent token is derived from (never sent anywhere). */
   private async credential(): Promise<string> {
@@ -153,7 +102,7 @@ export class AkashBackend implements Backend {
   async quote(spec: TrainingJobSpec): Promise<Quote> {
     const cap = this.config.hourly_usd;
     if (!this.config.enabled) return { available: false, hourlyUsd: cap, detail: `backend "${this.name}" is disabled in the operator config` };
-    await this.built(spec, spec, 1, 'quote', cap); // refuses (REJECTED) what this backend can never deploy
+    await this.built(spec, spec, 1, 'quote', cap, true); // refuses (REJECTED) what this backend can never deploy
     const max = this.config.max_concurrent;
     if (max !== undefined) {
       const open = await this.store.countOpen(spec.job_id);
@@ -179,12 +128,15 @@ export class AkashBackend implements Backend {
 
   async submit(spec: TrainingJobSpec, rawSpec: unknown, attempt: number, options: SubmitOptions = {}): Promise<DeploymentRef> {
     if (!Number.isInteger(attempt) || attempt < 1) throw new BackendError('REJECTED', `attempt must be an integer >= 1, got ${attempt}`);
+    // An eval attempt's inputs go in its manifest (as env) and in its source, from which any replica rebuilds it.
+    if (options.evalRun) checkEvalSize(options.evalRun, this.name);
     const existing = await this.store.read(spec.job_id, attempt);
     if (existing?.dseq) return this.refFor(spec.job_id, attempt, existing);
     if (!this.config.enabled) throw new BackendError('NO_CAPACITY', `backend "${this.name}" is disabled in the operator config`);
     const capUsd = Math.min(this.config.hourly_usd, options.maxHourlyUsd ?? Infinity);
     if (!(capUsd > 0)) throw new BackendError('BUDGET', `no budget left for an hour on ${this.name}`);
-    const built = await this.built(spec, rawSpec, attempt, await this.token(spec.job_id, attempt), capUsd);
+    const token = await this.token(spec.job_id, attempt);
+    const built = await this.built(spec, rawSpec, attempt, token, capUsd, true, options.evalRun);
     const now = new Date();
     const dseq = existing?.dseq ?? (await this.market.proposeDseq());
     const capAmount = perBlockAmount(capUsd, usdPerUnit(this.config), this.config.block_seconds);
@@ -195,16 +147,20 @@ export class AkashBackend implements Backend {
       manifestVersion: built.manifestVersion,
       createdAt: now.toISOString(),
       bidDeadline: new Date(now.getTime() + this.config.bid_timeout_seconds * 1000).toISOString(),
+      source: manifestSourceOf(spec, rawSpec, options.evalRun),
+      groupMark: true,
     };
-    // Chain mode: the dseq is on disk before the transaction, so a retried submit finds the same deployment.
-    if (dseq) await this.store.write(spec.job_id, attempt, record);
+    // Chain mode: the dseq is on disk before the transaction, so a retried submit finds the same deployment. Either
+    // mode: the manifest version is, so the reaper knows the deployment for this attempt's even if we die after it.
+    await this.store.write(spec.job_id, attempt, record);
     let created: { dseq: string; owner: string; manifest: string };
     try {
       created = await this.market.createDeployment(built, dseq, { denom: this.denom(), amount: String(this.config.chain?.deposit_amount ?? 0) });
     } catch (err) {
       throw backendErrorFor(err, `Akash (${this.name}) create deployment`);
     }
-    const full = { ...record, dseq: created.dseq, owner: created.owner, manifest: created.manifest };
+    // The record keeps the manifest with its agent token replaced by a placeholder (put back by manifestOf).
+    const full = { ...record, dseq: created.dseq, owner: created.owner, manifest: created.manifest.split(token).join(TOKEN_PLACEHOLDER) };
     await this.store.write(spec.job_id, attempt, full);
     await this.store.markOpen(spec.job_id, attempt);
     return this.refFor(spec.job_id, attempt, recordSchema.parse(full));
@@ -227,7 +183,7 @@ export class AkashBackend implements Backend {
       const lease = dep.leases.find((l) => l.state === 'active') ?? dep.leases.at(-1);
       if (!lease) return { lines: [], cursor: encodeLineCursor('akash', skip) };
       const lines = await this.market.logs(lease, this.config.service, skip, MAX_LOG_LINES);
-      return { lines: lines.map((line) => ({ stream: 'stdout' as const, line })), cursor: encodeLineCursor('akash', skip + lines.length) };
+      return { lines: await agentLogLines(lines, () => this.token(ref.jobId, ref.attempt)), cursor: encodeLineCursor('akash', skip + lines.length) };
     } catch (err) {
       // The provider drops a lease's logs when it is closed; a provider that cannot be reached has none to give now.
       if (err instanceof NetworkError || err instanceof HttpStatusError) return { lines: [], cursor: encodeLineCursor('akash', skip) };
@@ -235,8 +191,25 @@ export class AkashBackend implements Backend {
     }
   }
 
-  async collectArtifacts(ref: DeploymentRef, dir: string): Promise<string[]> {
-    return collectStaged(this.home, ref.jobId, ref.attempt, dir);
+  /** From the lease's agent (the deployment stays open until the commit): any replica can run it. */
+  async collectArtifacts(ref: DeploymentRef, dir: string, onProgress?: (p: CollectProgress) => void): Promise<string[]> {
+    const d = this.refData(ref);
+    const agent = async (): Promise<AgentClient | undefined> => {
+      const dep = await this.market.deployment(d.owner, d.dseq);
+      const lease = dep.leases.find((l) => l.state === 'active');
+      const status = lease ? await this.market.leaseStatus(lease) : 'not-found';
+      const uri = status === 'not-found' ? undefined : serviceUri(status, this.config.service, this.config.agent_port);
+      return uri ? this.agentAt(ref, uri) : undefined;
+    };
+    try {
+      return await collectFromAgent(agent, { home: this.home, ref, dir, ...(onProgress && { onProgress }) });
+    } catch (err) {
+      throw backendErrorFor(err, `Akash (${this.name}) outputs of deployment ${d.dseq}`);
+    }
+  }
+
+  private async agentAt(ref: DeploymentRef, uri: string): Promise<AgentClient> {
+    return new AgentClient(agentBaseUrl(uri), await this.token(ref.jobId, ref.attempt), this.config.request_timeout_ms);
   }
 
   async close(ref: DeploymentRef): Promise<void> {
@@ -251,15 +224,64 @@ export class AkashBackend implements Backend {
     await this.store.markClosed(ref.jobId, ref.attempt);
   }
 
+  /**
+   * The reaper: the account's active deployments that are forge attempts, known from the chain's (or Console's)
+   * listing itself: the group's name carries the forge mark with the job id and attempt (akash-sdl.ts
+   * forgeGroupName), so any replica finds them — those of a replica whose FORGE_HOME vanished included. A deployment
+   * from before the mark is known by its manifest version when this replica recorded it. Deployments of the account
+   * that are not forge attempts are never listed.
+   */
+  async listOpen(): Promise<OpenDeployment[]> {
+    const byVersion = new Map<string, { jobId: string; attempt: number; record: AkashRecord }>();
+    for (const r of await this.store.list()) byVersion.set(r.record.manifestVersion, r);
+    const marked = (d: ActiveDeployment): { jobId: string; attempt: number; record: AkashRecord } | undefined => {
+      const mark = d.groups.map(parseForgeGroupName).find((m) => m !== undefined);
+      if (!mark) return undefined;
+      // Not created here (or its record is gone): what closing it needs is on chain; its age is unknown (epoch 0).
+      const unknown = new Date(0).toISOString();
+      const record = recordSchema.parse({
+        dseq: d.dseq,
+        owner: d.owner,
+        manifestVersion: d.version,
+        createdAt: unknown,
+        bidDeadline: unknown,
+        capAmount: 0,
+        capUsd: 0,
+        groupMark: true,
+      });
+      return { ...mark, record };
+    };
+    let active: ActiveDeployment[];
+    try {
+      active = await this.market.listActive();
+    } catch (err) {
+      throw backendErrorFor(err, `Akash (${this.name}) list deployments`);
+    }
+    return active.flatMap((d) => {
+      const mine = byVersion.get(d.version) ?? marked(d);
+      if (!mine) return [];
+      const ref = this.refFor(mine.jobId, mine.attempt, { ...mine.record, dseq: d.dseq, owner: d.owner });
+      return [{ ref, jobId: mine.jobId, attempt: mine.attempt, createdAt: mine.record.createdAt }];
+    });
+  }
+
   // ---- internals --------------------------------------------------------------------------------------------------
 
   /** The attempt's SDL; what this backend can never deploy is REJECTED (a bad GPU vendor, an unmapped image, …). */
-  private async built(spec: TrainingJobSpec, rawSpec: unknown, attempt: number, token: string, capUsd: number): Promise<BuiltSdl> {
+  private async built(
+    spec: TrainingJobSpec,
+    rawSpec: unknown,
+    attempt: number,
+    token: string,
+    capUsd: number,
+    groupMark: boolean,
+    evalRun?: EvalRunInputs,
+  ): Promise<BuiltSdl> {
     if (!akashTrainer(this.config, spec.trainer.image)) {
       throw new BackendError('REJECTED', `backend ${this.name}: no container configured for trainer image "${spec.trainer.image}" (configured: ${Object.keys(this.config.trainers).join(', ')})`);
     }
     try {
-      return await buildSdl(spec, akashSdlOptions(this.config, { spec, rawSpec, attempt, token, capUsd }));
+      return await buildSdl(spec, akashSdlOptions(this.config, { spec, rawSpec, attempt, token, capUsd, groupMark, ...(evalRun && { evalRun }) }));
     } catch (err) {
       if (err instanceof SdlError) throw new BackendError('REJECTED', `backend ${this.name}: ${err.message}`);
       throw err;
@@ -267,23 +289,12 @@ export class AkashBackend implements Backend {
   }
 
   private refFor(jobId: string, attempt: number, rec: AkashRecord): DeploymentRef {
-    const data: RefData = {
-      mode: this.config.mode,
-      dseq: rec.dseq ?? '',
-      owner: rec.owner,
-      manifest_version: rec.manifestVersion,
-      denom: this.denom(),
-      cap_amount: rec.capAmount,
-      cap_usd_hour: rec.capUsd,
-      bid_deadline: rec.bidDeadline,
-    };
+    const data = refDataOf(rec, this.config.mode, this.denom());
     return { backend: this.name, kind: this.kind, id: `dseq-${rec.dseq}`, jobId, attempt, submittedAt: rec.createdAt, data: { ...data } };
   }
 
   private refData(ref: DeploymentRef): RefData {
-    const parsed = refDataSchema.safeParse(ref.data);
-    if (!parsed.success) throw new BackendError('REJECTED', `deployment ${ref.id} is not an Akash deployment of this orchestrator`);
-    return parsed.data;
+    return parseRefData(ref);
   }
 
   private async statusOf(ref: DeploymentRef, d: RefData): Promise<DeploymentStatus> {
@@ -315,7 +326,7 @@ export class AkashBackend implements Backend {
     if (best) {
       await this.market.createLease(best, await this.manifestOf(ref, d, rec));
       const now = new Date().toISOString();
-      if (rec) await this.store.write(ref.jobId, ref.attempt, { ...rec, lease: leaseRecord(best, now), manifestSentAt: now });
+      await this.store.write(ref.jobId, ref.attempt, { ...(rec ?? adoptedRecord(ref, d)), lease: leaseRecord(best, now), manifestSentAt: now });
       return { state: 'PENDING', costUsd: 0 };
     }
     if (Date.now() >= Date.parse(d.bid_deadline)) {
@@ -336,7 +347,7 @@ export class AkashBackend implements Backend {
       const last = rec?.manifestSentAt ? Date.parse(rec.manifestSentAt) : 0;
       if (Date.now() - last > MANIFEST_RESEND_MS) {
         await this.market.resendManifest(lease, await this.manifestOf(ref, d, rec));
-        if (rec) await this.store.write(ref.jobId, ref.attempt, { ...rec, manifestSentAt: new Date().toISOString() });
+        await this.store.write(ref.jobId, ref.attempt, { ...(rec ?? adoptedRecord(ref, d)), manifestSentAt: new Date().toISOString() });
       }
       return { state: 'PENDING', costUsd };
     }
@@ -345,14 +356,26 @@ export class AkashBackend implements Backend {
     const startedAt = rec?.lease?.leasedAt;
     const base = { costUsd, ...(startedAt && { startedAt }) };
     if (!uri) return { state: ready ? 'RUNNING' : 'PENDING', ...base };
-    const agent = new AgentClient(agentBaseUrl(uri), await this.token(ref.jobId, ref.attempt), this.config.request_timeout_ms);
-    return statusFromAgent(await agent.state(), agent, { home: this.home, ref, ready, base, platform: 'Akash' });
+    const agent = await this.agentAt(ref, uri);
+    return statusFromAgent(await agent.state(), { ready, base, platform: 'Akash' });
   }
 
-  /** The manifest the provider gets: the one kept at creation, else rebuilt (deterministic for the same attempt). */
+  /**
+   * The manifest the provider gets: the one kept at creation, else (another replica, a lost FORGE_HOME) rebuilt from
+   * the spec (and an eval attempt's inputs) in the ref, the attempt, its price cap and this replica's operator config and credential — the same SDL
+   * generator, so the same manifest, which its version (committed on chain at creation) must confirm.
+   */
   private async manifestOf(ref: DeploymentRef, d: RefData, rec: AkashRecord | undefined): Promise<string> {
-    if (rec?.manifest) return rec.manifest;
-    throw new BackendError('LOST', `deployment ${d.dseq}: its manifest is kept by the worker that created it (FORGE_HOME ${this.home} has no record of attempt ${ref.attempt})`);
+    const token = await this.token(ref.jobId, ref.attempt);
+    if (rec?.manifest) return rec.manifest.split(TOKEN_PLACEHOLDER).join(token);
+    const source = sourceOfRef(d);
+    if (!source) {
+      throw new BackendError('LOST', `deployment ${d.dseq}: its manifest is kept by the worker that created it (FORGE_HOME ${this.home} has no record of attempt ${ref.attempt}, and the deployment ref predates the spec it would be rebuilt from)`);
+    }
+    const { spec, rawSpec, evalRun } = specFromSource(source, d.dseq);
+    const built = await this.built(spec, rawSpec, ref.attempt, token, d.cap_usd_hour, d.group_mark === true, evalRun);
+    checkRebuiltVersion({ rebuilt: built.manifestVersion, committed: d.manifest_version, dseq: d.dseq, backend: this.name, attempt: ref.attempt });
+    return built.sdl.manifestSortedJSON();
   }
 
   /** USD so far: price per block × blocks since the lease began (chain), or × time (console). */
@@ -363,8 +386,4 @@ export class AkashBackend implements Backend {
     const hourly = usdPerHour(lease.price.amount, unit, this.config.block_seconds);
     return costBetween(hourly, rec?.lease?.leasedAt ?? ref.submittedAt, new Date());
   }
-}
-
-function leaseRecord(bid: MarketBid, at: string): NonNullable<AkashRecord['lease']> {
-  return { provider: bid.id.provider, gseq: bid.id.gseq, oseq: bid.id.oseq, amount: bid.price.amount, leasedAt: at };
 }

@@ -6,8 +6,8 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import type { z } from 'zod';
-import { isErrno } from './local-files';
-import { BackendError } from './types';
+import { isErrno } from '../../../common/files';
+import { BackendError } from '../types';
 
 /**
  * A credential from the operator config: the value itself, or the contents of the file it names (trimmed; must not
@@ -61,7 +61,7 @@ export class AttemptStore<S extends z.ZodType> {
   async write(jobId: string, attempt: number, record: z.input<S>): Promise<void> {
     const file = this.file(jobId, attempt);
     await fs.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-    // Records may hold a manifest, whose env carries the attempt's agent token: owner-only.
+    // Records may hold a manifest (its agent token replaced by a placeholder), whose env may carry operator settings: owner-only.
     const tmp = `${file}.tmp-${process.pid}-${Date.now()}`;
     await fs.writeFile(tmp, `${JSON.stringify(record, null, 2)}\n`, { mode: 0o600 });
     await fs.rename(tmp, file);
@@ -73,6 +73,22 @@ export class AttemptStore<S extends z.ZodType> {
     if (current === undefined) throw new Error(`no record of attempt ${attempt} of job ${jobId} on ${this.backend}`);
     await this.write(jobId, attempt, change(current));
     return (await this.read(jobId, attempt)) as z.output<S>;
+  }
+
+  /** Every attempt recorded for this backend (the reaper: which deployments are this orchestrator's); damaged records are skipped. */
+  async list(): Promise<{ jobId: string; attempt: number; record: z.output<S> }[]> {
+    const root = path.join(this.home, 'remote', this.backend);
+    const found: { jobId: string; attempt: number; record: z.output<S> }[] = [];
+    for (const jobId of await readdirIfExists(root)) {
+      if (jobId.startsWith('.')) continue;
+      for (const name of await readdirIfExists(path.join(root, jobId))) {
+        const m = /^attempt-(\d+)\.json$/.exec(name);
+        if (!m) continue;
+        const record = await this.read(jobId, Number(m[1])).catch(() => undefined);
+        if (record !== undefined) found.push({ jobId, attempt: Number(m[1]), record });
+      }
+    }
+    return found;
   }
 
   // An index of open attempts (for max_concurrent): one marker per attempt, so counting is O(open).
@@ -98,6 +114,15 @@ export class AttemptStore<S extends z.ZodType> {
       if (isErrno(err, 'ENOENT')) return 0;
       throw err;
     }
+  }
+}
+
+async function readdirIfExists(dir: string): Promise<string[]> {
+  try {
+    return await fs.readdir(dir);
+  } catch (err) {
+    if (isErrno(err, 'ENOENT', 'ENOTDIR')) return [];
+    throw err;
   }
 }
 

@@ -4,7 +4,8 @@
  * (akash-network/provider gateway/rest).
  */
 import { z } from 'zod';
-import { ApiClient, isStatus, wsCollect, type TlsOptions } from './remote-http';
+import { ApiClient, isStatus, type TlsOptions } from '../remote/remote-http';
+import { wsCollect } from '../remote/remote-ws';
 
 export interface LeaseRef {
   owner: string;

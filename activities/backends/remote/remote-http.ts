@@ -1,20 +1,18 @@
 /**
- * The one HTTP and WebSocket client of the remote backends (Akash Console and providers, Prime Intellect, the forge
+ * The one HTTP client of the remote backends (Akash Console and providers, Prime Intellect, the forge
  * agent in a container): JSON in and out, every answer checked with zod, bounded retries (429 honours Retry-After),
- * timeouts on everything, optional mutual TLS with certificate pinning, and no credential ever in a message.
+ * timeouts on everything, optional mutual TLS with certificate pinning, and no credential ever in a message. Streamed
+ * downloads are in remote-download.ts, WebSocket reads in remote-ws.ts.
  *
  * Errors: an HTTP status the caller did not accept is an HttpStatusError (with `status`); `backendErrorFor` turns
  * the ones that say something about the job or the account into a BackendError (REJECTED, NO_CAPACITY). Network
  * trouble and 5xx stay plain errors: the activity's retry policy tries again.
  */
-import { createHash } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
 import http, { type IncomingHttpHeaders } from 'node:http';
 import https from 'node:https';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
-import WebSocket from 'ws';
 import type { z } from 'zod';
-import { BackendError } from './types';
+import { BackendError } from '../types';
 
 export interface TlsOptions {
   /** Client certificate and key (PEM) for mutual TLS. */
@@ -68,7 +66,9 @@ export class UnexpectedResponseError extends Error {
 }
 
 /** Node's network error codes worth another try. ECONNREFUSED means the request never arrived. */
-const RETRYABLE_NETWORK = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'TIMEOUT']);
+/** ECONNRESET on a reused keep-alive socket before any answer: the request was not read (see httpRequest). */
+const STALE_SOCKET = 'ESTALESOCKET';
+const RETRYABLE_NETWORK = new Set([STALE_SOCKET, 'ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'EAI_AGAIN', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'TIMEOUT']);
 
 export class NetworkError extends Error {
   override name = 'NetworkError';
@@ -84,7 +84,7 @@ function pemToDer(pem: string): string {
   return pem.replace(/-----[^-]+-----/g, '').replace(/\s+/g, '');
 }
 
-function pinProblem(cert: PeerCertificate | undefined, pinned: readonly string[]): string | undefined {
+export function pinProblem(cert: PeerCertificate | undefined, pinned: readonly string[]): string | undefined {
   if (!cert?.raw) return 'the server presented no certificate';
   const served = cert.raw.toString('base64');
   return pinned.some((p) => pemToDer(p) === served) ? undefined : 'the server certificate is not the one published for it';
@@ -101,13 +101,7 @@ export function httpRequest(req: HttpRequest): Promise<HttpResponse> {
     headers['content-length'] = String(body.length);
   }
   const tls = req.tls;
-  const options: https.RequestOptions = {
-    method: req.method,
-    headers,
-    ...(isHttps && tls
-      ? { cert: tls.cert, key: tls.key, ca: tls.ca, rejectUnauthorized: tls.rejectUnauthorized ?? true, agent: false }
-      : {}),
-  };
+  const options: https.RequestOptions = { method: req.method, headers, ...tlsRequestOptions(isHttps, tls) };
   const where = `${req.method} ${url.origin}${url.pathname}`;
   return new Promise((resolve, reject) => {
     const client = (isHttps ? https : http).request(url, options, (res) => {
@@ -127,57 +121,35 @@ export function httpRequest(req: HttpRequest): Promise<HttpResponse> {
     client.setTimeout(req.timeoutMs, () => client.destroy(new NetworkError('TIMEOUT', `${where}: no answer within ${req.timeoutMs} ms`)));
     client.on('error', (err: NodeJS.ErrnoException) => {
       if (err instanceof NetworkError) reject(err);
+      // A kept-alive socket that the server closed as idle just as this request went out: the server never read the
+      // request, so even a POST may be sent again (STALE_SOCKET is retried whatever the method).
+      else if (client.reusedSocket && err.code === 'ECONNRESET') reject(new NetworkError(STALE_SOCKET, `${where}: ${err.message} (kept-alive connection closed by the server)`));
       else reject(new NetworkError(err.code ?? 'ERROR', `${where}: ${err.message}`));
     });
-    const send = (): void => {
-      client.end(body);
-    };
-    if (isHttps && tls?.pinned) {
-      const pinned = tls.pinned;
-      client.on('socket', (socket) => {
-        const check = (): void => {
-          const problem = pinProblem((socket as TLSSocket).getPeerCertificate(true), pinned);
-          if (problem) client.destroy(new NetworkError('ECERTPIN', `${where}: ${problem}`));
-          else send();
-        };
-        if ((socket as TLSSocket).getPeerCertificate?.()?.raw) check();
-        else socket.once('secureConnect', check);
-      });
-    } else {
-      send();
-    }
+    afterPinCheck(client, isHttps ? tls : undefined, where, () => client.end(body));
   });
 }
 
-/**
- * Streams a GET into `file` (any size), hashing on the way. A status other than 200 writes nothing. `idleMs` bounds
- * the silence between two chunks, not the whole transfer.
- */
-export function httpDownload(url: string, file: string, idleMs: number): Promise<DownloadResult> {
-  const u = new URL(url);
-  return new Promise((resolve, reject) => {
-    const req = (u.protocol === 'https:' ? https : http).request(u, { method: 'GET' }, (res) => {
-      const status = res.statusCode ?? 0;
-      if (status !== 200) {
-        res.resume();
-        res.on('end', () => resolve({ status, size: 0, sha256: '' }));
-        return;
-      }
-      const hash = createHash('sha256');
-      let size = 0;
-      const out = createWriteStream(file);
-      res.on('data', (chunk: Buffer) => {
-        hash.update(chunk);
-        size += chunk.length;
-      });
-      res.pipe(out);
-      out.on('finish', () => resolve({ status, size, sha256: hash.digest('hex') }));
-      out.on('error', reject);
-      res.on('error', reject);
-    });
-    req.setTimeout(idleMs, () => req.destroy(new NetworkError('TIMEOUT', `GET ${u.origin}${u.pathname}: stalled for ${idleMs} ms`)));
-    req.on('error', (err: NodeJS.ErrnoException) => reject(err instanceof NetworkError ? err : new NetworkError(err.code ?? 'ERROR', `GET ${u.origin}${u.pathname}: ${err.message}`)));
-    req.end();
+/** https options of a request under `tls` (none for plain http). */
+export function tlsRequestOptions(isHttps: boolean, tls: TlsOptions | undefined): https.RequestOptions {
+  return isHttps && tls ? { cert: tls.cert, key: tls.key, ca: tls.ca, rejectUnauthorized: tls.rejectUnauthorized ?? true, agent: false } : {};
+}
+
+/** Runs `send` once the server's certificate is checked against `tls.pinned` (at once when nothing is pinned). */
+export function afterPinCheck(client: http.ClientRequest, tls: TlsOptions | undefined, where: string, send: () => void): void {
+  const pinned = tls?.pinned;
+  if (!pinned) {
+    send();
+    return;
+  }
+  client.on('socket', (socket) => {
+    const check = (): void => {
+      const problem = pinProblem((socket as TLSSocket).getPeerCertificate(true), pinned);
+      if (problem) client.destroy(new NetworkError('ECERTPIN', `${where}: ${problem}`));
+      else send();
+    };
+    if ((socket as TLSSocket).getPeerCertificate?.()?.raw) check();
+    else socket.once('secureConnect', check);
   });
 }
 
@@ -291,7 +263,7 @@ export class ApiClient {
         });
       } catch (err) {
         const code = err instanceof NetworkError ? err.code : '';
-        const retryable = RETRYABLE_NETWORK.has(code) && (idempotent || code === 'ECONNREFUSED');
+        const retryable = RETRYABLE_NETWORK.has(code) && (idempotent || code === 'ECONNREFUSED' || code === STALE_SOCKET);
         if (!retryable || last) throw new NetworkError(code, this.clean(`${this.o.service}: ${(err as Error).message}`));
         await sleep(this.backoff(attempt));
         continue;
@@ -347,62 +319,21 @@ export function backendErrorFor(err: unknown, context: string): unknown {
   return err;
 }
 
-export function isStatus(err: unknown, ...statuses: number[]): err is HttpStatusError {
-  return err instanceof HttpStatusError && statuses.includes(err.status);
-}
-
-// ---- WebSocket ------------------------------------------------------------------------------------------------------
-
-export interface WsCollectOptions {
-  headers?: Record<string, string>;
-  tls?: TlsOptions;
-  /** Stop after this long whatever the server does (it may follow forever). */
-  timeoutMs: number;
-  /** Stop once this many messages arrived. */
-  maxMessages: number;
-}
+/** Filesystem errors that say the host is struggling now (not that the request is wrong). */
+const TRANSIENT_FS = new Set(['EIO', 'EAGAIN', 'EBUSY', 'ENOSPC', 'EMFILE', 'ENFILE', 'ETXTBSY']);
 
 /**
- * Connects, gathers text messages until the server closes, `maxMessages` arrived or `timeoutMs` passed, then closes.
- * Rejects only when the connection cannot be made.
+ * Whether a failed backend call may succeed later: the network (refused, reset, timed out, unresolvable), an HTTP 429
+ * or 5xx, a struggling disk. The control activities retry these through the backend's outage budget
+ * (backend_outage_seconds); a pinned certificate that does not match or an oversized answer are not transient.
  */
-export function wsCollect(url: string, o: WsCollectOptions): Promise<string[]> {
-  return new Promise((resolve, reject) => {
-    const messages: string[] = [];
-    let opened = false;
-    let settled = false;
-    const tls = o.tls;
-    const ws = new WebSocket(url, {
-      handshakeTimeout: o.timeoutMs,
-      ...(o.headers ? { headers: o.headers } : {}),
-      ...(tls ? { cert: tls.cert, key: tls.key, ca: tls.ca, rejectUnauthorized: tls.rejectUnauthorized ?? true } : {}),
-    });
-    const finish = (err?: Error): void => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      try {
-        ws.terminate();
-      } catch {
-        // already gone
-      }
-      if (err && !opened) reject(err);
-      else resolve(messages);
-    };
-    const timer = setTimeout(() => finish(opened ? undefined : new NetworkError('TIMEOUT', `WebSocket ${new URL(url).pathname}: no connection within ${o.timeoutMs} ms`)), o.timeoutMs);
-    ws.on('unexpected-response', (_req, res) => finish(new HttpStatusError(res.statusCode ?? 0, `WebSocket ${new URL(url).pathname}: HTTP ${res.statusCode ?? 0}`)));
-    ws.on('upgrade', (res) => {
-      const problem = tls?.pinned ? pinProblem((res.socket as TLSSocket).getPeerCertificate(true), tls.pinned) : undefined;
-      if (problem) finish(new NetworkError('ECERTPIN', `WebSocket ${new URL(url).pathname}: ${problem}`));
-    });
-    ws.on('open', () => {
-      opened = !settled;
-    });
-    ws.on('message', (data) => {
-      messages.push(typeof data === 'string' ? data : data.toString('utf8'));
-      if (messages.length >= o.maxMessages) finish();
-    });
-    ws.on('close', () => finish());
-    ws.on('error', (err) => finish(new NetworkError('ERROR', `WebSocket ${new URL(url).pathname}: ${err.message}`)));
-  });
+export function isTransientError(err: unknown): boolean {
+  if (err instanceof NetworkError) return err.code !== 'ECERTPIN' && err.code !== 'EMSGSIZE';
+  if (err instanceof HttpStatusError) return err.status === 429 || err.status >= 500;
+  const code = err instanceof Error ? (err as NodeJS.ErrnoException).code : undefined;
+  return typeof code === 'string' && TRANSIENT_FS.has(code);
+}
+
+export function isStatus(err: unknown, ...statuses: number[]): err is HttpStatusError {
+  return err instanceof HttpStatusError && statuses.includes(err.status);
 }

@@ -17,7 +17,8 @@ import { randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { createOnce, readTextIfExists, statIfExists, writeFileAtomic } from './local-files';
+import type { FailureInfo } from '../../../jobspec/failure';
+import { createOnce, readTextIfExists, statIfExists, writeFileAtomic } from '../../../common/files';
 import { bootId, pidAlive, readProcStat } from './local-process';
 
 export const FILES = {
@@ -49,6 +50,20 @@ const exitRecordSchema = z.object({ code: z.number().int() });
 const timeRecordSchema = z.object({ at: z.string() });
 const claimSchema = z.object({ token: z.string(), pid: z.number().int(), claimedAt: z.string() });
 type Claim = z.infer<typeof claimSchema>;
+
+/** How a launch that ended without an exit status is described. */
+export function lostFailure(launch: LaunchRecord, closedAt: Date | undefined): FailureInfo {
+  const why = closedAt
+    ? `closed by the orchestrator at ${closedAt.toISOString()}`
+    : 'killed outside the orchestrator, or the host rebooted';
+  return { class: 'LOST', detail: `trainer wrapper (process group ${launch.pid}) ended without an exit status: ${why}` };
+}
+
+/** The spec as submitted, for spec.json; a string is kept byte for byte. */
+export function specText(rawSpec: unknown, spec: unknown): string {
+  if (typeof rawSpec === 'string') return rawSpec;
+  return `${JSON.stringify(rawSpec ?? spec, null, 2)}\n`;
+}
 
 export interface ExitRecord {
   code: number;

@@ -1,5 +1,5 @@
 /**
- * The `prime-intellect` backend (DESIGN.md §5, seed §6.2.3): a job attempt is one Prime Intellect GPU pod, started
+ * The `prime-intellect` backend (docs/architecture.md §5): a job attempt is one Prime Intellect GPU pod, started
  * from the operator's custom template for the spec's trainer image, through its REST API
  * (https://api.primeintellect.ai, Authorization: Bearer <key>; docs.primeintellect.ai/api-reference):
  *
@@ -18,12 +18,30 @@
  * Not done: Prime Intellect's hosted RL runs (rl jobs run as pods like the others).
  */
 import { z } from 'zod';
-import type { PrimeIntellectBackendConfig } from '../../common/config';
-import type { TrainingJobSpec } from '../../spec/schema';
-import { AgentClient, agentBaseUrl, collectStaged, decodeLineCursor, encodeLineCursor, failedStatus, statusFromAgent } from './remote-agent';
-import { agentBootLine, agentEnv, agentToken } from './remote-agent-script';
-import { ApiClient, backendErrorFor, HttpStatusError, isStatus, NetworkError } from './remote-http';
-import { AttemptStore, costBetween, readSecret } from './remote-state';
+import type { PrimeIntellectBackendConfig } from '../../../common/config';
+import type { TrainingJobSpec } from '../../../jobspec/schema';
+import { AgentClient, agentLogLines, collectFromAgent, decodeLineCursor, encodeLineCursor, failedStatus, statusFromAgent, type CollectProgress } from '../remote/remote-agent';
+import { agentTls } from '../remote/agent-tls';
+import { agentBootLine, agentEnv, agentToken } from '../remote/remote-agent-script';
+import { ApiClient, backendErrorFor, HttpStatusError, isStatus, NetworkError } from '../remote/remote-http';
+import { AttemptStore, costBetween, readSecret } from '../remote/remote-state';
+import {
+  agentUrl,
+  availabilitySchema,
+  ended,
+  LIST_MAX_PAGES,
+  LIST_PAGE,
+  logSchema,
+  parsePodName,
+  PI_GPU_TYPES,
+  podListSchema,
+  podName,
+  podSchema,
+  priceOf,
+  toLines,
+  type Offer,
+  type Pod,
+} from './pi-api';
 import {
   BackendError,
   MAX_LOG_LINES,
@@ -32,74 +50,19 @@ import {
   type DeploymentStatus,
   type HealthReport,
   type LogChunk,
+  type OpenDeployment,
   type Quote,
   type SubmitOptions,
-} from './types';
+} from '../types';
 
 
-/** The spec's gpu_type (lower case, vendor prefix dropped) → Prime Intellect's gpuType; the config may add more. */
-export const PI_GPU_TYPES: Readonly<Record<string, string>> = {
-  a100: 'A100_80GB',
-  'a100-40gb': 'A100_40GB',
-  h100: 'H100_80GB',
-  h200: 'H200_141GB',
-  b200: 'B200_180GB',
-  l40s: 'L40S_48GB',
-  l40: 'L40_48GB',
-  a6000: 'RTX_A6000_48GB',
-  rtx4090: 'RTX4090_24GB',
-  rtx3090: 'RTX3090_24GB',
-  a10: 'A10_24GB',
-  l4: 'L4_24GB',
-  t4: 'T4_16GB',
-  v100: 'V100_32GB',
-};
-
-const num = z.union([z.number(), z.string()]).transform((v) => Number(v));
-const offerSchema = z.looseObject({
-  cloudId: z.string(),
-  gpuType: z.string(),
-  socket: z.string().nullish(),
-  provider: z.string().nullish(),
-  dataCenter: z.string().nullish(),
-  country: z.string().nullish(),
-  gpuCount: num,
-  stockStatus: z.string().nullish(),
-  security: z.string().nullish(),
-  prices: z.looseObject({ onDemand: num.nullish(), communityPrice: num.nullish(), currency: z.string().nullish() }),
-  vcpu: z.looseObject({ maxCount: num.nullish() }).nullish(),
-  memory: z.looseObject({ maxCount: num.nullish() }).nullish(),
-  disk: z.looseObject({ maxCount: num.nullish() }).nullish(),
+const recordSchema = z.object({
+  podId: z.string(),
+  name: z.string(),
+  priceHr: z.number(),
+  createdAt: z.string(),
+  closed: z.boolean().default(false),
 });
-type Offer = z.output<typeof offerSchema>;
-
-/** `{items, totalCount}` (current) or `{<gpuType>: [offers]}` (older answers). */
-const availabilitySchema = z.preprocess(
-  (v) => (v && typeof v === 'object' && !Array.isArray(v) && !('items' in v) ? { items: Object.values(v).flat(), totalCount: -1 } : v),
-  z.object({ items: z.array(offerSchema), totalCount: num.optional() }),
-);
-
-const portSchema = z.looseObject({ internal: z.union([z.string(), z.number()]).transform(String), external: z.union([z.string(), z.number()]).transform(String), protocol: z.string().nullish() });
-const podSchema = z.looseObject({
-  id: z.string(),
-  name: z.string().nullish(),
-  status: z.string(),
-  priceHr: num.nullish(),
-  createdAt: z.string().nullish(),
-  installationFailure: z.string().nullish(),
-  ip: z.union([z.string(), z.array(z.string().nullable())]).nullish(),
-  primePortMapping: z.array(portSchema).nullish(),
-});
-type Pod = z.output<typeof podSchema>;
-const podListSchema = z.object({ data: z.array(podSchema), total_count: num.optional() });
-const logSchema = z.union([
-  z.string(),
-  z.array(z.string()),
-  z.object({ logs: z.union([z.string(), z.array(z.string())]) }),
-  z.object({ data: z.union([z.string(), z.array(z.string())]) }),
-]);
-
-const recordSchema = z.object({ podId: z.string(), name: z.string(), priceHr: z.number(), createdAt: z.string(), closed: z.boolean().default(false) });
 const refDataSchema = z.object({ pod_id: z.string(), name: z.string(), price_hr: z.number(), created_at: z.string() });
 type RefData = z.output<typeof refDataSchema>;
 
@@ -172,9 +135,20 @@ export class PrimeIntellectBackend implements Backend {
       const template = this.templateFor(spec);
       const { offer, seen } = await this.bestOffer(spec, cap);
       if (!offer) throw new BackendError('NO_CAPACITY', this.noOffer(spec, cap, seen));
-      const token = agentToken(await this.apiKey(), this.name, spec.job_id, attempt);
+      const key = await this.apiKey();
+      const token = agentToken(key, this.name, spec.job_id, attempt);
+      const tls = this.config.agent_tls ? agentTls(key, this.name, spec.job_id, attempt) : undefined;
       const env = {
-        ...agentEnv({ spec, rawSpec, attempt, token, port: this.config.agent_port, operatorEnv: template.env }),
+        ...agentEnv({
+          spec,
+          rawSpec,
+          attempt,
+          token,
+          port: this.config.agent_port,
+          operatorEnv: template.env,
+          ...(tls && { tls }),
+          ...(options.evalRun && { evalRun: options.evalRun }),
+        }),
         FORGE_AGENT_BOOT: agentBootLine(template.command),
       };
       const r = spec.resources;
@@ -226,11 +200,31 @@ export class PrimeIntellectBackend implements Backend {
     }
     const all = toLines(text);
     const lines = all.slice(skip, skip + MAX_LOG_LINES);
-    return { lines: lines.map((line) => ({ stream: 'stdout' as const, line })), cursor: encodeLineCursor('pi', skip + lines.length) };
+    return { lines: await agentLogLines(lines, async () => agentToken(await this.apiKey(), this.name, ref.jobId, ref.attempt)), cursor: encodeLineCursor('pi', skip + lines.length) };
   }
 
-  async collectArtifacts(ref: DeploymentRef, dir: string): Promise<string[]> {
-    return collectStaged(this.home, ref.jobId, ref.attempt, dir);
+  /** From the pod's agent (the pod stays open until the commit): any replica can run it. */
+  async collectArtifacts(ref: DeploymentRef, dir: string, onProgress?: (p: CollectProgress) => void): Promise<string[]> {
+    const d = this.refData(ref);
+    try {
+      const agent = async (): Promise<AgentClient | undefined> => {
+        const pod = await this.api.json('GET', `pods/${d.pod_id}`, podSchema);
+        return pod.status.toUpperCase() === 'ACTIVE' ? this.agentOf(ref, pod) : undefined;
+      };
+      return await collectFromAgent(agent, { home: this.home, ref, dir, ...(onProgress && { onProgress }) });
+    } catch (err) {
+      throw backendErrorFor(err, `Prime Intellect (${this.name}) outputs of pod ${d.pod_id}`);
+    }
+  }
+
+  /** The pod's agent; with agent_tls over https, pinned to the attempt's derived certificate. */
+  private async agentOf(ref: DeploymentRef, pod: Pod): Promise<AgentClient | undefined> {
+    const tls = this.config.agent_tls;
+    const url = agentUrl(pod, this.config.agent_port, tls);
+    if (!url) return undefined;
+    const key = await this.apiKey();
+    const cert = tls ? agentTls(key, this.name, ref.jobId, ref.attempt).cert : undefined;
+    return new AgentClient(url, agentToken(key, this.name, ref.jobId, ref.attempt), this.config.request_timeout_ms, cert);
   }
 
   async close(ref: DeploymentRef): Promise<void> {
@@ -243,6 +237,29 @@ export class PrimeIntellectBackend implements Backend {
       if (!isStatus(err, 404)) throw backendErrorFor(err, `Prime Intellect (${this.name}) delete pod ${d.pod_id}`);
     }
     await this.store.markClosed(ref.jobId, ref.attempt);
+  }
+
+  /** The reaper: the account's pods not ended whose name is a forge attempt's (forge-<job_id>-<attempt>). */
+  async listOpen(): Promise<OpenDeployment[]> {
+    const open: OpenDeployment[] = [];
+    try {
+      for (let offset = 0, page = 0; page < LIST_MAX_PAGES; page++) {
+        const list = await this.api.json('GET', 'pods/', podListSchema, { query: { offset, limit: LIST_PAGE } });
+        for (const pod of list.data) {
+          const mark = pod.name ? parsePodName(pod.name) : undefined;
+          if (!mark || ended(pod.status)) continue;
+          const createdAt =
+            pod.createdAt ?? (await this.store.read(mark.jobId, mark.attempt).catch(() => undefined))?.createdAt ?? new Date(0).toISOString();
+          const rec = { podId: pod.id, name: pod.name ?? '', priceHr: pod.priceHr ?? 0, createdAt, closed: false };
+          open.push({ ref: this.refFor(mark.jobId, mark.attempt, rec), jobId: mark.jobId, attempt: mark.attempt, createdAt });
+        }
+        offset += list.data.length;
+        if (list.data.length < LIST_PAGE || (list.total_count !== undefined && offset >= list.total_count)) break;
+      }
+    } catch (err) {
+      throw backendErrorFor(err, `Prime Intellect (${this.name}) list pods`);
+    }
+    return open;
   }
 
   // ---- internals --------------------------------------------------------------------------------------------------
@@ -293,7 +310,12 @@ export class PrimeIntellectBackend implements Backend {
   }
 
   private async remember(jobId: string, attempt: number, pod: Pod): Promise<DeploymentRef> {
-    const rec = { podId: pod.id, name: pod.name ?? podName(jobId, attempt), priceHr: pod.priceHr ?? 0, createdAt: pod.createdAt ?? new Date().toISOString() };
+    const rec = {
+      podId: pod.id,
+      name: pod.name ?? podName(jobId, attempt),
+      priceHr: pod.priceHr ?? 0,
+      createdAt: pod.createdAt ?? new Date().toISOString(),
+    };
     await this.store.write(jobId, attempt, rec);
     await this.store.markOpen(jobId, attempt);
     return this.refFor(jobId, attempt, recordSchema.parse(rec));
@@ -322,10 +344,9 @@ export class PrimeIntellectBackend implements Backend {
     const costUsd = costBetween(pod.priceHr ?? d.price_hr, d.created_at, now);
     const status = pod.status.toUpperCase();
     if (status === 'ACTIVE') {
-      const url = agentUrl(pod, this.config.agent_port);
-      if (!url) return { state: 'RUNNING', costUsd, startedAt: d.created_at };
-      const agent = new AgentClient(url, agentToken(await this.apiKey(), this.name, ref.jobId, ref.attempt), this.config.request_timeout_ms);
-      return statusFromAgent(await agent.state(), agent, { home: this.home, ref, ready: true, base: { costUsd, startedAt: d.created_at }, platform: 'Prime Intellect' });
+      const agent = await this.agentOf(ref, pod);
+      if (!agent) return { state: 'RUNNING', costUsd, startedAt: d.created_at };
+      return statusFromAgent(await agent.state(), { ready: true, base: { costUsd, startedAt: d.created_at }, platform: 'Prime Intellect' });
     }
     if (status === 'ERROR') return failedStatus('LOST', `pod ${d.pod_id} failed on Prime Intellect: ${pod.installationFailure ?? 'status ERROR'}`, costUsd);
     if (ended(status)) {
@@ -339,30 +360,4 @@ export class PrimeIntellectBackend implements Backend {
     }
     return { state: 'PENDING', costUsd };
   }
-}
-
-function podName(jobId: string, attempt: number): string {
-  return `forge-${jobId}-${attempt}`;
-}
-
-function ended(status: string): boolean {
-  return ['TERMINATED', 'STOPPED', 'DELETED'].includes(status.toUpperCase());
-}
-
-function priceOf(o: Offer): number {
-  return o.prices.communityPrice ?? o.prices.onDemand ?? Infinity;
-}
-
-function agentUrl(pod: Pod, port: number): string | undefined {
-  const ip = Array.isArray(pod.ip) ? pod.ip.find((x): x is string => typeof x === 'string') : pod.ip;
-  if (!ip) return undefined;
-  const mapped = pod.primePortMapping?.find((p) => p.internal === String(port));
-  return agentBaseUrl(`${ip}:${mapped?.external ?? port}`);
-}
-
-function toLines(v: z.output<typeof logSchema>): string[] {
-  const raw = typeof v === 'string' || Array.isArray(v) ? v : 'logs' in v ? v.logs : v.data;
-  const lines = Array.isArray(raw) ? raw : raw.split('\n');
-  if (lines.at(-1) === '') lines.pop();
-  return lines;
 }

@@ -1,8 +1,9 @@
 /**
- * The `p2pfl` backend (DESIGN.md §5, seed §6.2.4): a federated finetune as a P2PFL experiment of N nodes, each
- * training on its own partition of the job's data, models gossiped and averaged (FedAvg) every round; the
- * aggregated model is the job's output (p2pfl_experiment.py). In-memory protocol with every node in one process, or
- * gRPC, where the nodes also join `peers` (nodes of the same experiment on other hosts).
+ * The `p2pfl` backend (docs/architecture.md §5): a federated finetune of the spec's base model as a P2PFL
+ * experiment of N nodes, each finetuning it on its own share of the job's data with the spec's hyperparameters,
+ * models gossiped and averaged (FedAvg) every round; the aggregated model, a Hugging Face model directory, is the
+ * job's output (trainer/src/forge_trainer/p2pfl_experiment.py). In-memory protocol with every node in one process,
+ * or gRPC, where the nodes also join `peers` (nodes of the same experiment on other hosts).
  *
  * The experiment is a process on this host under the trainer contract, so it runs exactly like the local backend's
  * trainers (detached, survives the worker, exit status, logs, artifacts, close): this backend is a LocalBackend whose
@@ -11,13 +12,13 @@
  * nodes' logs and metrics to the orchestrator API (client/api/routes/p2pfl.ts).
  */
 import { execFile } from 'node:child_process';
-import type { LocalBackendConfig, P2pflBackendConfig } from '../../common/config';
-import { p2pflWebKey } from '../../common/p2pfl-web-key';
-import type { TrainingJobSpec } from '../../spec/schema';
-import { LocalBackend, type LocalBackendOptions } from './local';
-import type { Backend, DeploymentRef, DeploymentStatus, HealthReport, LogChunk, Quote, SubmitOptions } from './types';
+import type { LocalBackendConfig, P2pflBackendConfig } from '../../../common/config';
+import { p2pflWebKey } from '../../../common/p2pfl-web-key';
+import type { TrainingJobSpec } from '../../../jobspec/schema';
+import { LocalBackend, type LocalBackendOptions } from '../local/local';
+import { BackendError, type Backend, type DeploymentRef, type DeploymentStatus, type HealthReport, type LogChunk, type OpenDeployment, type Quote, type SubmitOptions } from '../types';
 
-/** The experiment's settings, as its env (p2pfl_experiment.py reads them). */
+/** The experiment's settings, as its env (forge_trainer.p2pfl_experiment reads them). */
 export function federationEnv(config: P2pflBackendConfig): Record<string, string> {
   return {
     P2PFL_NODES: String(config.nodes),
@@ -67,7 +68,10 @@ export class P2pflBackend implements Backend {
     home: string,
     options: LocalBackendOptions = {},
   ) {
-    this.local = new LocalBackend(name, asLocalConfig(config), home, { ...options, attemptEnv: (spec, attempt) => webLoggerEnv(config, home, spec.job_id, attempt) });
+    this.local = new LocalBackend(name, asLocalConfig(config), home, {
+      ...options,
+      attemptEnv: (spec, attempt) => webLoggerEnv(config, home, spec.job_id, attempt),
+    });
   }
 
   /** The workspace is writable and the experiment's Python can import p2pfl (checked at most every 10 minutes). */
@@ -87,10 +91,10 @@ export class P2pflBackend implements Backend {
     const [python] = commands[0] ?? [];
     if (!python) return Promise.resolve({ ok: false, detail: 'no experiment command configured' });
     return new Promise((resolve) => {
-      execFile(python, ['-c', 'import importlib.metadata as m, p2pfl, torch; print(m.version("p2pfl"), torch.__version__)'], { timeout: 60_000 }, (err, stdout, stderr) => {
+      execFile(python, ['-c', 'import importlib.metadata as m, p2pfl, torch, transformers, forge_trainer.p2pfl_experiment; print(m.version("p2pfl"), torch.__version__)'], { timeout: 60_000 }, (err, stdout, stderr) => {
         if (err) {
           const why = (stderr || err.message).trim().split('\n').at(-1) ?? '';
-          resolve({ ok: false, detail: `P2PFL is not importable with ${python} (${why}); run the bootstrap (npm run bootstrap) or see its P2PFL section` });
+          resolve({ ok: false, detail: `the P2PFL experiment (p2pfl, transformers, forge_trainer) is not importable with ${python} (${why}); run the bootstrap (npm run bootstrap) or see its P2PFL section` });
         } else {
           const [p2pfl = '?', torch = '?'] = stdout.trim().split(/\s+/);
           resolve({ ok: true, detail: `p2pfl ${p2pfl} (torch ${torch}) in ${python}` });
@@ -103,7 +107,9 @@ export class P2pflBackend implements Backend {
     return this.local.quote(spec);
   }
 
-  async submit(spec: TrainingJobSpec, rawSpec: unknown, attempt: number, _options?: SubmitOptions): Promise<DeploymentRef> {
+  async submit(spec: TrainingJobSpec, rawSpec: unknown, attempt: number, options: SubmitOptions = {}): Promise<DeploymentRef> {
+    // Its command is the federated experiment, not `forge-trainer run`: it has no eval mode to hand an eval attempt to.
+    if (options.evalRun) throw new BackendError('REJECTED', `backend "${this.name}" (p2pfl) cannot run evaluation attempts: set results.evaluation.backends.${this.name} to "orchestrator"`);
     return { ...(await this.local.submit(spec, rawSpec, attempt)), kind: this.kind };
   }
 
@@ -125,5 +131,9 @@ export class P2pflBackend implements Backend {
 
   waitForChange(deployment: DeploymentRef, timeoutMs: number): Promise<void> {
     return this.local.waitForChange(deployment, timeoutMs);
+  }
+
+  async listOpen(): Promise<OpenDeployment[]> {
+    return (await this.local.listOpen()).map((o) => ({ ...o, ref: { ...o.ref, kind: this.kind } }));
   }
 }

@@ -17,9 +17,9 @@ import type { BuiltSdl, GpuModel } from './akash-sdl';
 import type { BidId, ClientCertificate, Coin } from './akash-chain';
 import { readCertFile, writeCertFile } from './akash-chain';
 import { leaseStatusSchema, ProviderClient, type LeaseStatus } from './akash-provider';
-import type { AkashMarket, GpuPrice, MarketBid, MarketDeployment, MarketLease } from './akash-market';
-import { ApiClient, isStatus } from './remote-http';
-import type { HealthReport } from './types';
+import type { ActiveDeployment, AkashMarket, GpuPrice, MarketBid, MarketDeployment, MarketLease } from './akash-market';
+import { ApiClient, isStatus } from '../remote/remote-http';
+import type { HealthReport } from '../types';
 
 const uint = z.union([z.string(), z.number()]).transform((v) => String(v));
 const small = z.union([z.string(), z.number()]).transform((v) => Number(v));
@@ -41,7 +41,11 @@ const bidSchema = z.object({
 const bidsSchema = wrapped(z.array(bidSchema));
 const deploymentSchema = wrapped(
   z.object({
-    deployment: z.object({ id: z.object({ owner: z.string(), dseq: uint }).optional(), deployment_id: z.object({ owner: z.string(), dseq: uint }).optional(), state: z.string() }),
+    deployment: z.object({
+      id: z.object({ owner: z.string(), dseq: uint }).optional(),
+      deployment_id: z.object({ owner: z.string(), dseq: uint }).optional(),
+      state: z.string(),
+    }),
     leases: z.array(
       z.object({
         id: idSchema.optional(),
@@ -66,6 +70,8 @@ const listSchema = wrapped(
           hash: z.string().optional(),
           version: z.string().optional(),
         }),
+        // The chain's groups, whose names carry the forge mark (akash-sdl.ts forgeGroupName).
+        groups: z.array(z.object({ group_spec: z.object({ name: z.string() }) })).default([]),
       }),
     ),
     pagination: z.object({ hasMore: z.boolean().optional() }).optional(),
@@ -161,14 +167,19 @@ export class ConsoleMarket implements AkashMarket {
 
   /** This account's active deployments whose on-chain manifest version is `version` (hex), oldest first. */
   private async activeWithVersion(version: string): Promise<OwnedDeployment[]> {
-    const found: OwnedDeployment[] = [];
+    return (await this.listActive()).filter((d) => d.version === version).map(({ dseq, owner }) => ({ dseq, owner }));
+  }
+
+  /** This account's active deployments with their on-chain manifest version (hex), oldest first. */
+  async listActive(): Promise<ActiveDeployment[]> {
+    const found: ActiveDeployment[] = [];
     let skip = 0;
     for (let page = 0; page < LIST_MAX_PAGES; page++) {
       const res = await this.api.json('GET', 'v1/deployments', listSchema, { query: { skip, limit: LIST_PAGE } });
-      for (const { deployment: d } of res.deployments) {
+      for (const { deployment: d, groups } of res.deployments) {
         const id = d.id ?? d.deployment_id;
         const v = d.hash ?? d.version;
-        if (id && d.state === 'active' && v && versionHex(v) === version) found.push({ dseq: id.dseq, owner: id.owner });
+        if (id && d.state === 'active' && v) found.push({ dseq: id.dseq, owner: id.owner, version: versionHex(v), groups: groups.map((g) => g.group_spec.name) });
       }
       if (!res.pagination?.hasMore || res.deployments.length === 0) break;
       skip += res.deployments.length;
@@ -203,7 +214,15 @@ export class ConsoleMarket implements AkashMarket {
       leases: d.leases.flatMap((l) => {
         const id = l.id ?? l.lease_id;
         if (!id) return [];
-        return [{ id, state: l.state, price: l.price, ...(l.created_at !== undefined && { createdHeight: Number(l.created_at) }), status: l.status ?? null }];
+        return [
+          {
+            id,
+            state: l.state,
+            price: l.price,
+            ...(l.created_at !== undefined && { createdHeight: Number(l.created_at) }),
+            status: l.status ?? null,
+          },
+        ];
       }),
     };
   }
@@ -235,7 +254,12 @@ export class ConsoleMarket implements AkashMarket {
     const hostUri = p.hostUri ?? p.host_uri;
     if (!hostUri) return [];
     const cert = await this.certificate();
-    return new ProviderClient(hostUri, { cert: cert.cert, key: cert.privateKey, rejectUnauthorized: false }, this.o.timeoutMs).logs(lease.id, service, skip, max);
+    return new ProviderClient(hostUri, { cert: cert.cert, key: cert.privateKey, rejectUnauthorized: false }, this.o.timeoutMs).logs(
+      lease.id,
+      service,
+      skip,
+      max,
+    );
   }
 
   async close(_owner: string, dseq: string): Promise<void> {

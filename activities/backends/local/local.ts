@@ -1,31 +1,46 @@
 /**
- * The `local` backend (DESIGN.md §5): runs the trainer as a real child process on this host, in a workspace under
+ * The `local` backend (docs/architecture.md §5): runs the trainer as a real child process on this host, in a workspace under
  * FORGE_HOME/jobs/<job_id>/attempt-<n>/. The trainer runs detached, in its own process group, under a small
  * wrapper that records its exit status, so it survives the worker and a later worker still learns how it ended.
  * Which command runs is the operator config's `trainers[image]`, never the spec's.
  */
 import { constants as fsConstants, promises as fs, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
-import type { LocalBackendConfig, TrainerCommand } from '../../common/config';
-import { jobAttemptDir } from '../../common/paths';
-import { DEFAULT_TRAINER_IMAGE } from '../../spec/constants';
-import { classifyExitCode, type FailureInfo } from '../../spec/failure';
-import type { TrainingJobSpec } from '../../spec/schema';
-import { copyTree, fileSize, isErrno, linkTree, readLinesFrom, readRange, readTextIfExists, statIfExists, tailLines, writeFileAtomic } from './local-files';
+import type { LocalBackendConfig, TrainerCommand } from '../../../common/config';
+import { jobAttemptDir } from '../../../common/paths';
+import { DEFAULT_TRAINER_IMAGE } from '../../../jobspec/constants';
+import { classifyExitCode } from '../../../jobspec/failure';
+import type { TrainingJobSpec } from '../../../jobspec/schema';
+import {
+  copyTree,
+  linkTree,
+  listDir,
+  PRIVATE_DIR_MODE,
+  readLinesFrom,
+  statIfExists,
+  tailLines,
+  writeFileAtomic,
+} from '../../../common/files';
 import { bootId, leaderAlive, ownsGroup, readProcStat, resolveProgram, spawnDetached, terminateGroup } from './local-process';
-import { trainerContractEnv } from './trainer-contract';
-import { FILES, Workspace, type LaunchRecord } from './local-workspace';
+import { trainerEnvironment, type TrainerEnv } from '../../../common/trainer-env';
+import { traceparentEnv } from '../../../common/tracing';
+import { trainerContractEnv } from '../trainer-contract';
+import { FILES, lostFailure, specText, Workspace, type LaunchRecord } from './local-workspace';
+import { countLiveAttempts, launchIdentity, listOpenLocal, localRef, markRunning } from './local-listing';
+import { decodeCursor, encodeCursor, ProgressReader } from './local-output';
 import {
   BackendError,
   MAX_LOG_LINES,
   type Backend,
   type DeploymentRef,
   type DeploymentStatus,
+  type EvalRunInputs,
   type HealthReport,
   type LogChunk,
+  type OpenDeployment,
   type Quote,
-  type TrainingProgress,
-} from './types';
+  type SubmitOptions,
+} from '../types';
 
 export interface LocalBackendOptions {
   /** close(): how long the trainer may take to stop after SIGTERM before SIGKILL. */
@@ -38,6 +53,8 @@ export interface LocalBackendOptions {
   claimSettleMs?: number;
   /** More env for one attempt's trainer, over the operator's (p2pfl: its web-logger key); made at launch, never stored. */
   attemptEnv?: (spec: TrainingJobSpec, attempt: number) => Record<string, string>;
+  /** Names of the worker's environment the trainer also gets (the operator's `trainer_env_passthrough`). */
+  envPassthrough?: readonly string[];
 }
 
 const DEFAULTS: Required<LocalBackendOptions> = {
@@ -46,40 +63,33 @@ const DEFAULTS: Required<LocalBackendOptions> = {
   claimWaitMs: 10_000,
   claimSettleMs: 1_000,
   attemptEnv: () => ({}),
+  envPassthrough: [],
 };
 
-const PROGRESS_TAIL_BYTES = 64 * 1024;
 const STDERR_TAIL_LINES = 20;
 const MS_PER_HOUR = 3_600_000;
-/** A running-index marker younger than this may belong to a launch still under way. */
-const MARKER_GRACE_MS = 60_000;
 /** Job ids become path components: the schema allows UUIDs only, this refuses anything that could escape. */
 const SAFE_PATH_COMPONENT = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 /** Where trainers keep checkpoints inside FORGE_OUTPUT_DIR; carried from attempt to attempt. */
 const CHECKPOINTS_DIR = 'checkpoints';
-/** Orchestrator credentials the trainer has no business seeing. */
-const PRIVATE_ENV = /^TEMPORAL_(API_KEY|TLS_)/;
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-interface ProgressTail {
-  offset: number;
-  progress?: TrainingProgress;
-}
 
 interface LaunchRequest {
   spec: TrainingJobSpec;
   rawSpec: unknown;
   attempt: number;
   argv: string[];
-  env: NodeJS.ProcessEnv;
+  env: TrainerEnv;
+  /** An eval attempt: it starts from no checkpoints. */
+  evaluates: boolean;
 }
 
 export class LocalBackend implements Backend {
   readonly kind = 'local';
   private readonly options: Required<LocalBackendOptions>;
   /** Per workspace: how far stdout.log was scanned for progress, so a huge log is never re-read. */
-  private readonly progressTails = new Map<string, ProgressTail>();
+  private readonly progress = new ProgressReader();
 
   constructor(
     readonly name: string,
@@ -114,21 +124,21 @@ export class LocalBackend implements Backend {
     if (max !== undefined) {
       // The job's own attempt does not count: a re-run admission (a worker died after submitting) must find the
       // capacity its first run used, and reach the idempotent submit again instead of another backend.
-      const live = await this.countLiveAttempts(spec.job_id);
+      const live = await countLiveAttempts(this.home, this.name, spec.job_id);
       if (live >= max) return { available: false, hourlyUsd, detail: `${live} of max_concurrent ${max} attempts running` };
     }
     return { available: true, hourlyUsd };
   }
 
-  async submit(spec: TrainingJobSpec, rawSpec: unknown, attempt: number): Promise<DeploymentRef> {
+  async submit(spec: TrainingJobSpec, rawSpec: unknown, attempt: number, options: SubmitOptions = {}): Promise<DeploymentRef> {
     if (!SAFE_PATH_COMPONENT.test(spec.job_id)) throw new BackendError('REJECTED', `job id "${spec.job_id}" is not a safe path name`);
     if (!Number.isInteger(attempt) || attempt < 1) throw new BackendError('REJECTED', `attempt must be an integer >= 1, got ${attempt}`);
     const ws = new Workspace(jobAttemptDir(this.home, spec.job_id, attempt));
-    await fs.mkdir(ws.dir, { recursive: true });
+    await fs.mkdir(ws.dir, { recursive: true, mode: PRIVATE_DIR_MODE }); // jobs/<id>/attempt-<n>: the job's only
     // A retried submit returns what the first one launched, whatever the config says now.
     const existing = await ws.readLaunch();
     if (existing) return this.refFor(ws, existing);
-    const request = await this.launchRequest(spec, rawSpec, attempt, ws);
+    const request = await this.launchRequest(spec, rawSpec, attempt, ws, options.evalRun);
     return this.refFor(ws, await this.acquire(ws, request));
   }
 
@@ -137,14 +147,14 @@ export class LocalBackend implements Backend {
     const launch = await this.launchOf(ws, deployment);
     if (!launch) return { state: 'FAILED', costUsd: 0, failure: { class: 'LOST', detail: `attempt was never launched (${ws.dir})` } };
     const startedAt = new Date(launch.startedAt);
-    const progress = await this.readProgress(ws);
+    const progress = await this.progress.read(ws);
     const base = { startedAt: launch.startedAt, ...(progress && { progress }) };
     // The wrapper may write exit.json and end between our two looks (exit.json, then the process): look for exit.json
     // again once the process is gone, before calling the attempt lost (found by the chaos suite, test/chaos). One
     // look at the process only: a second one could find it gone after the first found it alive, with its exit.json
     // written in between and never read (bench/lifecycle: about 1 no-op job in 100 was called LOST).
     let exit = await ws.readExit();
-    const alive = !exit && leaderAlive(identity(launch));
+    const alive = !exit && leaderAlive(launchIdentity(launch));
     if (!exit && !alive) exit = await ws.readExit();
     if (exit) {
       const finished = { ...base, exitCode: exit.code, finishedAt: exit.finishedAt.toISOString(), costUsd: this.cost(startedAt, exit.finishedAt) };
@@ -185,10 +195,15 @@ export class LocalBackend implements Backend {
     const ws = this.workspaceOf(deployment);
     if (!(await statIfExists(ws.dir))) return; // nothing was ever set up for it
     await ws.markTime('closed', new Date());
-    this.progressTails.delete(ws.dir);
+    this.progress.forget(ws);
     const launch = await this.launchOf(ws, deployment);
     // Also stops what a finished trainer left behind in its group; a no-op when nothing of it lives.
-    if (launch && ownsGroup(identity(launch))) await terminateGroup(launch.pid, this.options.closeGraceMs);
+    if (launch && ownsGroup(launchIdentity(launch))) await terminateGroup(launch.pid, this.options.closeGraceMs);
+  }
+
+  /** The reaper: attempts of this backend whose process group still lives (local-listing.ts). */
+  listOpen(): Promise<OpenDeployment[]> {
+    return listOpenLocal(this.home, this.name, this.kind);
   }
 
   /** The wrapper writes exit.json into the attempt dir when the trainer ends: watching the dir sees it at once. */
@@ -201,7 +216,8 @@ export class LocalBackend implements Backend {
         watcher?.close();
         resolve();
       };
-      const timer = setTimeout(done, timeoutMs);
+      // Unref'd: a follower cancelled mid-wait must not keep a stopping worker alive until it fires.
+      const timer = setTimeout(done, timeoutMs).unref();
       try {
         watcher = watch(dir, { persistent: false }, (_event, name) => {
           if (name === FILES.exit) done();
@@ -218,11 +234,23 @@ export class LocalBackend implements Backend {
   // ---- submit ---------------------------------------------------------------------------------------------------
 
   /** Everything a launch needs, checked before claiming: a refusal must leave no claim behind. */
-  private async launchRequest(spec: TrainingJobSpec, rawSpec: unknown, attempt: number, ws: Workspace): Promise<LaunchRequest> {
+  private async launchRequest(
+    spec: TrainingJobSpec,
+    rawSpec: unknown,
+    attempt: number,
+    ws: Workspace,
+    evalRun?: EvalRunInputs,
+  ): Promise<LaunchRequest> {
     if (!this.config.enabled) throw new BackendError('NO_CAPACITY', `backend "${this.name}" is disabled in the operator config`);
     const image = spec.trainer?.image ?? DEFAULT_TRAINER_IMAGE;
     const trainer = this.trainerFor(image);
-    const env = trainerEnv(process.env, trainer, { ...this.options.attemptEnv(spec, attempt), ...contractEnv(spec, attempt, ws) });
+    const env = trainerEnvironment({
+      base: process.env,
+      passthrough: this.options.envPassthrough,
+      operator: trainer.env,
+      // TRACEPARENT: the submitting activity's span, so the trainer can join the job's trace (common/tracing.ts).
+      contract: { ...this.options.attemptEnv(spec, attempt), ...contractEnv(spec, attempt, ws, evalRun), ...traceparentEnv() },
+    });
     const [program = '', ...args] = trainer.command;
     const resolved = await resolveProgram(program, env);
     if (!resolved) {
@@ -232,7 +260,7 @@ export class LocalBackend implements Backend {
           'run the bootstrap (npm run bootstrap) or install the trainer, or fix the command in FORGE_CONFIG',
       );
     }
-    return { spec, rawSpec, attempt, argv: [resolved, ...args], env };
+    return { spec, rawSpec, attempt, argv: [resolved, ...args], env, evaluates: evalRun !== undefined };
   }
 
   private trainerFor(image: string): TrainerCommand {
@@ -282,13 +310,13 @@ export class LocalBackend implements Backend {
   }
 
   private async launch(ws: Workspace, generation: number, request: LaunchRequest): Promise<LaunchRecord> {
-    await writeFileAtomic(ws.file('spec'), specText(request));
-    await fs.mkdir(ws.file('output'), { recursive: true });
-    await this.carryCheckpoints(request.spec.job_id, request.attempt, ws);
+    await writeFileAtomic(ws.file('spec'), specText(request.rawSpec, request.spec));
+    await fs.mkdir(ws.file('output'), { recursive: true, mode: PRIVATE_DIR_MODE });
+    if (!request.evaluates) await this.carryCheckpoints(request.spec.job_id, request.attempt, ws);
     // Whoever stalled past the stale timeout must not launch after a takeover did.
     if ((await ws.currentGeneration()) !== generation) throw new Error(`launch claim of ${ws.dir} was taken over; try again`);
     const startedAt = new Date().toISOString();
-    await this.markRunning(request.spec.job_id, request.attempt, ws);
+    await markRunning(this.home, this.name, request.spec.job_id, request.attempt, ws.dir);
     const pid = await spawnDetached({
       dir: ws.dir,
       argv: request.argv,
@@ -328,15 +356,7 @@ export class LocalBackend implements Backend {
   }
 
   private refFor(ws: Workspace, launch: LaunchRecord): DeploymentRef {
-    return {
-      backend: this.name,
-      kind: this.kind,
-      id: `${launch.jobId}/attempt-${launch.attempt}`,
-      jobId: launch.jobId,
-      attempt: launch.attempt,
-      submittedAt: launch.startedAt,
-      data: { dir: ws.dir, pid: launch.pid },
-    };
+    return localRef(this.name, this.kind, ws.dir, launch);
   }
 
   // ---- following ------------------------------------------------------------------------------------------------
@@ -353,7 +373,7 @@ export class LocalBackend implements Backend {
   private async hasEnded(ws: Workspace, deployment: DeploymentRef): Promise<boolean> {
     if (await ws.readExit()) return true;
     const launch = await this.launchOf(ws, deployment);
-    return !launch || !leaderAlive(identity(launch));
+    return !launch || !leaderAlive(launchIdentity(launch));
   }
 
   private cost(from: Date, to: Date): number {
@@ -367,130 +387,11 @@ export class LocalBackend implements Backend {
     return `trainer exited with code ${code}${signal}${stderr}`;
   }
 
-  /** The newest progress event, scanning only what stdout.log gained since last time (at most its last 64 KiB). */
-  private async readProgress(ws: Workspace): Promise<TrainingProgress | undefined> {
-    const file = ws.file('stdout');
-    const size = await fileSize(file);
-    let tail = this.progressTails.get(ws.dir) ?? { offset: 0 };
-    if (size < tail.offset) tail = { offset: 0 }; // truncated or replaced
-    const start = Math.max(tail.offset, size - PROGRESS_TAIL_BYTES);
-    const buf = await readRange(file, start, size - start);
-    const lastNewline = buf.lastIndexOf(0x0a);
-    if (lastNewline >= 0) {
-      const lines = buf.subarray(0, lastNewline).toString('utf8').split('\n');
-      if (start > tail.offset) lines.shift(); // we jumped into the middle of a line
-      const found = lines.reverse().map(parseProgress).find((p) => p !== undefined);
-      tail = { offset: start + lastNewline + 1, progress: found ?? tail.progress };
-    }
-    this.progressTails.set(ws.dir, tail);
-    return tail.progress;
-  }
-
-  // ---- capacity -------------------------------------------------------------------------------------------------
-
-  /** Attempts of this backend whose wrapper still runs, from the launch records under FORGE_HOME/jobs. */
-  // ---- the running index (for max_concurrent) ---------------------------------------------------------------------
-  // One marker file per launched attempt under running/<backend>/, so counting is O(running), not O(jobs ever run).
-
-  private runningDir(): string {
-    return path.join(this.home, 'running', this.name);
-  }
-
-  private async markRunning(jobId: string, attempt: number, ws: Workspace): Promise<void> {
-    await fs.mkdir(this.runningDir(), { recursive: true });
-    await writeFileAtomic(path.join(this.runningDir(), `${jobId}.attempt-${attempt}`), ws.dir);
-  }
-
-  /** Live attempts of this backend, other jobs' only; markers of ended attempts are pruned on the way. */
-  private async countLiveAttempts(exceptJob: string): Promise<number> {
-    let live = 0;
-    for (const marker of await listDir(this.runningDir())) {
-      const dir = await readTextIfExists(marker);
-      if (dir === undefined) continue;
-      if (await this.isLiveAttempt(new Workspace(dir))) {
-        if (!path.basename(marker).startsWith(`${exceptJob}.`)) live++;
-      } else if (Date.now() - ((await statIfExists(marker))?.mtimeMs ?? 0) > MARKER_GRACE_MS) {
-        // Not live, and not a launch still under way: that attempt has ended.
-        await fs.rm(marker, { force: true });
-      }
-    }
-    return live;
-  }
-
-  private async isLiveAttempt(ws: Workspace): Promise<boolean> {
-    try {
-      const launch = await ws.readLaunch();
-      return launch !== undefined && launch.backend === this.name && !(await ws.readExit()) && leaderAlive(identity(launch));
-    } catch {
-      return false; // a damaged workspace is not a running trainer
-    }
-  }
 }
 
 // ---- pure helpers -------------------------------------------------------------------------------------------------
 
-function identity(launch: LaunchRecord): { pid: number; procStartTime: string | null; bootId: string | null } {
-  return { pid: launch.pid, procStartTime: launch.procStartTime, bootId: launch.bootId };
-}
-
-/** The trainer contract of DESIGN.md §6, with this attempt's workspace paths. */
-function contractEnv(spec: TrainingJobSpec, attempt: number, ws: Workspace): Record<string, string> {
-  return { ...trainerContractEnv(spec, attempt), FORGE_SPEC: ws.file('spec'), FORGE_OUTPUT_DIR: ws.file('output') };
-}
-
-/** The worker's env (PATH etc.) minus its credentials, then the operator's trainer env, then the contract. */
-function trainerEnv(base: NodeJS.ProcessEnv, trainer: TrainerCommand, contract: Record<string, string>): NodeJS.ProcessEnv {
-  const inherited = Object.fromEntries(Object.entries(base).filter(([key]) => !PRIVATE_ENV.test(key)));
-  return { ...inherited, ...trainer.env, ...contract };
-}
-
-/** The spec as submitted; a string is kept byte for byte. */
-function specText(request: LaunchRequest): string {
-  if (typeof request.rawSpec === 'string') return request.rawSpec;
-  return `${JSON.stringify(request.rawSpec ?? request.spec, null, 2)}\n`;
-}
-
-function lostFailure(launch: LaunchRecord, closedAt: Date | undefined): FailureInfo {
-  const why = closedAt
-    ? `closed by the orchestrator at ${closedAt.toISOString()}`
-    : 'killed outside the orchestrator, or the host rebooted';
-  return { class: 'LOST', detail: `trainer wrapper (process group ${launch.pid}) ended without an exit status: ${why}` };
-}
-
-function parseProgress(line: string): TrainingProgress | undefined {
-  if (!line.startsWith('{')) return undefined;
-  let value: unknown;
-  try {
-    value = JSON.parse(line);
-  } catch {
-    return undefined;
-  }
-  if (typeof value !== 'object' || value === null) return undefined;
-  const event = value as Record<string, unknown>;
-  if (event.event !== 'progress' || typeof event.step !== 'number') return undefined;
-  return {
-    step: event.step,
-    ...(typeof event.max_steps === 'number' && { maxSteps: event.max_steps }),
-    ...(typeof event.loss === 'number' && { loss: event.loss }),
-  };
-}
-
-function encodeCursor(stdoutOffset: number, stderrOffset: number): string {
-  return `v1:${stdoutOffset}:${stderrOffset}`;
-}
-
-function decodeCursor(cursor: string | undefined): [number, number] {
-  if (cursor === undefined || cursor === '') return [0, 0];
-  const m = /^v1:(\d+):(\d+)$/.exec(cursor);
-  if (!m) throw new BackendError('REJECTED', `invalid log cursor "${cursor}"`);
-  return [Number(m[1]), Number(m[2])];
-}
-
-async function listDir(dir: string): Promise<string[]> {
-  try {
-    return (await fs.readdir(dir)).map((name) => path.join(dir, name));
-  } catch (err) {
-    if (isErrno(err, 'ENOENT', 'ENOTDIR')) return [];
-    throw err;
-  }
+/** The trainer contract of docs/architecture.md §6, with this attempt's workspace paths. */
+function contractEnv(spec: TrainingJobSpec, attempt: number, ws: Workspace, evalRun?: EvalRunInputs): Record<string, string> {
+  return { ...trainerContractEnv(spec, attempt, evalRun), FORGE_SPEC: ws.file('spec'), FORGE_OUTPUT_DIR: ws.file('output') };
 }

@@ -5,7 +5,7 @@
 import type { BuiltSdl, GpuModel } from './akash-sdl';
 import { AkashChain, closeDeploymentMsg, createDeploymentMsg, createLeaseMsg, type BidId, type Coin } from './akash-chain';
 import { ProviderClient, type LeaseStatus } from './akash-provider';
-import type { HealthReport } from './types';
+import type { HealthReport } from '../types';
 
 export interface MarketBid {
   id: BidId;
@@ -29,6 +29,15 @@ export interface MarketDeployment {
   leases: MarketLease[];
 }
 
+export interface ActiveDeployment {
+  dseq: string;
+  owner: string;
+  /** The manifest version the deployment committed on chain, hex. */
+  version: string;
+  /** Its groups' names as the chain has them (a forge attempt's carries its mark: akash-sdl.ts forgeGroupName). */
+  groups: string[];
+}
+
 export interface GpuPrice {
   available: number;
   /** USD per GPU-hour (median, else average), when known. */
@@ -50,6 +59,8 @@ export interface AkashMarket {
   resendManifest(lease: MarketLease, manifest: string): Promise<void>;
   leaseStatus(lease: MarketLease): Promise<LeaseStatus | 'not-found'>;
   logs(lease: MarketLease, service: string, skip: number, max: number): Promise<string[]>;
+  /** The account's active deployments with their on-chain manifest version (hex), oldest first. */
+  listActive(): Promise<ActiveDeployment[]>;
   /** Closes the deployment (and its leases); a closed or unknown one is fine. */
   close(owner: string, dseq: string): Promise<void>;
   /** The chain's height now, when the market can tell (for cost = price × blocks). */
@@ -118,6 +129,10 @@ export class ChainMarket implements AkashMarket {
     return (await this.provider(lease.id.provider)).logs(lease.id, service, skip, max);
   }
 
+  async listActive(): Promise<ActiveDeployment[]> {
+    return (await this.chain.activeDeployments(await this.chain.address())).sort((a, b) => (BigInt(a.dseq) < BigInt(b.dseq) ? -1 : 1));
+  }
+
   async close(owner: string, dseq: string): Promise<void> {
     const state = await this.chain.deploymentState(owner, dseq);
     if (state === 'active') await this.chain.broadcast([closeDeploymentMsg(owner, dseq)], 'chrysalis-forge');
@@ -137,6 +152,10 @@ export class ChainMarket implements AkashMarket {
       this.chain.clientCertificate(),
       this.o.verifyProviderCertificates ? this.chain.certificates(address) : Promise.resolve(undefined),
     ]);
-    return new ProviderClient(hostUri, { cert: cert.cert, key: cert.privateKey, rejectUnauthorized: false, ...(pinned && { pinned }) }, this.o.timeoutMs);
+    return new ProviderClient(
+      hostUri,
+      { cert: cert.cert, key: cert.privateKey, rejectUnauthorized: false, ...(pinned && { pinned }) },
+      this.o.timeoutMs,
+    );
   }
 }

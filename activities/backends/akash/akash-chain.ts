@@ -18,9 +18,9 @@ import { DirectSecp256k1HdWallet, Registry, decodeTxRaw, type EncodeObject, type
 import { SigningStargateClient, type StdFee } from '@cosmjs/stargate';
 import { TxRaw } from 'cosmjs-types/cosmos/tx/v1beta1/tx';
 import { z } from 'zod';
-import { writeFileAtomic } from './local-files';
-import { ApiClient, isStatus } from './remote-http';
-import { BackendError } from './types';
+import { writeFileAtomic } from '../../../common/files';
+import { ApiClient, isStatus } from '../remote/remote-http';
+import { BackendError } from '../types';
 
 // ---- transactions (pure: built and signed offline) -----------------------------------------------------------------
 
@@ -94,7 +94,13 @@ export async function walletFromMnemonic(mnemonic: string): Promise<DirectSecp25
 }
 
 /** Signs `msgs` offline (SIGN_MODE_DIRECT); returns the TxRaw bytes to broadcast. */
-export async function signTx(wallet: DirectSecp256k1HdWallet, msgs: readonly EncodeObject[], fee: StdFee, memo: string, signer: SignerData): Promise<Uint8Array> {
+export async function signTx(
+  wallet: DirectSecp256k1HdWallet,
+  msgs: readonly EncodeObject[],
+  fee: StdFee,
+  memo: string,
+  signer: SignerData,
+): Promise<Uint8Array> {
   const [account] = await wallet.getAccounts();
   if (!account) throw new Error('the wallet has no account');
   const client = await SigningStargateClient.offline(wallet, { registry: akashRegistry() });
@@ -138,8 +144,22 @@ const leasesSchema = z.object({
 });
 const deploymentSchema = z.object({ deployment: z.object({ deployment_id: z.object({ owner: z.string(), dseq: uint }), state: z.string() }) });
 const providerSchema = z.object({ provider: z.object({ owner: z.string(), host_uri: z.string() }) });
+const deploymentListSchema = z.object({
+  deployments: z.array(
+    z.object({
+      deployment: z.object({ deployment_id: z.object({ owner: z.string(), dseq: uint }), state: z.string(), version: z.string().default('') }),
+      groups: z.array(z.object({ group_spec: z.object({ name: z.string() }) })).default([]),
+    }),
+  ),
+  pagination: z.object({ next_key: z.string().nullish() }).nullish(),
+});
+/** The deployment list is read in pages of this many, at most this many pages. */
+const LIST_PAGE = 100;
+const LIST_MAX_PAGES = 50;
 const certificatesSchema = z.object({
-  certificates: z.array(z.object({ certificate: z.object({ state: z.string(), cert: z.string(), pubkey: z.string().optional() }), serial: z.string().optional() })),
+  certificates: z.array(
+    z.object({ certificate: z.object({ state: z.string(), cert: z.string(), pubkey: z.string().optional() }), serial: z.string().optional() }),
+  ),
 });
 const balancesSchema = z.object({ balances: z.array(coinSchema) });
 
@@ -261,6 +281,24 @@ export class AkashChain {
       if (isStatus(err, 404)) return 'missing';
       throw err;
     }
+  }
+
+  /** `owner`'s active deployments with their on-chain manifest version (hex). */
+  async activeDeployments(owner: string): Promise<{ dseq: string; owner: string; version: string; groups: string[] }[]> {
+    const found: { dseq: string; owner: string; version: string; groups: string[] }[] = [];
+    let key: string | undefined;
+    for (let page = 0; page < LIST_MAX_PAGES; page++) {
+      const query = { 'filters.owner': owner, 'filters.state': 'active', 'pagination.limit': LIST_PAGE, ...(key && { 'pagination.key': key }) };
+      const r = await this.rest.json('GET', 'akash/deployment/v1beta3/deployments/list', deploymentListSchema, { query });
+      for (const { deployment: d, groups } of r.deployments) {
+        if (d.state === 'active') {
+          found.push({ dseq: d.deployment_id.dseq, owner: d.deployment_id.owner, version: Buffer.from(d.version, 'base64').toString('hex'), groups: groups.map((g) => g.group_spec.name) });
+        }
+      }
+      key = r.pagination?.next_key ?? undefined;
+      if (!key) break;
+    }
+    return found;
   }
 
   async bids(owner: string, dseq: string): Promise<ChainBid[]> {

@@ -2,14 +2,14 @@
  * Process helpers of the local backend: the detached wrapper that records the trainer's exit status, and process
  * group liveness that is robust against PID reuse and zombies (a container's PID 1 often never reaps orphans).
  */
-import { spawn } from 'node:child_process';
 import { constants as fsConstants, promises as fs, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { isErrno } from './local-files';
+import { spawnTrainer, type TrainerEnv } from '../../../common/trainer-env';
+import { isErrno } from '../../../common/files';
 
 /**
  * `sh -c WRAPPER sh <workspace> <program> <args...>`. Arguments are positional, never interpolated into the script.
- * It records its own pid (so a launch whose launcher died before writing launch.json can be recovered), runs the
+ * It sets umask 077, records its own pid (so a launch whose launcher died before writing launch.json can be recovered), runs the
  * trainer in the foreground, then records the trainer's real exit status.
  *
  * Each record is one short line written by one write() of the shell's builtins into a new file, so a reader sees the
@@ -18,6 +18,7 @@ import { isErrno } from './local-files';
  * BENCHMARKS.md "Lifecycle").
  */
 export const WRAPPER_SCRIPT = [
+  'umask 077', // what the wrapper and the trainer create is the job's only: files 0600, folders 0700
   'd=$1; shift',
   'echo $$ > "$d/wrapper.pid"',
   '"$@"',
@@ -29,7 +30,7 @@ export const WRAPPER_SCRIPT = [
 export interface SpawnRequest {
   dir: string;
   argv: string[];
-  env: NodeJS.ProcessEnv;
+  env: TrainerEnv;
   stdoutFile: string;
   stderrFile: string;
 }
@@ -39,12 +40,11 @@ export interface SpawnRequest {
  * (a pipe would break, and kill the trainer with SIGPIPE, when the worker dies). Resolves with the pid (= pgid).
  */
 export async function spawnDetached(req: SpawnRequest): Promise<number> {
-  const out = await fs.open(req.stdoutFile, 'a');
-  const err = await fs.open(req.stderrFile, 'a');
+  const out = await fs.open(req.stdoutFile, 'a', 0o600);
+  const err = await fs.open(req.stderrFile, 'a', 0o600);
   try {
-    const child = spawn('/bin/sh', ['-c', WRAPPER_SCRIPT, 'sh', req.dir, ...req.argv], {
+    const child = spawnTrainer(['/bin/sh', '-c', WRAPPER_SCRIPT, 'sh', req.dir, ...req.argv], req.env, {
       cwd: req.dir,
-      env: req.env,
       detached: true,
       stdio: ['ignore', out.fd, err.fd],
     });
