@@ -7,7 +7,7 @@
  * five minutes) is simply sent again.
  */
 import { ServiceError, type WorkflowHandle } from '@temporalio/client';
-import type { CancelRequest } from '../spec/signing';
+import type { CancelRequest } from '../jobspec/signing';
 import { cancelUpdate, type JobStatus } from '../workflows/messages';
 
 /** gRPC status code FAILED_PRECONDITION. */

@@ -1,20 +1,23 @@
 /**
- * The orchestrator's HTTP API (DESIGN.md §10) as a Fastify instance: zod validates every request part and
+ * The orchestrator's HTTP API (docs/architecture.md §10) as a Fastify instance: zod validates every request part and
  * serializes every JSON response, @fastify/swagger derives /openapi.json from the same schemas, every error is an
- * RFC 9457 problem, and an optional bearer token guards every route.
+ * RFC 9457 problem; client/api/auth.ts says who may call (owners' signed requests, the operator's token) and
+ * client/api/host-check.ts which Host and Origin are served.
  */
-import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import fastifySwagger from '@fastify/swagger';
 import Fastify, { LogController, type FastifyError, type FastifyServerOptions } from 'fastify';
 import type { Client, Connection } from '@temporalio/client';
 import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { FastifySchemaCompiler } from 'fastify';
 import type { z } from 'zod';
-import type { Backend } from '../../activities/backends/types';
+import type { BackendReader } from '../../activities/backends/types';
 import type { ForgeConfig } from '../../common/config';
 import { forgeHome } from '../../common/paths';
-import { trainingJobJsonSchema } from '../../spec/json-schema';
+import { trainingJobJsonSchema } from '../../jobspec/json-schema';
 import { noArtifacts, type ArtifactSource } from './artifacts';
+import { HOW_TO_SIGN, keepRawJsonBodies, registerAuth, registerOwnerScope, type ApiAuthMode } from './auth';
+import { allowedHostSet, registerHostCheck } from './host-check';
 import type { ApiContext, ZodApp } from './context';
 import { JobsService } from './jobs';
 import { JobMetrics } from './job-metrics';
@@ -22,6 +25,7 @@ import { createMetrics } from './metrics';
 import { P2pflWebRecords } from './p2pfl-web';
 import { fieldError, fromZodIssues, PROBLEM_CONTENT_TYPE, ProblemError, summarize, zodErrorMap, type FieldLocation } from './problem';
 import { artifactRoutes } from './routes/artifacts';
+import { curveRoutes } from './routes/curves';
 import { jobRoutes } from './routes/jobs';
 import { metaRoutes } from './routes/meta';
 import { p2pflRoutes } from './routes/p2pfl';
@@ -35,12 +39,20 @@ export interface ApiDeps {
   namespace: string;
   taskQueue: string;
   config: ForgeConfig;
-  backends: ReadonlyMap<string, Backend>;
+  backends: ReadonlyMap<string, BackendReader>;
   artifacts?: ArtifactSource;
   /** The orchestrator's did:key, served at GET /identity (clients check artifact manifests against it). */
   identity?: () => string;
-  /** When set, every request needs `Authorization: Bearer <token>`. */
+  /** The orchestrator's model signing public key (PEM), served at GET /identity as model_signing_public_key_pem. */
+  modelSigningKey?: () => string;
+  /** The operator's token: with auth 'token' every request needs `Authorization: Bearer <token>`; with 'owners' it sees every job. */
   token?: string;
+  /** 'owners': signed requests, each owner sees their own jobs (client/api/auth.ts); 'token' (default): as above. */
+  auth?: ApiAuthMode;
+  /** The address the API listens on (its name is an allowed Host, unless a wildcard address). */
+  listenHost?: string;
+  /** Host names served besides loopback and listenHost (FORGE_API_ALLOWED_HOSTS). */
+  allowedHosts?: readonly string[];
   webUiUrl?: string | null;
   queryTimeoutMs?: number;
   healthTimeoutMs?: number;
@@ -51,6 +63,13 @@ export interface ApiDeps {
   p2pflWeb?: P2pflWebRecords;
   /** Fastify logger options (pino); false for none. */
   logger?: FastifyServerOptions['logger'];
+  /** FORGE_HOME: the default root of the spec policy's paths (common/spec-policy.ts); default forgeHome(). */
+  home?: string;
+}
+
+/** P2PFL nodes post to the web-logger URL the operator configured: its host is one this API answers to. */
+function webLoggerHosts(config: ForgeConfig): string[] {
+  return Object.values(config.backends).flatMap((b) => ('web_logger_url' in b && typeof b.web_logger_url === 'string' ? [new URL(b.web_logger_url).hostname] : []));
 }
 
 const PART_LOCATION: Record<string, FieldLocation> = { body: 'body', querystring: 'query', params: 'path', headers: 'header' };
@@ -62,10 +81,6 @@ const validatorCompiler: FastifySchemaCompiler<z.ZodType> = ({ schema, httpPart 
   const errors = fromZodIssues(PART_LOCATION[httpPart ?? 'body'] ?? 'body', result.error.issues);
   return { error: new ProblemError('invalid-request', summarize(errors), errors) };
 };
-
-function sha256(s: string): Buffer {
-  return createHash('sha256').update(s, 'utf8').digest();
-}
 
 /** Fastify's own request errors (body parsing, limits, media types) as problems. */
 function toProblem(err: FastifyError | Error): ProblemError | undefined {
@@ -111,6 +126,7 @@ export async function buildApp(deps: ApiDeps): Promise<ZodApp> {
   app.setSerializerCompiler(serializerCompiler);
   // JSON only: a spec sent as text/plain is a 415, not a string that fails validation.
   app.removeContentTypeParser('text/plain');
+  keepRawJsonBodies(app);
 
   const metrics = createMetrics();
   // Jobs by state, attempts and cost, from Temporal visibility when /metrics is scraped (client/api/job-metrics.ts).
@@ -128,27 +144,23 @@ export async function buildApp(deps: ApiDeps): Promise<ZodApp> {
     backends: deps.backends,
     artifacts: deps.artifacts ?? noArtifacts,
     identity: deps.identity ?? null,
+    modelSigningKey: deps.modelSigningKey ?? null,
     metrics,
     namespace: deps.namespace,
     webUiUrl: deps.webUiUrl ?? null,
     healthTimeoutMs: deps.healthTimeoutMs ?? 5_000,
     logPollMs: deps.logPollMs ?? 1_000,
     p2pflWeb: deps.p2pflWeb ?? new P2pflWebRecords(forgeHome()),
+    home: deps.home ?? forgeHome(),
   };
 
-  const expectedToken = deps.token ? sha256(deps.token) : undefined;
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
-    if (!expectedToken || req.routeOptions.config.auth === 'p2pfl-web-key') return;
-    const header = req.headers.authorization;
-    const given = typeof header === 'string' && header.startsWith('Bearer ') ? header.slice('Bearer '.length) : undefined;
-    // Compare digests: constant time, whatever the lengths.
-    if (given === undefined || !timingSafeEqual(sha256(given), expectedToken)) {
-      throw new ProblemError('unauthorized', 'this API needs "Authorization: Bearer <FORGE_API_TOKEN>"', [fieldError('header', 'authorization', given === undefined ? 'missing' : 'wrong token')], {}, {
-        'www-authenticate': 'Bearer realm="chrysalis-forge"',
-      });
-    }
   });
+  // Host and origin first (DNS rebinding, browsers), then who is calling, then (job routes) whose job it is.
+  registerHostCheck(app, allowedHostSet(deps.listenHost, [...(deps.allowedHosts ?? []), ...webLoggerHosts(deps.config)]));
+  registerAuth(app, { mode: deps.auth ?? 'token', ...(deps.token ? { token: deps.token } : {}) });
+  registerOwnerScope(app, (id) => jobs.ownerOf(id));
 
   app.addHook('onResponse', async (req, reply) => {
     const labels = { method: req.method, route: req.routeOptions.url ?? '(unmatched)', status: String(reply.statusCode) };
@@ -173,7 +185,7 @@ export async function buildApp(deps: ApiDeps): Promise<ZodApp> {
     throw new ProblemError('not-found', `no route ${req.method} ${req.url.split('?')[0]}`);
   });
 
-  // The spec body is validated by spec/parse in the handler (to keep the raw, signed bytes); document it here.
+  // The spec body is validated by jobspec/parse in the handler (to keep the raw, signed bytes); document it here.
   const { $schema: _draft, $id: _id, ...specBodySchema } = trainingJobJsonSchema();
   await app.register(fastifySwagger, {
     openapi: {
@@ -183,8 +195,18 @@ export async function buildApp(deps: ApiDeps): Promise<ZodApp> {
         version: '1.0.0',
         description: 'Submit signed training jobs, follow them, cancel them. Errors are application/problem+json (RFC 9457).',
       },
-      components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'FORGE_API_TOKEN, when the operator set one' } } },
-      security: [{ bearerAuth: [] }, {}],
+      components: {
+        securitySchemes: {
+          bearerAuth: { type: 'http', scheme: 'bearer', description: "FORGE_API_TOKEN, the operator's token: sees every job" },
+          ownerSignature: {
+            type: 'apiKey',
+            in: 'header',
+            name: 'Signature',
+            description: `Under FORGE_API_AUTH=owners: an owner's RFC 9421 HTTP Message Signature. ${HOW_TO_SIGN}`,
+          },
+        },
+      },
+      security: [{ bearerAuth: [] }, { ownerSignature: [] }, {}],
     },
     transform: (doc) => {
       const out = jsonSchemaTransform(doc);
@@ -200,5 +222,6 @@ export async function buildApp(deps: ApiDeps): Promise<ZodApp> {
   artifactRoutes(app, ctx);
   metaRoutes(app, ctx);
   p2pflRoutes(app, ctx);
+  curveRoutes(app, ctx);
   return app;
 }

@@ -15,6 +15,8 @@ export interface ArtifactSource {
   manifest(jobId: string, status: JobStatus): Promise<unknown>;
   /** The bytes of one manifest entry. */
   open(jobId: string, file: ArtifactFile, status: JobStatus): Promise<Readable>;
+  /** A signature file committed next to the manifest (model.sig, provenance.intoto.json), or null when there is none. */
+  signatureFile?(jobId: string, name: string, status: JobStatus): Promise<string | null>;
 }
 
 /** For an API without a results store. */

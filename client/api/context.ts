@@ -1,7 +1,7 @@
 /** What every route module receives: the Temporal-facing service, the operator's backends, settings, metrics. */
 import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import type { Backend } from '../../activities/backends/types';
+import type { BackendReader } from '../../activities/backends/types';
 import type { ForgeConfig } from '../../common/config';
 import type { ArtifactSource } from './artifacts';
 import type { JobsService } from './jobs';
@@ -10,18 +10,23 @@ import type { P2pflWebRecords } from './p2pfl-web';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** A route that checks its own key instead of the API's bearer token (routes/p2pfl.ts). */
-    auth?: 'p2pfl-web-key';
+    /**
+     * How the route authenticates (client/api/auth.ts): 'p2pfl-web-key' checks its own key (routes/p2pfl.ts);
+     * 'public' needs nothing under owners auth; 'operator' needs the operator token; unset: an owner or the operator.
+     */
+    auth?: 'p2pfl-web-key' | 'public' | 'operator';
   }
 }
 
 export interface ApiContext {
   jobs: JobsService;
   config: ForgeConfig;
-  backends: ReadonlyMap<string, Backend>;
+  backends: ReadonlyMap<string, BackendReader>;
   artifacts: ArtifactSource;
   /** The orchestrator's did:key (GET /identity), or null when this API has none. */
   identity: (() => string) | null;
+  /** The PEM public key that checks model.sig (OpenSSF Model Signing), or null when this API has none. */
+  modelSigningKey: (() => string) | null;
   metrics: ApiMetrics;
   namespace: string;
   /** Temporal Web UI base URL, or null when unknown. */
@@ -30,6 +35,8 @@ export interface ApiContext {
   logPollMs: number;
   /** What jobs' P2PFL nodes sent through P2PFL's web logger. */
   p2pflWeb: P2pflWebRecords;
+  /** FORGE_HOME: the default root of the spec policy's paths. */
+  home: string;
 }
 
 export type ZodApp = FastifyInstance<

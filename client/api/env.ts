@@ -1,7 +1,13 @@
-/** The API's environment, checked by zod at start (an invalid variable stops the process with its name). */
+/**
+ * The api role's configuration: the operator file (FORGE_CONFIG) and the environment, checked by zod once at start
+ * (an invalid variable or field stops the process with its name), then passed on. docs/configuration.md lists it.
+ */
 import { z } from 'zod';
+import { API_AUTH_MODES } from './auth';
+import { loadConfig, type ForgeConfig } from '../../common/config';
+import { forgeHome } from '../../common/paths';
 import { parseEnv, readTemporalEnv, type TemporalEnv } from '../../common/temporal';
-import { TASK_QUEUE_ORCHESTRATOR } from '../../workflows/names';
+import { TASK_QUEUE_ORCHESTRATOR } from '../../common/names';
 
 const port = z.coerce.number().int().min(0).max(65535);
 const millis = z.coerce.number().int().min(1).max(600_000);
@@ -11,6 +17,17 @@ export const apiEnvSchema = z.object({
   /** Loopback by default: exposing the API is a deliberate act (and then set FORGE_API_TOKEN). */
   FORGE_API_HOST: z.string().min(1).default('127.0.0.1'),
   FORGE_API_TOKEN: z.string().min(16, 'use a token of at least 16 characters').optional(),
+  /**
+   * owners: each request signed by an owner's did:key, who sees only their jobs (FORGE_API_TOKEN: the operator, sees
+   * all); token: FORGE_API_TOKEN when set, else open. Default: owners unless FORGE_API_HOST is a loopback address.
+   */
+  FORGE_API_AUTH: z.enum(API_AUTH_MODES).optional(),
+  /** Host names the API answers to besides localhost, 127.0.0.1, [::1] and FORGE_API_HOST (comma-separated). */
+  FORGE_API_ALLOWED_HOSTS: z
+    .string()
+    .optional()
+    .transform((s) => (s ?? '').split(',').map((h) => h.trim()).filter(Boolean))
+    .pipe(z.array(z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+|[0-9a-fA-F:]+)$/, 'must be host names (no scheme, port or path), comma-separated'))),
   FORGE_API_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** The queue the orchestrator worker polls (the worker reads the same variable). */
   FORGE_ORCHESTRATOR_TASK_QUEUE: z.string().min(1).default(TASK_QUEUE_ORCHESTRATOR),
@@ -34,4 +51,18 @@ export function readApiSettings(env: NodeJS.ProcessEnv = process.env): ApiSettin
   // Without TEMPORAL_ADDRESS the stack runs the dev server, whose UI listens on FORGE_UI_PORT.
   const webUiUrl = api.FORGE_WEB_UI_URL ?? (temporal.TEMPORAL_ADDRESS ? null : `http://127.0.0.1:${temporal.FORGE_UI_PORT}`);
   return { api, temporal, webUiUrl: webUiUrl?.replace(/\/+$/, '') ?? null };
+}
+
+export interface ApiConfig extends ApiSettings {
+  role: 'api';
+  /** The operator file (FORGE_CONFIG), or the built-in default. */
+  operator: ForgeConfig;
+  /** FORGE_HOME: keys, p2pfl web-logger records. */
+  home: string;
+}
+
+/** The api role's one configuration value; throws naming the bad variable or config field. */
+export function readApiConfig(env: NodeJS.ProcessEnv = process.env): ApiConfig {
+  const settings = readApiSettings(env);
+  return { role: 'api', ...settings, operator: loadConfig(env), home: forgeHome(env) };
 }

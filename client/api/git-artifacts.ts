@@ -72,6 +72,13 @@ export class GitArtifactSource implements ArtifactSource {
     return read.signed;
   }
 
+  async signatureFile(jobId: string, name: string, status: JobStatus): Promise<string | null> {
+    const a = status.artifacts;
+    if (!a) return null;
+    const { git } = await this.repoWith(a.repo, a.commit, jobId);
+    return git.show([`${a.commit}:${jobFolder(jobId)}/${name}`]).catch(() => null);
+  }
+
   async open(jobId: string, file: ArtifactFile, status: JobStatus): Promise<Readable> {
     const a = status.artifacts;
     if (!a) throw new Error(`job ${jobId} has no committed artifacts`);

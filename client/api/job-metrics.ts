@@ -1,20 +1,22 @@
 /**
  * Job-level Prometheus metrics of the API (issue 8), read from Temporal's visibility store — the only store of job
- * state (DESIGN.md §1) — at most once per refresh interval, whatever the scrape rate:
+ * state (docs/architecture.md §1) — at most once per refresh interval, whatever the scrape rate:
  *
  *   forge_jobs{state}                         jobs per ForgeJobState (gauge; all jobs the namespace still keeps)
  *   forge_jobs_by_attempt{attempt}            non-terminal jobs per ForgeAttempt: 0 (not yet submitted), 1, 2, 3, 4+
  *   forge_jobs_finished_total{state,backend}  jobs that closed since this API started (counter)
  *   forge_job_cost_usd_total{state,backend}   their ForgeCostUsd, summed (counter)
  *   forge_job_attempts                        histogram of attempts per closed job
+ *   forge_job_attempt_failures_total{class,backend}  failed attempts of the jobs that closed, by failure class
  *   forge_job_metrics_refresh_errors_total    refreshes that failed (Temporal unreachable, ...)
  *
  * Several API replicas each count the jobs that closed: aggregate the counters with max(), not sum().
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Client } from '@temporalio/client';
+import type { JobStatus } from '../../workflows/messages';
 import { JOB_STATES, TERMINAL_STATES } from '../../workflows/lifecycle/states';
-import { WORKFLOW_TYPE_TRAINING_JOB } from '../../workflows/names';
+import { WORKFLOW_TYPE_TRAINING_JOB } from '../../common/names';
 import { ForgeAttempt, ForgeBackend, ForgeCostUsd, ForgeJobState } from '../../workflows/search-attributes';
 
 export interface JobMetricsOptions {
@@ -44,6 +46,7 @@ export class JobMetrics {
   private readonly finished: Counter<'state' | 'backend'>;
   private readonly cost: Counter<'state' | 'backend'>;
   private readonly attempts: Histogram;
+  private readonly failures: Counter<'class' | 'backend'>;
   private readonly errors: Counter;
   private readonly refreshMs: number;
   private readonly scrapeWaitMs: number;
@@ -98,6 +101,13 @@ export class JobMetrics {
       registers,
       collect,
     });
+    this.failures = new Counter({
+      name: 'forge_job_attempt_failures_total',
+      help: 'Failed attempts of the jobs that closed since this API instance started (their status errors), by failure class and backend',
+      labelNames: ['class', 'backend'] as const,
+      registers,
+      collect,
+    });
     this.errors = new Counter({
       name: 'forge_job_metrics_refresh_errors_total',
       help: 'Refreshes of the job metrics from Temporal visibility that failed',
@@ -148,9 +158,22 @@ export class JobMetrics {
       const cost = sa.get(ForgeCostUsd);
       if (typeof cost === 'number' && cost > 0) this.cost.inc({ state, backend }, cost);
       this.attempts.observe(sa.get(ForgeAttempt) ?? 0);
+      if (wf.status.name === 'COMPLETED') await this.countFailures(wf.workflowId, wf.runId);
     }
     // Forget keys that fell out of the window, so `seen` stays as small as one window.
     for (const key of this.seen) if (!current.has(key)) this.seen.delete(key);
     if (next > since) this.closedSince = next;
+  }
+
+  /** A closed job's failed attempts by class: its result (the final status) lists them; unreadable counts as a refresh error. */
+  private async countFailures(workflowId: string, runId: string): Promise<void> {
+    let status: Partial<JobStatus> | undefined;
+    try {
+      status = (await this.o.client.workflow.getHandle(workflowId, runId).result()) as Partial<JobStatus> | undefined;
+    } catch {
+      this.errors.inc();
+      return;
+    }
+    for (const e of status?.errors ?? []) this.failures.inc({ class: e.class, backend: e.backend ?? 'none' });
   }
 }

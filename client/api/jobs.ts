@@ -1,6 +1,6 @@
 /**
  * What the HTTP routes ask of Temporal: start a job idempotently, read its status, list jobs, cancel. Temporal is
- * the only store of job state (DESIGN.md §1): nothing here keeps jobs in memory or on disk.
+ * the only store of job state (docs/architecture.md §1): nothing here keeps jobs in memory or on disk.
  */
 import { jobPriority } from '../../common/job-priority';
 import { createHash, randomUUID } from 'node:crypto';
@@ -14,14 +14,15 @@ import {
   type Connection,
   type WorkflowExecutionDescription,
 } from '@temporalio/client';
-import type { SearchAttributePair } from '@temporalio/common';
 import { decodeTypedSearchAttributes } from '@temporalio/common/lib/converter/payload-search-attributes';
-import { specHash } from '../../spec/parse';
-import type { TrainingJobSpec } from '../../spec/schema';
-import type { CancelRequest } from '../../spec/signing';
+import { specHash } from '../../jobspec/parse';
+import type { SignedSpec } from '../../jobspec/signed-spec';
+import type { CancelRequest } from '../../jobspec/signing';
 import { isTerminal, type JobState } from '../../workflows/lifecycle/states';
+import { specSummary, staticJobDetails } from '../../workflows/lifecycle/details';
+import { backendCandidates } from '../../jobspec/candidates';
 import { cancelUpdate, statusQuery, type JobStatus } from '../../workflows/messages';
-import { jobWorkflowId, WORKFLOW_TYPE_TRAINING_JOB } from '../../workflows/names';
+import { jobWorkflowId, WORKFLOW_TYPE_TRAINING_JOB } from '../../common/names';
 import {
   ForgeAttempt,
   ForgeBackend,
@@ -30,14 +31,13 @@ import {
   ForgeJobState,
   ForgeJobType,
   ForgeOwner,
+  jobFactAttributes,
 } from '../../workflows/search-attributes';
 import { fieldError, ProblemError } from './problem';
 import { buildVisibilityQuery, decodePageToken, encodePageToken, type ListQuery } from './visibility';
 
 /** Memo key the API sets at start: what the idempotency check compares a repeated POST with. */
 export const MEMO_SPEC_SHA256 = 'submitted_spec_sha256';
-/** Longer values are left out of the initial search attributes (the workflow applies the same limit). */
-const MAX_ATTRIBUTE_LENGTH = 512;
 /** gRPC status codes (stable wire numbers). */
 const GRPC_NOT_FOUND = 5;
 const GRPC_INVALID_ARGUMENT = 3;
@@ -127,8 +127,8 @@ export class JobsService {
    * Starts `job-<job_id>` unless it exists. Workflow ids are unique and never reused (REJECT_DUPLICATE), so of any
    * number of concurrent identical POSTs exactly one starts the workflow; the others compare spec hashes.
    */
-  async submit(raw: Record<string, unknown>, spec: TrainingJobSpec): Promise<SubmitResult> {
-    const hash = specHash(raw);
+  async submit(signed: SignedSpec): Promise<SubmitResult> {
+    const { spec, raw, sha256: hash } = signed;
     const workflowId = jobWorkflowId(spec.job_id);
     try {
       await this.o.client.workflow.start(WORKFLOW_TYPE_TRAINING_JOB, {
@@ -138,8 +138,12 @@ export class JobsService {
         workflowIdReusePolicy: 'REJECT_DUPLICATE',
         workflowIdConflictPolicy: 'FAIL',
         memo: { [MEMO_SPEC_SHA256]: hash },
-        typedSearchAttributes: initialSearchAttributes(spec),
+        // Facts of the validated spec, so a job is listable before a worker has picked it up.
+        typedSearchAttributes: [{ key: ForgeJobState, value: 'CREATED' }, ...jobFactAttributes(spec)],
         priority: jobPriority(spec.owner_did),
+        // The Web UI's summary line and static details (the workflow keeps its current details up to date).
+        staticSummary: specSummary(spec),
+        staticDetails: staticJobDetails(spec, backendCandidates(spec)),
       });
       return { created: true, workflowId };
     } catch (err) {
@@ -165,15 +169,35 @@ export class JobsService {
     const specMemo = memo.spec;
     if (isRecord(specMemo) && typeof specMemo.sha256 === 'string') return specMemo.sha256;
     // Started without the API (a script calling client.workflow.start): hash its first input.
+    const input = await this.startInput(workflowId, desc.runId);
+    return isRecord(input) ? specHash(input) : null;
+  }
+
+  /** The first argument the workflow was started with (the signed spec), from its first history event. */
+  private async startInput(workflowId: string, runId: string): Promise<unknown> {
     const res = await this.o.client.workflowService.getWorkflowExecutionHistory({
       namespace: this.o.namespace,
-      execution: { workflowId, runId: desc.runId },
+      execution: { workflowId, runId },
       maximumPageSize: 1,
     });
     const payload = res.history?.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads?.[0];
-    if (!payload) return null;
-    const input: unknown = this.o.client.options.loadedDataConverter.payloadConverter.fromPayload(payload);
-    return isRecord(input) ? specHash(input) : null;
+    return payload ? this.o.client.options.loadedDataConverter.payloadConverter.fromPayload(payload) : undefined;
+  }
+
+  /**
+   * The job's owner: its ForgeOwner search attribute, else (a job started by a bare Temporal client that no worker
+   * has picked up yet) the owner_did of its input. 404 for an unknown job.
+   */
+  async ownerOf(jobId: string): Promise<string | null> {
+    const desc = await this.describe(jobId);
+    const owner = desc.typedSearchAttributes.get(ForgeOwner);
+    if (owner !== undefined) return owner;
+    try {
+      const input = await this.deadline(() => this.startInput(desc.workflowId, desc.runId));
+      return isRecord(input) && typeof input.owner_did === 'string' ? input.owner_did : null;
+    } catch (err) {
+      throw temporalProblem(err, `reading the owner of job ${jobId}`);
+    }
   }
 
   /** 404 for an unknown id or a workflow of another type under the same id. */
@@ -314,15 +338,4 @@ export class JobsService {
       return { ok: false, detail: err instanceof Error ? err.message : String(err) };
     }
   }
-}
-
-/** Facts of the validated spec, set at start so a job is listable before a worker has picked it up. */
-function initialSearchAttributes(spec: TrainingJobSpec): SearchAttributePair[] {
-  const pairs: SearchAttributePair[] = [
-    { key: ForgeJobState, value: 'CREATED' },
-    { key: ForgeJobType, value: spec.job_type },
-    { key: ForgeOwner, value: spec.owner_did },
-  ];
-  if (spec.base_model.name.length <= MAX_ATTRIBUTE_LENGTH) pairs.push({ key: ForgeBaseModel, value: spec.base_model.name });
-  return pairs;
 }

@@ -6,7 +6,7 @@
  * a reconnecting client resumes (Last-Event-ID). A disconnect stops polling, timers and reads at once.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Backend, LogChunk } from '../../activities/backends/types';
+import type { BackendReader, LogChunk } from '../../activities/backends/types';
 import { isTerminal } from '../../workflows/lifecycle/states';
 import type { DeploymentRecord, JobStatus, TransitionRecord } from '../../workflows/messages';
 import type { JobsService } from './jobs';
@@ -19,7 +19,7 @@ export interface LogStreamOptions {
   request: FastifyRequest;
   reply: FastifyReply;
   jobs: JobsService;
-  backends: ReadonlyMap<string, Backend>;
+  backends: ReadonlyMap<string, BackendReader>;
   metrics: ApiMetrics;
   jobId: string;
   follow: boolean;
@@ -150,7 +150,7 @@ export async function streamJobLogs(o: LogStreamOptions): Promise<void> {
       await drainDeployment(backend, d, index);
     }
   };
-  const drainDeployment = async (backend: Backend, d: DeploymentRecord, index: number): Promise<void> => {
+  const drainDeployment = async (backend: BackendReader, d: DeploymentRecord, index: number): Promise<void> => {
     for (;;) {
       if (closed) return;
       let chunk: LogChunk;

@@ -3,7 +3,7 @@
  * when a request field is at fault, an `errors` list naming each field by its JSON path.
  */
 import type { z } from 'zod';
-import type { SpecIssue } from '../../spec/parse';
+import type { SpecIssue } from '../../jobspec/parse';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 const PROBLEM_BASE = 'https://chrysalis-forge.dev/problems/';
@@ -15,7 +15,7 @@ export type FieldLocation = 'body' | 'query' | 'path' | 'header';
 
 export interface FieldError {
   in: FieldLocation;
-  /** Dotted JSON path as spec/parse reports it, e.g. `hyperparameters.learning_rate`; `(root)` for the whole part. */
+  /** Dotted JSON path as jobspec/parse reports it, e.g. `hyperparameters.learning_rate`; `(root)` for the whole part. */
   path: string;
   /** The same place as an RFC 6901 JSON Pointer in URI fragment form. */
   pointer: string;
@@ -38,12 +38,19 @@ export const PROBLEMS = {
   'invalid-request': [400, 'Invalid request'],
   'invalid-spec': [400, 'Invalid training job spec'],
   'unauthorized': [401, 'Missing or wrong API token'],
+  'unauthenticated': [401, 'Sign the request with your did:key, or send the operator token'],
+  'request-signature': [401, 'Request signature refused'],
+  'owner-mismatch': [403, 'Spec owner is not the request signer'],
+  'operator-only': [403, 'Operator token required'],
+  'cors-refused': [403, 'Cross-origin request refused'],
   'bad-signature': [401, 'Signature does not verify'],
   'owner-not-allowed': [403, 'Owner not allowed'],
+  'policy-refused': [403, "Refused by the operator's policy"],
   'cancel-refused': [403, 'Cancel refused'],
   'key-refused': [403, 'API key refused'],
   'not-found': [404, 'Not found'],
   'method-not-allowed': [405, 'Method not allowed'],
+  'misdirected': [421, 'Misdirected request: host not served'],
   'job-id-conflict': [409, 'job_id already used by a different spec'],
   'already-terminal': [409, 'Job already finished'],
   'payload-too-large': [413, 'Request body too large'],
@@ -51,6 +58,7 @@ export const PROBLEMS = {
   'internal': [500, 'Internal server error'],
   'records-full': [507, 'Record quota used up'],
   'temporal-unavailable': [503, 'Temporal unavailable'],
+  'replay-cache-full': [503, 'Too many signed requests in the replay window'],
   'timeout': [504, 'Upstream did not answer in time'],
 } as const satisfies Record<string, readonly [number, string]>;
 export type ProblemKind = keyof typeof PROBLEMS;
@@ -109,7 +117,7 @@ function formatPath(path: readonly PropertyKey[]): string {
   return path.length === 0 ? '(root)' : path.map(segment).join('.');
 }
 
-/** Zod issues as field errors; an unknown key is named itself, as spec/parse does. */
+/** Zod issues as field errors; an unknown key is named itself, as jobspec/parse does. */
 export function fromZodIssues(location: FieldLocation, issues: readonly z.core.$ZodIssue[]): FieldError[] {
   return issues.flatMap((issue) =>
     issue.code === 'unrecognized_keys'
@@ -118,7 +126,7 @@ export function fromZodIssues(location: FieldLocation, issues: readonly z.core.$
   );
 }
 
-/** A missing field reads better as "required" than as "expected string, received undefined" (as in spec/parse). */
+/** A missing field reads better as "required" than as "expected string, received undefined" (as in jobspec/parse). */
 export const zodErrorMap: z.core.$ZodErrorMap = (issue) =>
   issue.code === 'invalid_type' && issue.input === undefined ? `required (${issue.expected})` : undefined;
 

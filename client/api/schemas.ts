@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { JOB_STATES } from '../../workflows/lifecycle/states';
 
-/** Job ids are lower-case UUIDs (spec/schema.ts); anything else cannot name a job. */
+/** Job ids are lower-case UUIDs (jobspec/schema.ts); anything else cannot name a job. */
 export const JOB_ID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 export const jobIdSchema = z.string().regex(JOB_ID_PATTERN, 'must be a job id (a lower-case UUID)');
 export const jobParamsSchema = z.strictObject({ id: jobIdSchema });
@@ -96,6 +96,7 @@ export const jobStatusSchema = z
         signer_did: z.string(),
         files: z.array(z.object({ path: z.string(), sha256: z.string(), size: z.int() })),
         lfs: z.array(z.string()),
+        provenance: z.object({ path: z.string(), sha256: z.string() }).optional().meta({ description: 'the signed SLSA provenance (DSSE) next to the manifest' }),
       })
       .nullable()
       .optional()
@@ -194,7 +195,13 @@ export const backendListSchema = z.object({
 });
 
 export const identitySchema = z
-  .object({ did: z.string().meta({ description: "the orchestrator's Ed25519 did:key: artifact manifests and the elite registry are signed by it" }) })
+  .object({
+    did: z.string().meta({ description: "the orchestrator's Ed25519 did:key: artifact manifests, provenance statements and the elite registry are signed by it" }),
+    model_signing_public_key_pem: z
+      .string()
+      .optional()
+      .meta({ description: 'the P-256 public key (PEM) that checks model.sig with `model_signing verify key` (OpenSSF Model Signing)' }),
+  })
   .meta({ id: 'Identity' });
 
 export const backendParamsSchema = z.strictObject({ name: z.string().min(1).max(63) });

@@ -4,14 +4,15 @@
  * as a child process, to which it reports its URL over IPC once it listens.
  */
 import { Client, Connection } from '@temporalio/client';
-import { createBackends } from '../../activities/backends/registry';
-import { loadConfig } from '../../common/config';
+import { createBackendReaders } from '../../activities/backends/registry';
 import { orchestratorKey } from '../../common/orchestrator-key';
-import { forgeHome } from '../../common/paths';
+import { modelSigningKeyFrom } from '../../common/model-signing';
 import { connectionOptions, temporalAddress } from '../../common/temporal';
+import { initTracing, tracingClientInterceptors } from '../../common/tracing';
 import { buildApp } from './app';
+import { defaultAuthMode } from './auth';
 import { GitArtifactSource } from './git-artifacts';
-import { readApiSettings } from './env';
+import { readApiConfig } from './env';
 import { P2pflWebRecords } from './p2pfl-web';
 
 export interface ListeningMessage {
@@ -20,37 +21,53 @@ export interface ListeningMessage {
 }
 
 export async function main(): Promise<void> {
-  const settings = readApiSettings();
-  const { api, temporal } = settings;
-  const config = loadConfig();
-  const home = forgeHome();
+  const settings = readApiConfig();
+  const { api, temporal, operator: config, home } = settings;
+  const auth = api.FORGE_API_AUTH ?? defaultAuthMode(api.FORGE_API_HOST);
   // Lazy: the API starts (and /healthz says 503) even while Temporal is still coming up.
   const connection = Connection.lazy(connectionOptions(temporal));
-  const client = new Client({ connection, namespace: temporal.TEMPORAL_NAMESPACE, identity: `forge-api@${process.pid}` });
+  const tracing = initTracing('forge-api');
+  const interceptors = tracingClientInterceptors();
+  const client = new Client({ connection, namespace: temporal.TEMPORAL_NAMESPACE, identity: `forge-api@${process.pid}`, ...(interceptors ? { interceptors } : {}) });
   const app = await buildApp({
     client,
     connection,
     namespace: temporal.TEMPORAL_NAMESPACE,
     taskQueue: api.FORGE_ORCHESTRATOR_TASK_QUEUE,
     config,
-    backends: createBackends(config, home),
+    backends: createBackendReaders(config, home),
     // The job's committed artifacts, checked against the orchestrator's key (made on first use, shared with workers).
     artifacts: new GitArtifactSource({ home, git: config.results.git, signerDid: () => orchestratorKey(home).did }),
     identity: () => orchestratorKey(home).did,
+    modelSigningKey: () => modelSigningKeyFrom(orchestratorKey(home).secretKey).publicKeyPem,
     p2pflWeb: new P2pflWebRecords(home),
+    home,
     ...(api.FORGE_API_TOKEN ? { token: api.FORGE_API_TOKEN } : {}),
+    auth,
+    listenHost: api.FORGE_API_HOST,
+    allowedHosts: api.FORGE_API_ALLOWED_HOSTS,
     webUiUrl: settings.webUiUrl,
     queryTimeoutMs: api.FORGE_API_QUERY_TIMEOUT_MS,
     healthTimeoutMs: api.FORGE_API_HEALTH_TIMEOUT_MS,
     logPollMs: api.FORGE_API_LOG_POLL_MS,
-    logger: { level: api.FORGE_API_LOG_LEVEL, redact: ['req.headers.authorization', 'req.headers["x-api-key"]'] },
+    logger: { level: api.FORGE_API_LOG_LEVEL, redact: ['req.headers.authorization', 'req.headers["x-api-key"]', 'req.headers.signature'] },
   });
   const address = await app.listen({ host: api.FORGE_API_HOST, port: api.FORGE_API_PORT });
   // Never log the token or Temporal credentials: only whether they are set.
   app.log.info(
-    { url: address, temporal: temporalAddress(temporal), namespace: temporal.TEMPORAL_NAMESPACE, task_queue: api.FORGE_ORCHESTRATOR_TASK_QUEUE, token: Boolean(api.FORGE_API_TOKEN) },
+    {
+      url: address,
+      temporal: temporalAddress(temporal),
+      namespace: temporal.TEMPORAL_NAMESPACE,
+      task_queue: api.FORGE_ORCHESTRATOR_TASK_QUEUE,
+      token: Boolean(api.FORGE_API_TOKEN),
+      auth,
+    },
     'forge API listening',
   );
+  if (auth === 'token' && !api.FORGE_API_TOKEN && defaultAuthMode(api.FORGE_API_HOST) === 'owners') {
+    app.log.warn(`FORGE_API_AUTH=token without FORGE_API_TOKEN on ${api.FORGE_API_HOST}: anyone who reaches this address reads and submits every job; use FORGE_API_AUTH=owners`);
+  }
   if (process.send) process.send({ type: 'forge-api-listening', url: address } satisfies ListeningMessage);
 
   let stopping = false;
@@ -60,6 +77,7 @@ export async function main(): Promise<void> {
     app.log.info(`${signal}: closing`);
     await app.close();
     await connection.close();
+    await tracing?.shutdown(); // sends the last spans
     process.exit(0);
   };
   process.on('SIGINT', (s) => void stop(s));

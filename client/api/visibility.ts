@@ -4,8 +4,8 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
-import { BACKEND_NAME_PATTERN, JOB_TYPES } from '../../spec/schema';
-import { WORKFLOW_TYPE_TRAINING_JOB } from '../../workflows/names';
+import { BACKEND_NAME_PATTERN, JOB_TYPES } from '../../jobspec/schema';
+import { WORKFLOW_TYPE_TRAINING_JOB } from '../../common/names';
 import { JOB_STATES } from '../../workflows/lifecycle/states';
 import { ForgeBackend, ForgeJobState, ForgeJobType, ForgeOwner } from '../../workflows/search-attributes';
 

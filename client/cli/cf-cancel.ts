@@ -1,8 +1,11 @@
 #!/usr/bin/env node
 /** cf-cancel: cancels a job with the owner's signed request ({action, job_id, issued_at}, Ed25519). */
-import { signCancelRequest } from '../../spec/signing';
+import { signCancelRequest } from '../../jobspec/signing';
 import { cancelResponseSchema } from '../api/schemas';
-import { defaultKeyFile, EXIT, jobIdArg, parseAnswer, readKeyFile, runCli, type CommandSpec } from './shared';
+import { EXIT } from './shared/exit';
+import { runCli, type CommandSpec } from './shared/command';
+import { jobIdArg, parseAnswer } from './shared/api-client';
+import { defaultKeyFile, readKeyFile } from './shared/key-file';
 
 export const spec: CommandSpec = {
   name: 'cf-cancel',
@@ -11,7 +14,7 @@ export const spec: CommandSpec = {
   positionals: { min: 1, max: 1 },
   usesApi: true,
   options: {
-    key: { type: 'string', short: 'k', value: 'FILE', description: "the job owner's key (default $FORGE_HOME/keys/owner.json)" },
+    key: { type: 'string', short: 'k', value: 'FILE', description: "the job owner's key: signs the cancel and the request (default $FORGE_HOME/keys/owner.json)" },
   },
   details: 'The job stops, its deployments are closed, and it ends CANCELLED; follow it with cf-check-training <job_id> --watch.',
   exitCodes: [EXIT.OK, EXIT.USAGE, EXIT.UNAVAILABLE, EXIT.NOT_FOUND, EXIT.REFUSED, EXIT.CONFLICT],

@@ -2,7 +2,7 @@
 /**
  * cf-eval: runs the standardized eval suite (evals/) against a model — a local model directory, served for the run
  * by the reference trainer's `serve`, or any OpenAI-compatible endpoint (vLLM...) — appends one row per task to
- * evals.jsonl and prints a summary per task type (seed §6.5 step 3).
+ * evals.jsonl and prints a summary per task type (docs/architecture.md §8).
  */
 import { randomUUID } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
@@ -11,7 +11,8 @@ import { z } from 'zod';
 import { defaultSuiteDir, suiteTaskTypes } from '../../activities/eval-suite';
 import { appendEvalRows, EvalRunError, runEvalSuite, summaryTable, type EvalTarget } from '../../activities/evals';
 import { loadConfig } from '../../common/config';
-import { CliError, EXIT, runCli, type CommandSpec } from './shared';
+import { CliError, EXIT } from './shared/exit';
+import { runCli, type CommandSpec } from './shared/command';
 
 export const spec: CommandSpec = {
   name: 'cf-eval',
@@ -79,6 +80,8 @@ if (require.main === module) {
         jobId: str('job-id') ?? null,
         evalId: `cf-eval-${randomUUID()}`,
         settings: config,
+        // Run by a user for themselves, not by the orchestrator for a submitter: the server keeps the user's environment.
+        envPassthrough: Object.keys(process.env),
         ...(modelName ? { modelName } : {}),
         onTask: (row) => {
           done += 1;

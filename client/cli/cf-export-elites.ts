@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * cf-export-elites: writes a signed export of the elite registry (seed §6.5 step 5) and, with --auto-publish, pushes
+ * cf-export-elites: writes a signed export of the elite registry and, with --auto-publish, pushes
  * the registry to its publish remote. Runs on the orchestrator's host: it reads the registry of the operator config
  * (FORGE_CONFIG) and signs with the orchestrator's key under FORGE_HOME/keys.
  */
@@ -11,7 +11,8 @@ import { loadConfig } from '../../common/config';
 import { orchestratorKey } from '../../common/orchestrator-key';
 import { forgeHome } from '../../common/paths';
 import { EliteRegistry, RegistryError, type Elites } from '../../activities/registry';
-import { CliError, EXIT, runCli, type CommandSpec } from './shared';
+import { CliError, EXIT } from './shared/exit';
+import { runCli, type CommandSpec } from './shared/command';
 
 export const spec: CommandSpec = {
   name: 'cf-export-elites',

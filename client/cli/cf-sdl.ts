@@ -5,13 +5,14 @@
  */
 import { readFileSync } from 'node:fs';
 import { hourlyBudget } from '../../activities/admission';
-import { akashSdlOptions, buildSdl, SdlError } from '../../activities/backends/akash-sdl';
-import { agentToken } from '../../activities/backends/remote-agent-script';
-import { readSecret } from '../../activities/backends/remote-state';
+import { akashSdlOptions, buildSdl, SdlError } from '../../activities/backends/akash/akash-sdl';
+import { agentToken } from '../../activities/backends/remote/remote-agent-script';
+import { readSecret } from '../../activities/backends/remote/remote-state';
 import { ConfigError, loadConfig, parseConfig, type AkashBackendConfig, type ForgeConfig } from '../../common/config';
-import { formatSpecIssues, parseTrainingJobSpec } from '../../spec/parse';
-import type { TrainingJobSpec } from '../../spec/schema';
-import { CliError, EXIT, runCli, type CommandSpec } from './shared';
+import { formatSpecIssues, parseTrainingJobSpec } from '../../jobspec/parse';
+import type { TrainingJobSpec } from '../../jobspec/schema';
+import { CliError, EXIT } from './shared/exit';
+import { runCli, type CommandSpec } from './shared/command';
 
 export const spec: CommandSpec = {
   name: 'cf-sdl',
@@ -66,17 +67,27 @@ function operatorConfig(file: string | undefined): ForgeConfig | undefined {
 }
 
 /** The akash backend to dry-run: named, else the spec's provider when it is one, else the config's first. */
-export function pickAkash(config: ForgeConfig | undefined, spec: TrainingJobSpec, name: string | undefined): { name: string; config: AkashBackendConfig; defaults: boolean } {
+export function pickAkash(
+  config: ForgeConfig | undefined,
+  spec: TrainingJobSpec,
+  name: string | undefined,
+): { name: string; config: AkashBackendConfig; defaults: boolean } {
   const entries = Object.entries(config?.backends ?? {}).flatMap(([n, b]) => (b.kind === 'akash' ? [[n, b] as const] : []));
   if (name !== undefined) {
     const found = entries.find(([n]) => n === name);
-    if (!found) throw new CliError(EXIT.USAGE, `no akash backend named "${name}" in the operator config (akash backends: ${entries.map(([n]) => n).join(', ') || 'none'})`);
+    if (!found)
+      throw new CliError(
+        EXIT.USAGE,
+        `no akash backend named "${name}" in the operator config (akash backends: ${entries.map(([n]) => n).join(', ') || 'none'})`,
+      );
     return { name, config: found[1], defaults: false };
   }
   const chosen = entries.find(([n]) => n === spec.backend.provider) ?? entries[0];
   if (chosen) return { name: chosen[0], config: chosen[1], defaults: false };
   const cap = hourlyBudget(spec.backend.max_cost_usd, spec.resources.max_hours);
-  const c = parseConfig({ backends: { akash: { kind: 'akash', mode: 'console', denom: 'usdc', hourly_usd: cap > 0 ? cap : 1, console: { api_key: PLACEHOLDER_TOKEN } } } }).backends.akash;
+  const c = parseConfig({
+    backends: { akash: { kind: 'akash', mode: 'console', denom: 'usdc', hourly_usd: cap > 0 ? cap : 1, console: { api_key: PLACEHOLDER_TOKEN } } },
+  }).backends.akash;
   if (c?.kind !== 'akash') throw new Error('default akash config');
   return { name: 'akash', config: c, defaults: true };
 }
@@ -112,7 +123,14 @@ if (require.main === module) {
       throw err;
     }
     if (out.json) {
-      out.data({ backend: picked.name, attempt, cap_usd_hour: capUsd, exact: values.exact === true, manifest_version: built.manifestVersion, sdl: built.yaml });
+      out.data({
+        backend: picked.name,
+        attempt,
+        cap_usd_hour: capUsd,
+        exact: values.exact === true,
+        manifest_version: built.manifestVersion,
+        sdl: built.yaml,
+      });
     } else {
       process.stdout.write(built.yaml);
       out.line(`# manifest version: ${built.manifestVersion}`);

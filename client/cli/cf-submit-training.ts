@@ -5,9 +5,13 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { signSpec } from '../../spec/signing';
+import { signSpec } from '../../jobspec/signing';
 import { submitResponseSchema } from '../api/schemas';
-import { CliError, defaultKeyFile, EXIT, parseAnswer, readKeyFile, runCli, watchJob, type CommandSpec } from './shared';
+import { CliError, EXIT } from './shared/exit';
+import { runCli, type CommandSpec } from './shared/command';
+import { parseAnswer } from './shared/api-client';
+import { defaultKeyFile, readKeyFile } from './shared/key-file';
+import { watchJob } from './shared/job-status';
 
 export const spec: CommandSpec = {
   name: 'cf-submit-training',
@@ -16,7 +20,7 @@ export const spec: CommandSpec = {
   positionals: { min: 1, max: 1 },
   usesApi: true,
   options: {
-    key: { type: 'string', short: 'k', value: 'FILE', description: 'owner key from cf-keygen (default $FORGE_HOME/keys/owner.json)' },
+    key: { type: 'string', short: 'k', value: 'FILE', description: 'owner key from cf-keygen: signs the spec and the request (default $FORGE_HOME/keys/owner.json)' },
     watch: { type: 'boolean', short: 'w', description: 'follow the job: transitions, a progress bar of steps and loss, the final state' },
   },
   details:

@@ -12,8 +12,9 @@ import { jobAttemptDir, forgeHome } from '../../common/paths';
 import { connectClient, readTemporalEnv, temporalAddress } from '../../common/temporal';
 import { isTerminal } from '../../workflows/lifecycle/states';
 import { statusQuery, type JobStatus } from '../../workflows/messages';
-import { TASK_QUEUE_ORCHESTRATOR, WORKFLOW_TYPE_TRAINING_JOB, jobWorkflowId } from '../../workflows/names';
-import { EXAMPLE_SPEC, demoPaths, ensureBareRepo, ensureGitRepo, ensureOwnerKey, ensureTinyModel, reverseWordExamples, signedExampleSpec } from './prepare';
+import { TASK_QUEUE_ORCHESTRATOR, WORKFLOW_TYPE_TRAINING_JOB, jobWorkflowId } from '../../common/names';
+import type { KeyPair } from '../../jobspec/signing';
+import { EXAMPLE_SPEC, demoPaths, type DemoPaths, ensureBareRepo, ensureGitRepo, ensureOwnerKey, ensureTinyModel, reverseWordExamples, signedExampleSpec } from './prepare';
 
 export interface DemoOptions {
   home: string;
@@ -36,10 +37,11 @@ export interface DemoResult {
 
 /** temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW */
 const TASK_QUEUE_TYPE_WORKFLOW = 1;
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-const clock = (iso: string): string => iso.slice(11, 19);
+export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+export const clock = (iso: string): string => iso.slice(11, 19);
 
-export async function runDemo(o: DemoOptions): Promise<DemoResult> {
+/** What every demo needs under FORGE_HOME, made when missing: the tiny model, the dataset, the output repo, the owner key. */
+export function prepareDemoHome(o: Pick<DemoOptions, 'home' | 'log' | 'trainer'>): { paths: DemoPaths; owner: ReturnType<typeof ensureOwnerKey> } {
   const { home, log } = o;
   const paths = demoPaths(home);
   log(ensureTinyModel(paths.model, o.trainer) ? `made a tiny base model: ${paths.model}` : `base model: ${paths.model}`);
@@ -53,16 +55,35 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   log(`${models.created ? 'made the output repository' : 'output repository'}: ${models.url}`);
   const owner = ensureOwnerKey(paths.key);
   log(`${owner.created ? 'made an owner key' : 'owner key'}: ${paths.key} (${owner.keys.did})`);
+  return { paths, owner };
+}
 
-  const template: unknown = JSON.parse(readFileSync(EXAMPLE_SPEC, 'utf8'));
-  const spec = signedExampleSpec(template, { home, keys: owner.keys, ...(o.maxSteps !== undefined && { maxSteps: o.maxSteps }) });
+/** Fills in and signs an example spec (examples/*.json) for this FORGE_HOME and owner, and starts its job. */
+export async function startExample(o: DemoOptions, file: string, keys: KeyPair): Promise<{ spec: { job_id: string }; handle: WorkflowHandle }> {
+  const template: unknown = JSON.parse(readFileSync(file, 'utf8'));
+  const spec = signedExampleSpec(template, { home: o.home, keys, ...(o.maxSteps !== undefined && { maxSteps: o.maxSteps }) });
   const handle = await o.client.workflow.start(WORKFLOW_TYPE_TRAINING_JOB, {
     taskQueue: o.taskQueue,
     workflowId: jobWorkflowId(spec.job_id),
     args: [spec],
-    priority: jobPriority(owner.keys.did),
+    priority: jobPriority(keys.did),
   });
-  log(`signed ${path.basename(EXAMPLE_SPEC)} and started ${handle.workflowId} on task queue ${o.taskQueue}`);
+  o.log(`signed ${path.basename(file)} and started ${handle.workflowId} on task queue ${o.taskQueue}`);
+  return { spec, handle };
+}
+
+/** Where the job's outputs were committed, and its evals. */
+export function logCommitAndEvals(status: JobStatus, log: (line: string) => void): void {
+  const a = status.artifacts;
+  if (a) log(`artifacts: ${a.repo} ${a.branch} @ ${a.commit.slice(0, 12)} (${a.files.length} files, signed manifest)`);
+  for (const e of status.evals) log(`eval ${e.task_type}: ${e.successes}/${e.tasks} (${(e.success_rate * 100).toFixed(1)}%)${e.promotion ? `; ${e.promotion}` : ''}`);
+}
+
+export async function runDemo(o: DemoOptions): Promise<DemoResult> {
+  const { home, log } = o;
+  const { owner } = prepareDemoHome(o);
+
+  const { spec, handle } = await startExample(o, EXAMPLE_SPEC, owner.keys);
 
   const status = await follow(handle, o);
   const result: DemoResult = { jobId: spec.job_id, status };
@@ -79,15 +100,16 @@ export async function runDemo(o: DemoOptions): Promise<DemoResult> {
   } catch {
     // metrics.json is the trainer's: when it is missing the outputs line above still says where to look
   }
-  const a = status.artifacts;
-  if (a) log(`artifacts: ${a.repo} ${a.branch} @ ${a.commit.slice(0, 12)} (${a.files.length} files, signed manifest)`);
-  for (const e of status.evals) log(`eval ${e.task_type}: ${e.successes}/${e.tasks} (${(e.success_rate * 100).toFixed(1)}%)${e.promotion ? `; ${e.promotion}` : ''}`);
+  logCommitAndEvals(status, log);
   log(`try it: .tools/venv/bin/forge-trainer serve --model ${result.outputDir}`);
   return result;
 }
 
-/** Prints each new transition and each new progress report from the `status` query until the job ends. */
-async function follow(handle: WorkflowHandle, o: DemoOptions): Promise<JobStatus> {
+/**
+ * Prints each new transition and each new progress report from the `status` query until the job ends; `more` runs
+ * at every poll (the RL demo shows its steps there).
+ */
+export async function follow(handle: WorkflowHandle, o: DemoOptions, more?: (status: JobStatus) => Promise<void>): Promise<JobStatus> {
   let shown = 0;
   let lastProgress = '';
   for (;;) {
@@ -100,6 +122,7 @@ async function follow(handle: WorkflowHandle, o: DemoOptions): Promise<JobStatus
       if (line !== lastProgress) o.log(`${' '.repeat(9)}${'progress'.padEnd(10)} ${line}`);
       lastProgress = line;
     }
+    await more?.(status);
     if (isTerminal(status.state)) return status;
     await sleep(o.pollMs ?? 500);
   }
@@ -119,7 +142,8 @@ async function requireWorker(connection: Connection, namespace: string, taskQueu
   }
 }
 
-async function main(): Promise<void> {
+/** A demo's command line: connects to the running stack, runs `demo`, exit code 0 only for COMPLETED. */
+export async function demoMain(demo: (o: DemoOptions) => Promise<{ status: JobStatus }>): Promise<void> {
   const temporal = readTemporalEnv();
   const address = temporalAddress(temporal);
   const taskQueue = process.env.FORGE_ORCHESTRATOR_TASK_QUEUE || TASK_QUEUE_ORCHESTRATOR;
@@ -138,7 +162,7 @@ async function main(): Promise<void> {
       log('stopped following; the job goes on (see the Web UI, or cancel it with a signed cancel)');
       process.exit(130);
     });
-    const { status } = await runDemo({ home: forgeHome(), client, taskQueue, log });
+    const { status } = await demo({ home: forgeHome(), client, taskQueue, log });
     process.exitCode = status.state === 'COMPLETED' ? 0 : 1;
   } finally {
     await connection.close();
@@ -146,7 +170,7 @@ async function main(): Promise<void> {
 }
 
 if (require.main === module) {
-  main().catch((err: unknown) => {
+  demoMain(runDemo).catch((err: unknown) => {
     console.error(`[demo] ${err instanceof Error ? err.message : String(err)}`);
     process.exit(1);
   });

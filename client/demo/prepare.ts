@@ -10,9 +10,9 @@ import path from 'node:path';
 import { base64urlnopad } from '@scure/base';
 import { z } from 'zod';
 import { repoRoot } from '../../common/paths';
-import { formatSpecIssues, parseTrainingJobSpec } from '../../spec/parse';
-import { didKeyFromPublicKey } from '../../spec/did-key';
-import { generateKeyPair, publicKeyFromSecretKey, signSpec, type KeyPair } from '../../spec/signing';
+import { formatSpecIssues, parseTrainingJobSpec } from '../../jobspec/parse';
+import { didKeyFromPublicKey } from '../../jobspec/did-key';
+import { generateKeyPair, publicKeyFromSecretKey, signSpec, type KeyPair } from '../../jobspec/signing';
 
 export const EXAMPLE_SPEC = path.join(repoRoot(), 'examples', 'finetune-tiny.json');
 export const DEFAULT_TRAINER = path.join(repoRoot(), '.tools', 'venv', 'bin', 'forge-trainer');

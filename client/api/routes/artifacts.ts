@@ -3,10 +3,15 @@
  * by exact name in the manifest, never by a path from the request, so no name can reach outside the job's files.
  */
 import { artifactManifestSchema, type ArtifactManifest } from '../../../common/artifact-manifest';
+import { MODEL_SIG_FILE } from '../../../common/model-signing';
+import { PROVENANCE_FILE } from '../../../common/provenance';
 import type { JobStatus } from '../../../workflows/messages';
 import type { ApiContext, ZodApp } from '../context';
 import { fieldError, ProblemError } from '../problem';
 import { artifactListSchema, artifactNameParamsSchema, jobParamsSchema } from '../schemas';
+
+/** Served by name next to the files (a manifest path can never be one of these). */
+const SIGNATURE_FILES: readonly string[] = [MODEL_SIG_FILE, PROVENANCE_FILE];
 
 export function artifactRoutes(app: ZodApp, ctx: ApiContext): void {
   /** The job's manifest, checked against the schema (a malformed one is the server's fault: 500). */
@@ -56,6 +61,13 @@ export function artifactRoutes(app: ZodApp, ctx: ApiContext): void {
     },
     async (req, reply) => {
       const { id, name } = req.params;
+      if (SIGNATURE_FILES.includes(name)) {
+        // Signed by the orchestrator, checked by the client (cf-fetch-artifacts, model_signing): served as committed.
+        const status = await ctx.jobs.status(id);
+        const text = (await ctx.artifacts.signatureFile?.(id, name, status)) ?? null;
+        if (text === null) throw new ProblemError('not-found', `job ${id} has no ${name} (committed before models carried one, or not committed yet)`);
+        return reply.header('content-type', 'application/json').send(text);
+      }
       const found = await manifestOf(id);
       const file = found?.manifest.files.find((f) => f.path === name);
       if (!found || !file) throw new ProblemError('not-found', `job ${id} has no artifact named ${JSON.stringify(name)}`, [fieldError('path', 'name', 'not in the job’s artifact manifest')]);

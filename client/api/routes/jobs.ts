@@ -1,7 +1,8 @@
 /** /jobs: submit (idempotent on job_id), status, list, cancel, logs. */
 import { z } from 'zod';
-import { parseTrainingJobSpec } from '../../../spec/parse';
-import { verifySpecSignatureFast } from '../../../common/spec-signature';
+import { acceptSpec, specIssuesOf, type SpecError } from '../../../common/accept-spec';
+import type { TrainingJobSpec } from '../../../jobspec/schema';
+import { ownerScope } from '../auth';
 import { selfUrl, type ApiContext, type ZodApp } from '../context';
 import { streamJobLogs } from '../logs';
 import { fieldError, fromSpecIssues, ProblemError, summarize, type FieldError } from '../problem';
@@ -15,15 +16,43 @@ import {
   submitResponseSchema,
 } from '../schemas';
 import { listQuerySchema } from '../visibility';
-import { backendCandidates } from '../../../spec/candidates';
+import { inSpan } from '../../../common/tracing';
 
-/** "field: message" (how spec/signing words its reasons) → a field error. */
 /** The SSE body has no JSON schema; a string stands for it in the OpenAPI document. */
 const sseDocSchema = z.string().meta({ description: 'server-sent events' });
 
+/** "field: message" (how jobspec/signing words its reasons) → a field error. */
 function reasonToField(reason: string): FieldError {
   const i = reason.indexOf(': ');
   return i > 0 ? fieldError('body', reason.slice(0, i), reason.slice(i + 2)) : fieldError('body', '(root)', reason);
+}
+
+/**
+ * acceptSpec's refusal of a parsed spec as the API's problem, the first that applies: bad signature (401), owner not
+ * allowed (403), unknown backend (400), the operator's policy (403).
+ */
+function refusal(errors: readonly SpecError[], spec: TrainingJobSpec, metrics: ApiContext['metrics']): ProblemError {
+  const signature = errors.find((e) => e.kind === 'signature');
+  if (signature) {
+    metrics.submissions.inc({ outcome: 'bad_signature' });
+    return new ProblemError('bad-signature', signature.reason, [reasonToField(signature.reason)]);
+  }
+  if (errors.some((e) => e.kind === 'owner-not-allowed')) {
+    metrics.submissions.inc({ outcome: 'owner_not_allowed' });
+    return new ProblemError('owner-not-allowed', `${spec.owner_did} is not in this orchestrator's allowed_owners`, [
+      fieldError('body', 'owner_did', 'not in the operator’s allowed_owners'),
+    ]);
+  }
+  // The worker would abandon the job for an unknown backend; say so now, naming the field.
+  const unknown = fromSpecIssues(specIssuesOf(errors.filter((e) => e.kind === 'unknown-backend')));
+  if (unknown.length) {
+    metrics.submissions.inc({ outcome: 'invalid_spec' });
+    return new ProblemError('invalid-spec', summarize(unknown), unknown);
+  }
+  // The operator's policy (jobspec/policy.ts): a well-formed, signed spec that asks for what this orchestrator does not allow.
+  const refused = fromSpecIssues(specIssuesOf(errors));
+  metrics.submissions.inc({ outcome: 'policy_refused' });
+  return new ProblemError('policy-refused', summarize(refused), refused);
 }
 
 export function jobRoutes(app: ZodApp, ctx: ApiContext): void {
@@ -39,46 +68,36 @@ export function jobRoutes(app: ZodApp, ctx: ApiContext): void {
         summary: 'Submit a signed training job (idempotent on job_id)',
         description:
           'Body: a signed training-job-v1 spec (see /schemas/training-job-v1.json). 201 when the job was started, ' +
-          '200 when the same spec was submitted before; 400 invalid spec, 401 bad signature, 403 owner not allowed, ' +
+          '200 when the same spec was submitted before; 400 invalid spec, 401 bad signature, 403 owner not allowed or ' +
+          "refused by the operator's policy (output repo and branch, paths, max_job_hours), " +
           '409 job_id used by a different spec, 413 body over 256 KiB.',
         tags: ['jobs'],
         response: { 200: submitResponseSchema, 201: submitResponseSchema },
       },
     },
     async (req, reply) => {
-      const raw: unknown = req.body;
-      const parsed = parseTrainingJobSpec(raw);
-      if (!parsed.ok) {
+      const accepted = acceptSpec(req.body, { config: ctx.config, backends: ctx.backends, home: ctx.home });
+      const spec = accepted.ok ? accepted.signed.spec : accepted.spec;
+      if (!spec) {
         metrics.submissions.inc({ outcome: 'invalid_spec' });
-        const errors = fromSpecIssues(parsed.issues);
+        const errors = fromSpecIssues(specIssuesOf(accepted.ok ? [] : accepted.errors));
         throw new ProblemError('invalid-spec', summarize(errors), errors);
       }
-      const spec = parsed.spec;
-      const signature = verifySpecSignatureFast(raw);
-      if (!signature.ok) {
-        metrics.submissions.inc({ outcome: 'bad_signature' });
-        throw new ProblemError('bad-signature', signature.reason, [reasonToField(signature.reason)]);
-      }
-      const allowed = ctx.config.allowed_owners;
-      if (allowed && !allowed.includes(spec.owner_did)) {
+      // Under owners auth an owner submits only their own specs (the operator submits any).
+      const signer = ownerScope(req);
+      if (signer !== null && spec.owner_did !== signer) {
         metrics.submissions.inc({ outcome: 'owner_not_allowed' });
-        throw new ProblemError('owner-not-allowed', `${spec.owner_did} is not in this orchestrator's allowed_owners`, [
-          fieldError('body', 'owner_did', 'not in the operator’s allowed_owners'),
+        throw new ProblemError('owner-mismatch', `the spec's owner_did ${spec.owner_did} is not the did that signed this request (${signer}); sign the request with the spec owner's key`, [
+          fieldError('body', 'owner_did', 'must be the request signer’s did'),
         ]);
       }
-      // The worker would abandon the job for an unknown backend; say so now, naming the field.
-      const unknown = backendCandidates(spec)
-        .map((name, i) => ({ name, path: i === 0 ? 'backend.provider' : `backend.fallbacks.${i - 1}` }))
-        .filter((b) => !ctx.backends.has(b.name))
-        .map((b) => fieldError('body', b.path, `unknown backend "${b.name}"; configured: ${[...ctx.backends.keys()].join(', ')}`));
-      if (unknown.length) {
-        metrics.submissions.inc({ outcome: 'invalid_spec' });
-        throw new ProblemError('invalid-spec', summarize(unknown), unknown);
-      }
+      if (!accepted.ok) throw refusal(accepted.errors, spec, metrics);
+      const signed = accepted.signed;
 
       let result;
       try {
-        result = await jobs.submit(raw as Record<string, unknown>, spec);
+        // The span the workflow's trace hangs from (common/tracing.ts; a pass-through when tracing is off).
+        result = await inSpan('POST /jobs', () => jobs.submit(signed));
       } catch (err) {
         if (err instanceof ProblemError && err.kind === 'job-id-conflict') metrics.submissions.inc({ outcome: 'conflict' });
         throw err;
@@ -104,7 +123,10 @@ export function jobRoutes(app: ZodApp, ctx: ApiContext): void {
       },
     },
     async (req) => {
-      const page = await jobs.list(req.query);
+      // An owner lists only their own jobs: the owner filter is theirs, whatever the query asked.
+      const scope = ownerScope(req);
+      if (scope !== null && req.query.owner !== undefined && req.query.owner !== scope) return { jobs: [], next_page_token: null };
+      const page = await jobs.list(scope === null ? req.query : { ...req.query, owner: scope });
       return { ...page, jobs: page.jobs.map((j) => ({ ...j, status_url: selfUrl(req, statusPath(j.job_id)) })) };
     },
   );

@@ -1,6 +1,6 @@
 /** Backends, health, metrics, the generated JSON Schema and the OpenAPI document. */
-import { trainingJobJsonSchema } from '../../../spec/json-schema';
-import { JOB_TYPES } from '../../../spec/schema';
+import { trainingJobJsonSchema } from '../../../jobspec/json-schema';
+import { JOB_TYPES } from '../../../jobspec/schema';
 import type { ApiContext, ZodApp } from '../context';
 import { fieldError, ProblemError } from '../problem';
 import { backendHealthSchema, backendListSchema, backendParamsSchema, healthzSchema, identitySchema } from '../schemas';
@@ -60,23 +60,29 @@ export function metaRoutes(app: ZodApp, ctx: ApiContext): void {
       } catch (err) {
         report = { ok: false, detail: err instanceof HealthTimeout ? `health check timed out: ${err.message}` : `health check failed: ${(err as Error).message}` };
       }
-      const body = { name: backend.name, kind: backend.kind, ok: report.ok, detail: report.detail, latency_ms: Math.round(performance.now() - started) };
+      const body = {
+        name: backend.name,
+        kind: backend.kind,
+        ok: report.ok,
+        detail: report.detail,
+        latency_ms: Math.round(performance.now() - started),
+      };
       return reply.code(report.ok ? 200 : 503).send(body);
     },
   );
 
   app.get(
     '/identity',
-    { schema: { summary: "The orchestrator's did:key (signer of artifact manifests and of the elite registry)", tags: ['meta'], response: { 200: identitySchema } } },
+    { config: { auth: 'public' }, schema: { summary: "The orchestrator's did:key (signer of artifact manifests and of the elite registry)", tags: ['meta'], response: { 200: identitySchema } } },
     async () => {
       if (!ctx.identity) throw new ProblemError('not-found', 'this API serves no orchestrator identity');
-      return { did: ctx.identity() };
+      return { did: ctx.identity(), ...(ctx.modelSigningKey ? { model_signing_public_key_pem: ctx.modelSigningKey() } : {}) };
     },
   );
 
   app.get(
     '/healthz',
-    { schema: { summary: 'Liveness: the API answers and Temporal is reachable (503 when not)', tags: ['meta'], response: { 200: healthzSchema, 503: healthzSchema } } },
+    { config: { auth: 'public' }, schema: { summary: 'Liveness: the API answers and Temporal is reachable (503 when not)', tags: ['meta'], response: { 200: healthzSchema, 503: healthzSchema } } },
     async (_req, reply) => {
       const temporal = await ctx.jobs.temporalHealthy(ctx.healthTimeoutMs);
       return reply
@@ -85,15 +91,15 @@ export function metaRoutes(app: ZodApp, ctx: ApiContext): void {
     },
   );
 
-  app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['meta'] } }, async (_req, reply) =>
+  app.get('/metrics', { config: { auth: 'operator' }, schema: { summary: 'Prometheus metrics', tags: ['meta'] } }, async (_req, reply) =>
     reply.type(ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics()),
   );
 
-  app.get('/schemas/training-job-v1.json', { schema: { summary: 'JSON Schema of training-job-v1 (generated from the zod schema)', tags: ['meta'] } }, async (_req, reply) =>
+  app.get('/schemas/training-job-v1.json', { config: { auth: 'public' }, schema: { summary: 'JSON Schema of training-job-v1 (generated from the zod schema)', tags: ['meta'] } }, async (_req, reply) =>
     reply.type('application/schema+json').send(schemaJson),
   );
 
-  app.get('/openapi.json', { schema: { summary: 'This document', tags: ['meta'] } }, async (_req, reply) =>
+  app.get('/openapi.json', { config: { auth: 'public' }, schema: { summary: 'This document', tags: ['meta'] } }, async (_req, reply) =>
     reply.type('application/json').send(JSON.stringify(app.swagger())),
   );
 }
