@@ -1,5 +1,5 @@
 /**
- * Registers the Forge* search attributes (DESIGN.md §3) on a Temporal server you run yourself
+ * Registers the Forge* search attributes (docs/architecture.md §3) on a Temporal server you run yourself
  * (`TEMPORAL_ADDRESS=host:7233 node dist/infra/register-search-attributes.js`). The dev server of `npm start`
  * registers them itself. For Temporal Cloud, add them in the Cloud UI or with `tcld`: the operator service
  * is not open to API keys there.

@@ -1,18 +1,22 @@
 /**
  * `npm start`: the whole stack on the embedded default — the Temporal dev server (persisted in
  * $FORGE_HOME/temporal.db, Web UI on, Forge* search attributes registered), the orchestrator worker and the HTTP
- * API (client/api, on FORGE_API_PORT).
+ * API (client/api, on FORGE_API_PORT), and the RL roles (workers/local-rl.ts: forge-rollout and forge-grpo on this
+ * machine's CPU, their model processes started on first use; FORGE_LOCAL_RL=0 leaves them out).
  * With TEMPORAL_ADDRESS set, no dev server: the worker connects there. Ctrl-C stops everything.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { loadConfig } from '../common/config';
+import { localRlEnabled } from '../common/local-rl';
 import { forgeHome } from '../common/paths';
-import { readTemporalEnv, temporalAddress } from '../common/temporal';
+import { requireReplicaProvisioning } from '../common/provisioning';
+import { connectClient, readTemporalEnv, temporalAddress } from '../common/temporal';
 import type { ListeningMessage } from '../client/api/server';
 import { readApiSettings } from '../client/api/env';
 import { startDevServer, type DevServer } from './dev-server';
+import { ensureReaperScheduleFor } from './reaper-schedule';
 
 const log = (msg: string): void => console.log(`[forge] ${msg}`);
 
@@ -49,6 +53,9 @@ async function main(): Promise<void> {
   const config = loadConfig(); // fail fast, before anything starts, on a bad FORGE_CONFIG
   readApiSettings(); // and on a bad FORGE_API_* variable
   mkdirSync(path.join(home, 'logs'), { recursive: true });
+  // The embedded stack makes its orchestrator key here, once, before any child starts: the banner's "ready" then
+  // means the key exists (the worker, the API and the RL roles each made it on first use, racing the banner).
+  requireReplicaProvisioning(config, home, { ...process.env, FORGE_EMBEDDED: '1' });
 
   let server: DevServer | undefined;
   const pidFile = path.join(home, 'temporal.pid');
@@ -64,13 +71,24 @@ async function main(): Promise<void> {
     writeFileSync(pidFile, String(server.process.pid));
   }
   const address = temporalAddress(temporal);
+  // The reaper's schedule (idempotent: created once, updated when reaper.* in the config changed).
+  try {
+    const connection = await connectClient(temporal);
+    try {
+      log(await ensureReaperScheduleFor(connection, temporal.TEMPORAL_NAMESPACE, config));
+    } finally {
+      await connection.close();
+    }
+  } catch (err) {
+    log(`the reaper schedule could not be made (${(err as Error).message}); nothing reaps orphaned deployments until it is: restart npm start, or run the setup role`);
+  }
 
   let stopping = false;
   let worker: ChildProcess | undefined;
   const startWorker = (): void => {
     worker = spawn(process.execPath, [path.join(__dirname, '..', 'workers', 'orchestrator.js')], {
       stdio: 'inherit',
-      env: { ...process.env, FORGE_HOME: home },
+      env: { ...process.env, FORGE_HOME: home, FORGE_EMBEDDED: '1' },
     });
     worker.on('exit', (code, signal) => {
       if (stopping) return;
@@ -80,13 +98,39 @@ async function main(): Promise<void> {
   };
   startWorker();
 
+  // The RL roles: Temporal workers only until an rl job comes (workers/local-rl.ts); on the config's RL queues.
+  let localRl: ChildProcess | undefined;
+  const rlEnabled = localRlEnabled();
+  const startLocalRl = (): void => {
+    // A small young generation and two malloc arenas: ≈ 100 MiB instead of ≈ 130 while idle (BENCHMARKS.md).
+    localRl = spawn(process.execPath, ['--max-semi-space-size=1', path.join(__dirname, '..', 'workers', 'local-rl.js')], {
+      stdio: 'inherit',
+      env: {
+        MALLOC_ARENA_MAX: '2',
+        ...process.env,
+        FORGE_HOME: home,
+        FORGE_EMBEDDED: '1',
+        FORGE_ROLLOUT_TASK_QUEUE: config.rl.rollout_task_queue,
+        FORGE_GRPO_TASK_QUEUE: config.rl.grpo_task_queue,
+      },
+    });
+    localRl.on('exit', (code, signal) => {
+      if (stopping) return;
+      // Exit 0: idle after a job, the process hands its memory back and starts afresh (workers/local-rl.ts).
+      if (code === 0) return startLocalRl();
+      log(`RL roles exited (code ${code}, signal ${signal}); restarting in 2 s`);
+      setTimeout(startLocalRl, 2000);
+    });
+  };
+  if (rlEnabled) startLocalRl();
+
   // The API reports its URL over IPC once it listens; the banner waits for it (a taken port fails the start).
   let api: ChildProcess | undefined;
   const startApi = (): Promise<string> =>
     new Promise((resolve, reject) => {
       const child = spawn(process.execPath, [path.join(__dirname, '..', 'client', 'api', 'server.js')], {
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-        env: { ...process.env, FORGE_HOME: home },
+        env: { ...process.env, FORGE_HOME: home, FORGE_EMBEDDED: '1' },
       });
       api = child;
       let listening = false;
@@ -110,6 +154,7 @@ async function main(): Promise<void> {
   } catch (err) {
     stopping = true;
     worker?.kill('SIGTERM');
+    localRl?.kill('SIGTERM');
     await server?.stop();
     rmSync(pidFile, { force: true });
     throw err;
@@ -120,13 +165,18 @@ async function main(): Promise<void> {
   log(`API:        ${apiUrl} (OpenAPI at ${apiUrl}/openapi.json)`);
   log(`FORGE_HOME: ${home}`);
   log(`backends:   ${Object.keys(config.backends).join(', ')}`);
+  log(
+    rlEnabled
+      ? `RL:         ${config.rl.rollout_task_queue} and ${config.rl.grpo_task_queue} on this machine (CPU; pid ${localRl?.pid}; the model processes start with the first rl job) — FORGE_LOCAL_RL=0 turns them off`
+      : `RL:         off (FORGE_LOCAL_RL=0): rl jobs wait for a host running \`node dist/workers/main.js grpo\` and \`… rollout\``,
+  );
   log('ready — Ctrl-C stops everything');
 
   const stop = async (signal: NodeJS.Signals): Promise<void> => {
     if (stopping) return;
     stopping = true;
-    log(`${signal}: stopping the API and the worker, then the dev server`);
-    await Promise.all([api, worker].map((child) => stopChild(child)));
+    log(`${signal}: stopping the API and the workers, then the dev server`);
+    await Promise.all([api, worker, localRl].map((child) => stopChild(child)));
     await server?.stop();
     rmSync(pidFile, { force: true });
     log('stopped');

@@ -43,6 +43,19 @@ need_git_lfs() {
 }
 need_git_lfs
 
+# 1c. Headless Chromium, for the test that renders a job's Web UI page (test/api/webui-page.test.ts). Optional: without
+#     it that one test skips and says so; nothing else uses it.
+need_chromium() {
+  [ -x /usr/bin/chromium-headless-shell ] || [ -x /usr/bin/chromium ] || [ -x /usr/bin/chromium-browser ] && return 0
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    say "installing chromium-headless-shell (for the Web UI page test)"
+    { apt-get install -y -qq chromium-headless-shell >/dev/null 2>&1 ||
+      { apt-get update -qq >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium-headless-shell >/dev/null; }; } ||
+      say "NOTE: apt-get install chromium-headless-shell failed: the Web UI page test will skip"
+  fi
+}
+need_chromium
+
 # 2. npm dependencies: `npm ci` when node_modules is missing or package-lock.json changed since the last install.
 lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
 stamp=node_modules/.forge-lock-sha256
@@ -67,7 +80,7 @@ fi
 
 # 4. Compile TypeScript to dist/ (and bundle the workflows) when any source is newer than the last build.
 build_stamp=dist/.build-stamp
-if [ ! -f "$build_stamp" ] || [ -n "$(find spec workflows activities workers client common infra bench tsconfig.json tsconfig.build.json package-lock.json \
+if [ ! -f "$build_stamp" ] || [ -n "$(find spec workflows activities workers client common infra bench test/fakes tsconfig.json tsconfig.build.json package-lock.json \
       -newer "$build_stamp" \( -name '*.ts' -o -name '*.json' \) -print -quit 2>/dev/null)" ]; then
   say "compiling TypeScript (tsc -p tsconfig.build.json)"
   node_modules/.bin/tsc -p tsconfig.build.json >&2 || die "TypeScript build failed (errors above)"
@@ -98,11 +111,13 @@ if [ ! -x "$VENV/bin/forge-trainer" ] || [ ! -f "$trainer_stamp" ] || [ "$(cat "
 fi
 
 # ---- P2PFL (owned by the remote-backends work, issue 7) -------------------------------------------------------------
-# 6. P2PFL for the `p2pfl` backend (activities/backends/p2pfl.ts), in its own venv .tools/p2pfl-venv: p2pfl 0.4.4
+# 6. P2PFL for the `p2pfl` backend (activities/backends/p2pfl/p2pfl.ts), in its own venv .tools/p2pfl-venv: p2pfl 0.4.4
 #    pins numpy<2, click==8.1.8 and typer<0.13, which the trainer's venv above (numpy 2.4.6, click 8.5.1) cannot take
 #    (pip: ResolutionImpossible). Everything is pinned by scripts/p2pfl-requirements.lock, used as a constraints file,
 #    so pip never replaces the pinned torch CPU build. Optional: FORGE_SKIP_P2PFL=1 skips it; a failed install only
 #    warns (once per lock file; FORGE_RETRY_P2PFL=1 tries again) and the p2pfl backend's health check says why.
+#    The experiment is forge_trainer.p2pfl_experiment: the trainer package is installed here too (editable, without its
+#    dependencies: transformers 4.57 from the lock stands in for the trainer venv's 5.x), so both load models alike.
 P2PFL_VENV=$ROOT/.tools/p2pfl-venv
 P2PFL_TORCH=${TORCH_VERSION:-2.13.0}
 p2pfl_hash=$(sha256sum scripts/p2pfl-requirements.lock | cut -d' ' -f1)
@@ -112,8 +127,9 @@ if [ "${FORGE_SKIP_P2PFL:-0}" != 1 ] && { [ ! -f "$p2pfl_stamp" ] || [ "$(cat "$
    { [ "${FORGE_RETRY_P2PFL:-0}" = 1 ] || [ ! -f "$p2pfl_failed" ] || [ "$(cat "$p2pfl_failed")" != "$p2pfl_hash" ]; }; then
   say "installing P2PFL into .tools/p2pfl-venv (torch==$P2PFL_TORCH, p2pfl[dp] as pinned in scripts/p2pfl-requirements.lock)"
   if { [ -x "$P2PFL_VENV/bin/python" ] || python3 -m venv "$P2PFL_VENV"; } &&
-     "$P2PFL_VENV/bin/pip" install --quiet --disable-pip-version-check -c scripts/p2pfl-requirements.lock "torch==$P2PFL_TORCH" "p2pfl[dp]" >&2 &&
-     "$P2PFL_VENV/bin/python" -c 'import p2pfl, torch' >/dev/null 2>&1; then
+     "$P2PFL_VENV/bin/pip" install --quiet --disable-pip-version-check -c scripts/p2pfl-requirements.lock "torch==$P2PFL_TORCH" "p2pfl[dp]" transformers >&2 &&
+     "$P2PFL_VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps -e trainer >&2 &&
+     "$P2PFL_VENV/bin/python" -c 'import p2pfl, torch, transformers, forge_trainer.p2pfl_experiment' >/dev/null 2>&1; then
     echo "$p2pfl_hash" >"$p2pfl_stamp"
     rm -f "$p2pfl_failed"
   else

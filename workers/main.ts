@@ -12,6 +12,7 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { runMain } from './run-main';
 
 export const ROLES = {
   orchestrator: { module: './orchestrator', what: 'trainingJob workflows and control activities (forge-orchestrator)' },
@@ -67,8 +68,5 @@ if (require.main === module) {
     console.error(`[forge] ${(err as Error).message}`);
     process.exit(64);
   }
-  resolved.main().catch((err: unknown) => {
-    console.error(`[${resolved.role}] ${err instanceof Error ? err.message : String(err)}`);
-    process.exit(1);
-  });
+  runMain(resolved.role, resolved.main);
 }

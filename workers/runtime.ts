@@ -36,15 +36,15 @@ export interface HealthServer {
 
 const LIVE: ReadonlySet<State> = new Set<State>(['INITIALIZED', 'RUNNING', 'STOPPING', 'DRAINING', 'DRAINED', 'STOPPED']);
 
-/** Serves /healthz, /readyz and /metrics for `worker` on `address` (host:port). */
-export async function startHealthServer(role: string, address: string, worker: Pick<Worker, 'getState'>): Promise<HealthServer> {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry, prefix: 'forge_worker_', labels: { forge_role: role } });
+/** Serves /healthz, /readyz and /metrics for `worker` on `address` (host:port); `more`: other metrics of the role. */
+export async function startHealthServer(role: string, address: string, worker: Pick<Worker, 'getState'>, more: Registry[] = []): Promise<HealthServer> {
+  const own = new Registry();
+  collectDefaultMetrics({ register: own, prefix: 'forge_worker_', labels: { forge_role: role } });
   new Gauge({
     name: 'forge_worker_running',
     help: '1 while the Temporal worker polls its task queue, 0 while it starts, drains or after it stopped',
     labelNames: ['forge_role'] as const,
-    registers: [registry],
+    registers: [own],
     collect() {
       this.set({ forge_role: role }, worker.getState() === 'RUNNING' ? 1 : 0);
     },
@@ -59,8 +59,8 @@ export async function startHealthServer(role: string, address: string, worker: P
     if (url === '/healthz') return send(LIVE.has(state) ? 200 : 503, `${role} ${state}\n`);
     if (url === '/readyz') return send(state === 'RUNNING' ? 200 : 503, `${role} ${state}\n`);
     if (url === '/metrics') {
-      registry.metrics().then(
-        (text) => send(200, text, registry.contentType),
+      Promise.all([own, ...more].map((r) => r.metrics())).then(
+        (texts) => send(200, texts.join(''), own.contentType),
         (err: Error) => send(500, `${err.message}\n`),
       );
       return;
