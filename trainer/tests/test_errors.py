@@ -108,8 +108,9 @@ def test_huggingface_source_offline_fails_fast(tmp_path: Path, data_repo: str, e
 
 
 def test_unimplemented_job_types_are_permanent(tmp_path: Path, tiny_model: Path) -> None:
-    spec = make_spec(tiny_model, "file:///x", job_type="eval")
-    run = run_with(tmp_path, spec, JOB_TYPE="eval")
+    # rl runs on GRPO trainer hosts (grpo-server); eval jobs run `forge-trainer eval` (test_eval.py).
+    spec = make_spec(tiny_model, "file:///x", job_type="rl")
+    run = run_with(tmp_path, spec, JOB_TYPE="rl")
     assert run.returncode == 1
     assert "not implemented" in run.stderr
 

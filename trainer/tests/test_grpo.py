@@ -189,6 +189,9 @@ def test_updates_versions_weights_checkpoints_resume_and_export(
 
     rewards = [1.0, 0.0, 0.5, 0.0]
     assert a.call("PUT", "/v1/rollouts/r1", rollout(0, rewards, 1))[0] == 200
+    # An id is taken once: a second upload under it is refused and does not replace the first.
+    status, dup = a.call("PUT", "/v1/rollouts/r1", rollout(0, [0.0] * len(rewards), 9))
+    assert status == 409 and dup["error"]["duplicate"] is True
     assert a.call("PUT", "/v1/rollouts/bad", {"policy_version": 0, "prompt": "x", "samples": [{}]})[0] == 400
     assert a.call("PUT", "/v1/rollouts/future", rollout(5, rewards, 1))[0] == 409
     # Steps come in order; unknown rollouts are named.
@@ -335,10 +338,13 @@ def test_a_dead_event_reader_does_not_break_a_step_and_a_step_failing_after_its_
     a.events = Events(out=dead)
     rewards = [1.0, 0.0, 0.5, 0.0]
 
-    def step(session: GrpoSession, n: int) -> dict[str, Any]:
-        session.add_rollout(f"r{n}", rollout(n - 1, rewards, n))
+    def update(session: GrpoSession, n: int) -> dict[str, Any]:
         groups = [{"rollout_id": f"r{n}", "advantages": advantages(rewards)}]
         return session.update(UpdateRequest.from_json({"step": n, "groups": groups}))
+
+    def step(session: GrpoSession, n: int) -> dict[str, Any]:
+        session.add_rollout(f"r{n}", rollout(n - 1, rewards, n))
+        return update(session, n)
 
     assert step(a, 1)["version"] == 1
     assert step(a, 2)["checkpoint"]  # interval 2: the checkpoint holds step 2's line
@@ -352,7 +358,7 @@ def test_a_dead_event_reader_does_not_break_a_step_and_a_step_failing_after_its_
     with pytest.raises(OSError, match="No space"):
         step(a, 3)
     # The weights moved past version 2 with no line for step 3: nothing more from this session, no checkpoint of it.
-    for call in (lambda: step(a, 3), a.stop, a.export):
+    for call in (lambda: update(a, 3), a.stop, a.export):  # the retried update (its rollout is uploaded already)
         with pytest.raises(UpdateRefused) as refused:
             call()
         assert refused.value.status == 410

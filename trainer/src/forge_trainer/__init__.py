@@ -1,3 +1,3 @@
-"""Chrysalis Forge reference trainer (DESIGN.md §6 "Trainer contract")."""
+"""Chrysalis Forge reference trainer (docs/architecture.md §6 "Trainer contract")."""
 
 __version__ = "0.1.0"

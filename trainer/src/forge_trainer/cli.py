@@ -1,8 +1,9 @@
 """
 `forge-trainer`: the reference trainer's command line.
 
-  forge-trainer run                 the contract entrypoint (DESIGN.md §6): JOB_TYPE, FORGE_SPEC, FORGE_OUTPUT_DIR, ...
+  forge-trainer run                 the contract entrypoint (docs/architecture.md §6): JOB_TYPE, FORGE_SPEC, ...
   forge-trainer finetune [...]      supervised finetuning; options default to the contract env
+  forge-trainer eval [...]          the orchestrator's eval suite on a model, rows to FORGE_OUTPUT_DIR/evals.jsonl
   forge-trainer init-tiny --out D   a tiny local model with a byte-level tokenizer
   forge-trainer serve --model D     an OpenAI-compatible completions server
   forge-trainer grpo-server [...]   a GRPO trainer host's policy process (driven by workers/grpo.ts)
@@ -68,13 +69,38 @@ def cmd_finetune(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return EXIT_OK
 
 
+def cmd_eval(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from forge_trainer.evaluate import run_eval
+    from forge_trainer.spec import load_spec_file
+
+    spec = load_spec_file(_env_path(env, "FORGE_SPEC", args.spec))
+    if args.suite_dir:
+        import base64
+        import json
+
+        files = {f.stem: f.read_text(encoding="utf-8") for f in sorted(Path(args.suite_dir).glob("*.json"))}
+        suite_b64 = base64.b64encode(json.dumps(files).encode("utf-8")).decode("ascii")
+    else:
+        suite_b64 = env.get("FORGE_EVAL_SUITE_B64", "")
+        if not suite_b64:
+            raise PermanentError("FORGE_EVAL_SUITE_B64 is not set (and no --suite-dir gives the eval suite)")
+    model = Path(args.model) if args.model else None
+    run_eval(spec, env, _env_path(env, "FORGE_OUTPUT_DIR", args.output_dir), suite_b64, model, Events())
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from forge_trainer.spec import load_spec_file
 
+    # The orchestrator asks for an evaluation (an eval job, or a finetune's EVALUATING step) with FORGE_TASK=eval.
+    if env.get("FORGE_TASK") == "eval":
+        return cmd_eval(argparse.Namespace(spec=None, output_dir=None, suite_dir=None, model=None), env)
     job_type = env.get("JOB_TYPE") or str(load_spec_file(_env_path(env, "FORGE_SPEC", None)).get("job_type", ""))
     if job_type == "finetune":
         return cmd_finetune(argparse.Namespace(spec=None, output_dir=None, attempt=None, seed=args.seed), env)
-    if job_type in ("rl", "eval"):
+    if job_type == "eval":
+        return cmd_eval(argparse.Namespace(spec=None, output_dir=None, suite_dir=None, model=None), env)
+    if job_type == "rl":
         raise PermanentError(f"job type {job_type!r} is not implemented by this trainer version ({__version__})")
     raise PermanentError(f"unknown JOB_TYPE {job_type!r}")
 
@@ -99,6 +125,7 @@ def cmd_serve(args: argparse.Namespace, _env: Mapping[str, str]) -> int:
         port=args.port,
         model_name=args.model_name,
         allow_weight_updates=args.allow_weight_updates,
+        admin_token_file=Path(args.admin_token_file) if args.admin_token_file else None,
     )
     return EXIT_OK
 
@@ -135,6 +162,13 @@ def parser() -> argparse.ArgumentParser:
     ft.add_argument("--seed", type=int, default=SEED)
     ft.set_defaults(handler=cmd_finetune)
 
+    ev = sub.add_parser("eval", help="run the eval suite on a model; rows to <output-dir>/evals.jsonl")
+    ev.add_argument("--spec", help="the job spec JSON (default: $FORGE_SPEC)")
+    ev.add_argument("--output-dir", help="where evals.jsonl goes (default: $FORGE_OUTPUT_DIR)")
+    ev.add_argument("--suite-dir", help="folder of <task_type>.json task files (default: $FORGE_EVAL_SUITE_B64)")
+    ev.add_argument("--model", help="model directory (default: $FORGE_EVAL_MODEL, else the spec's base model)")
+    ev.set_defaults(handler=cmd_eval)
+
     tiny = sub.add_parser("init-tiny", help="write a tiny random causal LM with a byte-level tokenizer")
     tiny.add_argument("--out", required=True, help="model directory to write")
     tiny.add_argument("--seed", type=int, default=0)
@@ -153,6 +187,11 @@ def parser() -> argparse.ArgumentParser:
         "--allow-weight-updates",
         action="store_true",
         help="enable POST /update_weights_from_disk (RL rollout workers load each policy version through it)",
+    )
+    srv.add_argument(
+        "--admin-token-file",
+        help="file holding the bearer token of weight updates (else FORGE_INFERENCE_ADMIN_TOKEN); required with "
+        "--allow-weight-updates unless --host is loopback",
     )
     srv.set_defaults(handler=cmd_serve)
 

@@ -1,5 +1,6 @@
 """
-The trainer contract (DESIGN.md §6): exit codes, the errors that map to them, and the JSON event lines on stdout.
+The trainer contract (docs/architecture.md §6): exit codes, the errors that map to them, and the JSON event lines
+on stdout.
 
 Exit codes: 0 success, 75 transient (EX_TEMPFAIL: data repo unreachable, interrupted by SIGTERM after a checkpoint),
 1 permanent (bad data, bad hyperparameters, a model that cannot be loaded). Human-readable messages go to stderr:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from forge_trainer.contract import PermanentError, TransientError
 
-# The same URL forms the orchestrator's schema accepts (spec/git-names.ts): no remote helpers such as ext::, no
+# The same URL forms the orchestrator's schema accepts (jobspec/git-names.ts): no remote helpers such as ext::, no
 # option-like values.
 _HOST = r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
 _USER = r"[A-Za-z0-9_][A-Za-z0-9._-]*"

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from forge_trainer import __version__
 from forge_trainer import checkpoint as ckpt
 from forge_trainer.contract import Events, PermanentError, TransientError, dumps
-from forge_trainer.data import Example, load_dataset
+from forge_trainer.data import Dataset, Example, load_dataset
 from forge_trainer.model import check_local_model, load_base, quiet_transformers
 from forge_trainer.spec import FinetuneJob
 
@@ -206,6 +206,71 @@ def make_optimizer(model: PreTrainedModel, lr: float, weight_decay: float) -> to
     return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999), eps=1e-8)
 
 
+def fetch_dataset(job: FinetuneJob, seed: int, git_timeout_s: float) -> Dataset:
+    """The job's examples, split into training and validation (the clone is removed once read)."""
+    with tempfile.TemporaryDirectory(prefix="forge-data-") as tmp:
+        return load_dataset(
+            job.data_repo,
+            job.data_branch,
+            job.data_path,
+            job.validation_split,
+            seed,
+            Path(tmp),
+            git_timeout_s,
+        )
+
+
+def encode_dataset(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dataset: Dataset, events: Events
+) -> tuple[list[Encoded], list[Encoded], int]:
+    """The training and validation examples as tokens, and the padding id; emits the `data` event."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad_id is None:
+        raise PermanentError("the base model's tokenizer has neither a pad nor an eos token")
+    max_len = min(int(getattr(model.config, "max_position_embeddings", MAX_SEQ_LEN) or MAX_SEQ_LEN), MAX_SEQ_LEN)
+    train, dropped_train = encode(dataset.train, tokenizer, max_len)
+    val, dropped_val = encode(dataset.validation, tokenizer, max_len)
+    if not train:
+        raise PermanentError(f"bad data: every training example's completion lies beyond {max_len} tokens")
+    events.emit(
+        "data",
+        commit=dataset.commit,
+        files=dataset.files,
+        train_examples=len(train),
+        validation_examples=len(val),
+        dropped_too_long=dropped_train + dropped_val,
+    )
+    return train, val, int(pad_id)
+
+
+def optimizer_step(
+    model: PreTrainedModel,
+    optimizer: torch.optim.Optimizer,
+    batches: Batches,
+    step: int,
+    job: FinetuneJob,
+    device: torch.device,
+) -> tuple[float, float, list[dict[str, torch.Tensor]]]:
+    """Optimizer step `step` (1-based): micro-batches, scheduled learning rate, clipping; (loss, lr, batches)."""
+    import torch
+
+    h = job.hyper
+    lr = h.learning_rate * lr_multiplier(step, h.warmup_steps, job.max_steps)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    micro = batches.step(step)
+    labelled = sum(label_count(b) for b in micro)
+    loss_sum = 0.0
+    for b in micro:
+        loss = token_losses(model, b, device)
+        (loss / max(1, labelled)).backward()
+        loss_sum += float(loss.detach())
+    torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss_sum / max(1, labelled), lr, micro
+
+
 def _resume_point(output_dir: Path, job: FinetuneJob, events: Events) -> ckpt.Checkpoint | None:
     for c in ckpt.candidates(output_dir):
         if c.state.get("job_id") != job.job_id or c.state.get("max_steps") != job.max_steps:
@@ -223,16 +288,7 @@ def run_finetune(job: FinetuneJob, opts: RunOptions, events: Events, stop: StopF
     if job.model_source == "local" and not ckpt.candidates(out):
         check_local_model(job.model_name)  # fail fast, before cloning data and importing torch
 
-    with tempfile.TemporaryDirectory(prefix="forge-data-") as tmp:
-        dataset = load_dataset(
-            job.data_repo,
-            job.data_branch,
-            job.data_path,
-            job.validation_split,
-            opts.seed,
-            Path(tmp),
-            opts.git_timeout_s,
-        )
+    dataset = fetch_dataset(job, opts.seed, opts.git_timeout_s)
     stop.check("while fetching the data")
 
     import torch
@@ -254,22 +310,7 @@ def run_finetune(job: FinetuneJob, opts: RunOptions, events: Events, stop: StopF
     model.to(device)
     model.train()
 
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    if pad_id is None:
-        raise PermanentError("the base model's tokenizer has neither a pad nor an eos token")
-    max_len = min(int(getattr(model.config, "max_position_embeddings", MAX_SEQ_LEN) or MAX_SEQ_LEN), MAX_SEQ_LEN)
-    train, dropped_train = encode(dataset.train, tokenizer, max_len)
-    val, dropped_val = encode(dataset.validation, tokenizer, max_len)
-    if not train:
-        raise PermanentError(f"bad data: every training example's completion lies beyond {max_len} tokens")
-    events.emit(
-        "data",
-        commit=dataset.commit,
-        files=dataset.files,
-        train_examples=len(train),
-        validation_examples=len(val),
-        dropped_too_long=dropped_train + dropped_val,
-    )
+    train, val, pad_id = encode_dataset(model, tokenizer, dataset, events)
     h = job.hyper
     batches = Batches(train, h.batch_size, h.gradient_accumulation_steps, int(pad_id), opts.seed)
     optimizer = make_optimizer(model, h.learning_rate, h.weight_decay)
@@ -331,19 +372,7 @@ def run_finetune(job: FinetuneJob, opts: RunOptions, events: Events, stop: StopF
             )
         t0, cpu0 = time.perf_counter(), time.process_time()
         t = step + 1
-        lr = h.learning_rate * lr_multiplier(t, h.warmup_steps, job.max_steps)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        micro = batches.step(t)
-        labelled = sum(label_count(b) for b in micro)
-        loss_sum = 0.0
-        for b in micro:
-            loss = token_losses(model, b, device)
-            (loss / max(1, labelled)).backward()
-            loss_sum += float(loss.detach())
-        torch.nn.utils.clip_grad_norm_(model.parameters(), MAX_GRAD_NORM)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        step_loss, lr, micro = optimizer_step(model, optimizer, batches, t, job, device)
         step = t
         step_tokens = sum(int(b["attention_mask"].sum()) for b in micro)
         elapsed = time.perf_counter() - t0
@@ -352,7 +381,6 @@ def run_finetune(job: FinetuneJob, opts: RunOptions, events: Events, stop: StopF
         attempt_tokens += step_tokens
         state.tokens += step_tokens
         state.train_seconds += elapsed
-        step_loss = loss_sum / max(1, labelled)
         state.recent_losses = [*state.recent_losses, step_loss][-RECENT_LOSSES:]
         if not math.isfinite(step_loss):
             raise PermanentError(f"training diverged at step {step} (loss {step_loss}); lower the learning rate")

@@ -1,5 +1,5 @@
 """
-GRPO policy updates (job_type "rl", DESIGN.md §7) for a trainer host that keeps one job's policy in memory.
+GRPO policy updates (job_type "rl", docs/architecture.md §7) for a trainer host that keeps one job's policy in memory.
 
 The objective is DeepSeekMath's GRPO with importance ratios against the policy that generated each rollout (which
 may lag the current one by at most `max_off_policy_steps` versions, as in INTELLECT-2's asynchronous RL):
@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from forge_trainer import checkpoint as ckpt
 from forge_trainer.contract import Events, PermanentError, dumps
+from forge_trainer.toploc_proofs import parse_proofs
 
 if TYPE_CHECKING:
     import torch
@@ -228,6 +229,8 @@ class Sample:
     token_ids: list[int]
     logprobs: list[float]
     reward: float
+    # TOPLOC proofs of the completion's hidden states (toploc_proofs.py); None: the worker sent none.
+    proofs: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -237,6 +240,10 @@ class Rollout:
     prompt_ids: list[int]
     samples: list[Sample]
     completion_tokens: int
+    # The prompt as uploaded (when given as text): the host re-scores the completions against its task's prompt.
+    prompt: str | None = None
+    # The rollout worker's identity as it uploaded (a refused worker's uploads are turned away: rollout_verify.py).
+    worker: str | None = None
 
 
 def _is_int_list(v: Any) -> bool:
@@ -259,6 +266,7 @@ def parse_rollout(rollout_id: str, body: Any, tokenizer: PreTrainedTokenizerBase
     if isinstance(version, bool) or not isinstance(version, int) or version < 0:
         raise bad("policy_version must be a non-negative integer")
     prompt_ids = body.get("prompt_token_ids")
+    prompt: Any = None
     if prompt_ids is None:
         prompt = body.get("prompt")
         if not isinstance(prompt, str) or not prompt:
@@ -282,8 +290,16 @@ def parse_rollout(rollout_id: str, body: Any, tokenizer: PreTrainedTokenizerBase
             raise bad(f"samples[{i}]: logprobs must be finite and <= 0")
         if isinstance(reward, bool) or not isinstance(reward, (int, float)) or not math.isfinite(reward):
             raise bad(f"samples[{i}]: reward must be a finite number")
-        samples.append(Sample(list(ids), [float(x) for x in lps], float(reward)))
-    return Rollout(rollout_id, version, list(prompt_ids), samples, sum(len(s.token_ids) for s in samples))
+        try:
+            proofs = parse_proofs(s)
+        except ValueError as err:
+            raise bad(f"samples[{i}]: {err}") from err
+        samples.append(Sample(list(ids), [float(x) for x in lps], float(reward), proofs))
+    worker = body.get("worker")
+    if worker is not None and (not isinstance(worker, str) or not 0 < len(worker) <= 200):
+        raise bad("worker must be a string of 1 to 200 characters")
+    completion_tokens = sum(len(s.token_ids) for s in samples)
+    return Rollout(rollout_id, version, list(prompt_ids), samples, completion_tokens, prompt, worker)
 
 
 @dataclass
@@ -338,6 +354,24 @@ class SessionState:
     results: dict[int, dict[str, Any]] = field(default_factory=dict)
 
 
+def decode_completion(tokenizer: PreTrainedTokenizerBase, ids: list[int]) -> str:
+    """A completion's text as the reference inference server returns it (serve.py): a final end-of-text token is not
+    part of it. Stop strings are cut by whoever knows the task's (the host, before it re-scores)."""
+    if ids and ids[-1] == tokenizer.eos_token_id:
+        ids = ids[:-1]
+    return str(tokenizer.decode(ids))
+
+
+def rollout_view(r: Rollout, tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+    """What the host needs to re-score a rollout with its task's checker: the prompt, each completion's text, and
+    the rewards the worker uploaded."""
+    return {
+        "prompt": r.prompt,
+        "texts": [decode_completion(tokenizer, s.token_ids) for s in r.samples],
+        "rewards": [s.reward for s in r.samples],
+    }
+
+
 def _mean(xs: list[float]) -> float:
     return sum(xs) / len(xs) if xs else 0.0
 
@@ -367,9 +401,14 @@ class GrpoSession:
         # while this one runs so that the trainer never waits for a round trip) waits on it for its turn.
         self.turn = threading.Condition(self.lock)
         self.rollouts: dict[str, Rollout] = {}
+        # Every rollout id this session ever stored: an id is taken once (a second upload is refused, never replaces
+        # the first, so a holder of the upload token cannot swap the completions of a group the workflow accepted).
+        self.rollout_ids: set[str] = set()
         # Uploads take only this lock, never the update lock: the rollouts of the next step arrive while a step
         # updates (that is the asynchrony), and must not wait for it to end.
         self.rollouts_lock = threading.Lock()
+        # Workers that reached rl.max_rejections (the host tells: POST /v1/verify-rollouts): their uploads are refused.
+        self.refused_workers: set[str] = set()
         self.versions: dict[int, Version] = {}
         self.st = SessionState()
         self.superseded: str | None = None
@@ -482,6 +521,13 @@ class GrpoSession:
     def add_rollout(self, rollout_id: str, body: Any) -> Rollout:
         r = parse_rollout(rollout_id, body, self.tokenizer, self.vocab)
         with self.rollouts_lock:
+            if r.worker is not None and r.worker in self.refused_workers:
+                raise UpdateRefused(
+                    f"worker {r.worker} is refused for the rest of this run: it reached rl.max_rejections "
+                    "(see the run's rl.rejected_rollouts)",
+                    status=403,
+                    refused_worker=True,
+                )
             # The version only grows, and a version is published after it is set: a rollout of a real version passes.
             if r.policy_version > self.st.version:
                 raise UpdateRefused(
@@ -489,8 +535,21 @@ class GrpoSession:
                     f"{self.st.version}",
                     status=409,
                 )
+            if rollout_id in self.rollout_ids:
+                raise UpdateRefused(
+                    f"rollout {rollout_id} was uploaded already: an id is taken once (upload under a new id)",
+                    status=409,
+                    duplicate=True,
+                )
+            self.rollout_ids.add(rollout_id)
             self.rollouts[rollout_id] = r
         return r
+
+    def rollout_texts(self, rollout_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The stored rollouts among `rollout_ids`, decoded (POST /v1/rollout-texts): what the host re-scores."""
+        with self.rollouts_lock:
+            found = {rid: self.rollouts[rid] for rid in rollout_ids if rid in self.rollouts}
+        return {rid: rollout_view(r, self.tokenizer) for rid, r in found.items()}
 
     # -- updates --
 
@@ -696,7 +755,7 @@ class GrpoSession:
                 self.turn.notify_all()
 
     def export(self) -> list[dict[str, Any]]:
-        """The current policy as the run's outputs (DESIGN.md §6 files) under state_dir/final; their sha256 and size."""
+        """The policy as the run's outputs (docs/architecture.md §6) under state_dir/final; their sha256 and size."""
         with self.lock:
             self._check_usable()
             self._check_owner()

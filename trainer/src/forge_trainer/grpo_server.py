@@ -11,20 +11,34 @@ serves over HTTP until SIGTERM, or until its parent goes away (stdin closes):
   POST /v1/update                           {step, groups: [{rollout_id, advantages}], rollout_tokens_per_s}
                                             -> the step's training_log line + {version, sha256, checkpoint} (admin);
                                             the step after the next (sent while the next one runs) waits for its turn
+  POST /v1/rollout-texts                    {rollout_ids} -> {rollouts: {<id>: {prompt, texts, rewards}}}: the stored
+                                            rollouts decoded, for the host to re-score them                (admin)
+  POST /v1/verify-rollouts                  {rollout_ids, refused_workers, logprob_tolerance} -> {rejected: {<id>:
+                                            {reason, detail, worker}}, checked, unverified, seconds}: TOPLOC
+                                            proofs and logprobs checked by a prefill under each claimed version
+                                            (rollout_verify.py); the refused workers' uploads are refused from then
+                                            on (403)                                                        (admin)
   POST /v1/checkpoint                       a checkpoint of the current version now                    (admin)
   POST /v1/export                           the policy as the run's outputs -> {files: [{path, sha256, size}]} (admin)
   GET  /v1/final/<path>                     an exported file                                            (token)
 
 `token` is FORGE_GRPO_TOKEN (rollout workers: weights and uploads), `admin` FORGE_GRPO_ADMIN_TOKEN (the host worker
 only); both from the environment, never the command line. Errors are JSON {"error": {"message", ...}} with 400
-(malformed), 401, 404, 409 (wrong step, missing or stale rollouts), 410 (superseded by another session, stopped, or
-unusable after a step failed past its weight update).
+(malformed), 401, 403 (an upload of a refused worker),
+404, 409 (wrong step, missing or stale rollouts, a rollout id uploaded already), 410 (superseded by
+another session, stopped, or unusable after a step failed past its weight update), 411, 413, 503 (too many
+connections).
+
+Bounds: the bearer token is checked on the headers alone, before any body is read (a refused request's body is never
+read: the connection is closed). Bodies are bounded per endpoint: FORGE_GRPO_MAX_ROLLOUT_BYTES (PUT /v1/rollouts,
+default 32 MiB) and FORGE_GRPO_MAX_CONTROL_BYTES (POST, default 4 MiB). At most FORGE_GRPO_MAX_CONNECTIONS connections
+are served at once (default 256: above rollout workers times their concurrent rollouts; beyond that 503 at once, which
+clients retry); a connection idle for 60 s is closed.
 On SIGTERM or stdin EOF: a checkpoint of the current version (if it is newer than the last), then exit 0.
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
 import re
@@ -32,16 +46,20 @@ import shutil
 import signal
 import sys
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from forge_trainer.contract import Events, PermanentError, dumps
 from forge_trainer.grpo import GrpoConfig, GrpoSession, UpdateRefused, UpdateRequest
+from forge_trainer.httpbounds import BoundedHTTPServer, bearer_ok
+from forge_trainer.rollout_verify import RolloutVerifier, VerifyRequest
 
-MAX_BODY_BYTES = 256 * 1024 * 1024
+MIB = 1024 * 1024
 WEIGHTS_PATH = re.compile(r"^/v1/policy/(\d+)/model\.safetensors$")
 ROLLOUT_PATH = re.compile(r"^/v1/rollouts/([A-Za-z0-9._:@-]{1,200})$")
 FINAL_PATH = re.compile(r"^/v1/final/([A-Za-z0-9._-]+(?:/[A-Za-z0-9._-]+)*)$")
@@ -56,7 +74,42 @@ def _tokens() -> tuple[str, str]:
     return token, admin
 
 
-def make_handler(session: GrpoSession, base_url: list[str], token: str, admin: str) -> type[BaseHTTPRequestHandler]:
+@dataclass(frozen=True)
+class Limits:
+    """How much one request may send, and how many connections are served at once."""
+
+    rollout_bytes: int = 32 * MIB
+    control_bytes: int = 4 * MIB
+    connections: int = 256
+
+    @staticmethod
+    def from_env(env: Mapping[str, str]) -> Limits:
+        def positive(name: str, default: int) -> int:
+            raw = env.get(name, "")
+            if not raw:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                value = 0
+            if value < 1:
+                raise PermanentError(f"{name} must be a positive integer, got {raw!r}")
+            return value
+
+        d = Limits()
+        return Limits(
+            rollout_bytes=positive("FORGE_GRPO_MAX_ROLLOUT_BYTES", d.rollout_bytes),
+            control_bytes=positive("FORGE_GRPO_MAX_CONTROL_BYTES", d.control_bytes),
+            connections=positive("FORGE_GRPO_MAX_CONNECTIONS", d.connections),
+        )
+
+
+def make_handler(
+    session: GrpoSession, base_url: list[str], token: str, admin: str, limits: Limits | None = None
+) -> type[BaseHTTPRequestHandler]:
+    lim = limits or Limits()
+    verifier = RolloutVerifier(session)
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "forge-grpo"
         protocol_version = "HTTP/1.1"
@@ -76,20 +129,22 @@ def make_handler(session: GrpoSession, base_url: list[str], token: str, admin: s
             self._json(status, {"error": {"message": message, **details}})
 
         def _authorized(self, expected: str) -> bool:
-            got = self.headers.get("Authorization", "")
-            ok = got.startswith("Bearer ") and hmac.compare_digest(got[7:].encode(), expected.encode())
+            """On the headers alone: a refused request's body is never read (its connection is closed instead)."""
+            ok = bearer_ok(self.headers.get("Authorization"), expected)
             if not ok:
-                self._error(HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token")
+                self.close_connection = True
+                self._error(HTTPStatus.UNAUTHORIZED, "missing or wrong bearer token (Authorization: Bearer ...)")
             return ok
 
-        def _body(self) -> Any:
+        def _body(self, limit: int, setting: str) -> Any:
             try:
                 length = int(self.headers.get("Content-Length", ""))
             except ValueError as err:
-                raise UpdateRefused("Content-Length required", status=411) from err
-            if length > MAX_BODY_BYTES:
                 self.close_connection = True
-                raise UpdateRefused(f"body over {MAX_BODY_BYTES} bytes", status=413)
+                raise UpdateRefused("Content-Length required", status=411) from err
+            if length < 0 or length > limit:
+                self.close_connection = True
+                raise UpdateRefused(f"body of {length} bytes is over {limit} bytes (raise {setting})", status=413)
             raw = self.rfile.read(length)
             try:
                 return json.loads(raw) if raw else {}
@@ -150,14 +205,15 @@ def make_handler(session: GrpoSession, base_url: list[str], token: str, admin: s
 
         def do_PUT(self) -> None:
             path = self.path.split("?", 1)[0]
+            if not self._authorized(token):
+                return
             try:
-                body = self._body()
-                if not self._authorized(token):
-                    return
                 m = ROLLOUT_PATH.match(path)
                 if not m:
+                    self.close_connection = True
                     self._error(HTTPStatus.NOT_FOUND, f"no route PUT {path}")
                     return
+                body = self._body(lim.rollout_bytes, "FORGE_GRPO_MAX_ROLLOUT_BYTES")
                 r = session.add_rollout(m.group(1), body)
                 self._json(HTTPStatus.OK, {"rollout_id": r.rollout_id, "samples": len(r.samples)})
             except UpdateRefused as err:
@@ -165,14 +221,21 @@ def make_handler(session: GrpoSession, base_url: list[str], token: str, admin: s
 
         def do_POST(self) -> None:
             path = self.path.split("?", 1)[0]
+            if not self._authorized(admin):
+                return
             try:
-                body = self._body()
-                if not self._authorized(admin):
-                    return
+                body = self._body(lim.control_bytes, "FORGE_GRPO_MAX_CONTROL_BYTES")
                 if path == "/v1/update":
                     result = session.update(UpdateRequest.from_json(body))
                     url = f"{base_url[0]}/v1/policy/{result['version']}/model.safetensors"
                     self._json(HTTPStatus.OK, {**result, "url": url})
+                elif path == "/v1/rollout-texts":
+                    ids = body.get("rollout_ids") if isinstance(body, dict) else None
+                    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+                        raise UpdateRefused("rollout_ids must be a list of rollout ids", status=400)
+                    self._json(HTTPStatus.OK, {"rollouts": session.rollout_texts(ids)})
+                elif path == "/v1/verify-rollouts":
+                    self._json(HTTPStatus.OK, verifier.verify(VerifyRequest.from_json(body)))
                 elif path == "/v1/checkpoint":
                     saved = session.checkpoint()
                     self._json(HTTPStatus.OK, {"version": session.version, "checkpoint": saved and str(saved)})
@@ -199,6 +262,7 @@ def serve_grpo(
     advertise_host: str | None = None,
 ) -> None:
     token, admin = _tokens()
+    limits = Limits.from_env(os.environ)
     try:
         raw = json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
@@ -226,8 +290,7 @@ def serve_grpo(
 
     session = GrpoSession(cfg, state_dir, work_dir, events)
     base_url: list[str] = [""]
-    httpd = ThreadingHTTPServer((host, port), make_handler(session, base_url, token, admin))
-    httpd.daemon_threads = True
+    httpd = BoundedHTTPServer((host, port), make_handler(session, base_url, token, admin, limits), limits.connections)
     bound_port = int(httpd.server_address[1])
     base_url[0] = f"http://{advertise_host or host}:{bound_port}"
     threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()

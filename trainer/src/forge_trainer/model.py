@@ -9,7 +9,7 @@ import os
 import socket
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from forge_trainer.contract import PermanentError
@@ -128,6 +128,21 @@ def check_local_model(name: str) -> Path:
     return path
 
 
+def load_tokenizer(name: str | Path, **kwargs: Any) -> PreTrainedTokenizerBase:
+    """
+    AutoTokenizer; a tokenizer saved by transformers 5 ("tokenizer_class": "TokenizersBackend") under transformers 4
+    (the P2PFL venv's) loads as the fast tokenizer of its tokenizer.json, which it is.
+    """
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    try:
+        return AutoTokenizer.from_pretrained(name, **kwargs)
+    except ValueError as err:
+        if "TokenizersBackend" not in str(err):
+            raise
+        return PreTrainedTokenizerFast.from_pretrained(name, **kwargs)
+
+
 def load_base(name: str, source: str, revision: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """
     The base model and its tokenizer. `local`: `name` is a model directory. `huggingface`: `name` at `revision` from
@@ -135,19 +150,19 @@ def load_base(name: str, source: str, revision: str) -> tuple[PreTrainedModel, P
     never a hang.
     """
     quiet_transformers()
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     if source == "local":
         path = check_local_model(name)
         try:
-            return AutoModelForCausalLM.from_pretrained(path), AutoTokenizer.from_pretrained(path)
+            return AutoModelForCausalLM.from_pretrained(path), load_tokenizer(path)
         except (OSError, ValueError) as err:
             raise PermanentError(f"cannot load the local model {name}: {err}") from err
 
     # source == "huggingface"
     try:
         model = AutoModelForCausalLM.from_pretrained(name, revision=revision, local_files_only=True)
-        return model, AutoTokenizer.from_pretrained(name, revision=revision, local_files_only=True)
+        return model, load_tokenizer(name, revision=revision, local_files_only=True)
     except (OSError, ValueError):
         pass  # not cached: download below
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
@@ -165,6 +180,6 @@ def load_base(name: str, source: str, revision: str) -> tuple[PreTrainedModel, P
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "60")
     try:
         model = AutoModelForCausalLM.from_pretrained(name, revision=revision)
-        return model, AutoTokenizer.from_pretrained(name, revision=revision)
+        return model, load_tokenizer(name, revision=revision)
     except (OSError, ValueError) as err:
         raise PermanentError(f"cannot load base model {name}@{revision} from the hub: {err}") from err

@@ -6,8 +6,11 @@ API on GPU hosts):
   GET  /v1/models
   GET  /health           also names the loaded weights (`weight_version`)
   POST /update_weights_from_disk   {"model_path", "weight_version"?}: load other weights of the same architecture
-                         (SGLang's endpoint of that name; only with --allow-weight-updates, and with a bearer token
-                         when FORGE_SERVE_ADMIN_TOKEN is set). RL rollout workers load each policy version with it.
+                         (SGLang's endpoint of that name; only with --allow-weight-updates). RL rollout workers load
+                         each policy version with it. It takes an admin bearer token (FORGE_INFERENCE_ADMIN_TOKEN, or
+                         FORGE_SERVE_ADMIN_TOKEN, or --admin-token-file), checked before the body is read; without one
+                         the server refuses to start with --allow-weight-updates unless it listens on loopback only.
+At most FORGE_SERVE_MAX_CONNECTIONS connections (default 64) are served at once; beyond that 503.
 
 `logprobs` are those of the model's raw distribution (temperature 1, no top-p), as vLLM reports by default: what a
 policy-gradient update needs. One request computes at a time; a request with a `seed` is reproducible.
@@ -15,7 +18,6 @@ policy-gradient update needs. One request computes at a time; a request with a `
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
 import shutil
@@ -24,14 +26,16 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from forge_trainer.contract import Events, PermanentError
+from forge_trainer.httpbounds import BoundedHTTPServer, bearer_ok, is_loopback
 
 if TYPE_CHECKING:
     import torch
@@ -59,6 +63,9 @@ class CompletionRequest:
     logprobs: int | None
     seed: int | None
     stop: list[str]
+    # Each choice also carries `toploc_proofs`: TOPLOC proofs of its hidden states (toploc_proofs.py), which the RL
+    # trainer host checks (an extension: other servers ignore the field, and the host then rejects what it checks).
+    toploc: bool = False
 
 
 def _number(body: dict[str, Any], key: str, default: float, low: float, high: float) -> float:
@@ -108,6 +115,7 @@ def parse_request(body: Any, served: str) -> CompletionRequest:
         logprobs=_integer(body, "logprobs", None, 0, MAX_LOGPROBS),
         seed=_integer(body, "seed", None, -(2**63), 2**63 - 1),
         stop=stops,
+        toploc=body.get("toploc") is True,
     )
 
 
@@ -117,6 +125,8 @@ class Sample:
     logprobs: list[float]
     top: list[dict[int, float]]
     finish_reason: str
+    # The last layer's hidden state at each position that produced a token (only when proofs are asked for).
+    hidden: list[torch.Tensor] | None = None
 
 
 class Engine:
@@ -169,7 +179,7 @@ class Engine:
 
         n = req.n
         eos = self.tokenizer.eos_token_id
-        samples = [Sample([], [], [], "length") for _ in range(n)]
+        samples = [Sample([], [], [], "length", [] if req.toploc else None) for _ in range(n)]
         if req.max_tokens == 0:
             return samples
         done = [False] * n
@@ -177,7 +187,7 @@ class Engine:
         past = None
         with torch.inference_mode():
             for _ in range(req.max_tokens):
-                out = self.model(input_ids=ids, past_key_values=past, use_cache=True)
+                out = self.model(input_ids=ids, past_key_values=past, use_cache=True, output_hidden_states=req.toploc)
                 past = out.past_key_values
                 logits = out.logits[:, -1, :].float()
                 logprobs = torch.log_softmax(logits, dim=-1)
@@ -188,6 +198,8 @@ class Engine:
                         continue
                     token = int(nxt[i])
                     s = samples[i]
+                    if s.hidden is not None:
+                        s.hidden.append(out.hidden_states[-1][i, -1].float().cpu())
                     s.ids.append(token)
                     s.logprobs.append(float(logprobs[i, token]))
                     if top is not None:
@@ -265,6 +277,12 @@ class Engine:
             if cut >= 0:
                 text = text[:cut]
         choice: dict[str, Any] = {"index": index, "text": text, "logprobs": None, "finish_reason": s.finish_reason}
+        if s.hidden is not None:
+            import torch
+
+            from forge_trainer.toploc_proofs import build_proofs
+
+            choice["toploc_proofs"] = build_proofs(torch.stack(s.hidden)) if s.hidden else []
         if req.logprobs is not None:
             tokens = [self.tokenizer.decode([t]) for t in s.ids]
             offsets, pos = [], 0
@@ -288,8 +306,34 @@ def _error_body(message: str, status: HTTPStatus, param: str | None = None) -> d
     return {"error": {"message": message, "type": kind, "param": param, "code": None}}
 
 
-def make_handler(engine: Engine, allow_weight_updates: bool = False) -> type[BaseHTTPRequestHandler]:
-    admin_token = os.environ.get("FORGE_SERVE_ADMIN_TOKEN", "")
+def admin_token_of(env: Mapping[str, str], token_file: Path | None = None) -> str:
+    """The weight-update token: --admin-token-file, else FORGE_INFERENCE_ADMIN_TOKEN, else FORGE_SERVE_ADMIN_TOKEN."""
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except OSError as err:
+            raise PermanentError(f"cannot read --admin-token-file {token_file}: {err}") from err
+    else:
+        token = env.get("FORGE_INFERENCE_ADMIN_TOKEN") or env.get("FORGE_SERVE_ADMIN_TOKEN") or ""
+    if token and len(token) < 16:
+        raise PermanentError("the inference admin token must be 16 characters or more: set a longer one")
+    return token
+
+
+def check_weight_updates(host: str, allow_weight_updates: bool, admin_token: str) -> None:
+    """Weight updates without an admin token only on loopback: anyone who reaches the port could swap the model."""
+    if allow_weight_updates and not admin_token and not is_loopback(host):
+        raise PermanentError(
+            f"--allow-weight-updates on --host {host} needs an admin token: set FORGE_INFERENCE_ADMIN_TOKEN (or "
+            "--admin-token-file), or listen on 127.0.0.1"
+        )
+
+
+def make_handler(
+    engine: Engine, allow_weight_updates: bool = False, admin_token: str | None = None
+) -> type[BaseHTTPRequestHandler]:
+    if admin_token is None:
+        admin_token = admin_token_of(os.environ)
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "forge-trainer"
@@ -325,13 +369,19 @@ def make_handler(engine: Engine, allow_weight_updates: bool = False) -> type[Bas
                 missing = HTTPStatus.LENGTH_REQUIRED
                 self._send(missing, _error_body("Content-Length required", missing))
                 return
-            if length > MAX_BODY_BYTES:
+            if length < 0 or length > MAX_BODY_BYTES:
                 self.close_connection = True
                 too_big = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
                 self._send(too_big, _error_body(f"body over {MAX_BODY_BYTES} bytes", too_big))
                 return
+            weights = path == "/update_weights_from_disk" and allow_weight_updates
+            if weights and admin_token and not bearer_ok(self.headers.get("Authorization"), admin_token):
+                self.close_connection = True  # refused on the headers: its body is never read
+                unauthorized = HTTPStatus.UNAUTHORIZED
+                self._send(unauthorized, _error_body("missing or wrong bearer token", unauthorized))
+                return
             raw = self.rfile.read(length)
-            if path == "/update_weights_from_disk" and allow_weight_updates:
+            if weights:
                 self._update_weights(raw)
                 return
             if path != "/v1/completions":
@@ -350,13 +400,6 @@ def make_handler(engine: Engine, allow_weight_updates: bool = False) -> type[Bas
                 self._send(status, _error_body(f"{type(err).__name__}: {err}", status))
 
         def _update_weights(self, raw: bytes) -> None:
-            got = self.headers.get("Authorization", "")
-            if admin_token and not (
-                got.startswith("Bearer ") and hmac.compare_digest(got[7:].encode(), admin_token.encode())
-            ):
-                unauthorized = HTTPStatus.UNAUTHORIZED
-                self._send(unauthorized, _error_body("missing or wrong bearer token", unauthorized))
-                return
             try:
                 body = json.loads(raw)
                 path = body.get("model_path") if isinstance(body, dict) else None
@@ -382,11 +425,17 @@ def serve(
     port: int = 8000,
     model_name: str | None = None,
     allow_weight_updates: bool = False,
+    admin_token_file: Path | None = None,
 ) -> None:
     """Serves until SIGTERM or SIGINT; prints {"event":"serving","url":...} once it listens."""
+    admin_token = admin_token_of(os.environ, admin_token_file)
+    check_weight_updates(host, allow_weight_updates, admin_token)  # before the model loads: fail fast
+    connections = os.environ.get("FORGE_SERVE_MAX_CONNECTIONS", "64")
+    if not connections.isdigit() or int(connections) < 1:
+        raise PermanentError(f"FORGE_SERVE_MAX_CONNECTIONS must be a positive integer, got {connections!r}")
     engine = Engine(model_dir, model_name or model_dir.resolve().name)
-    httpd = ThreadingHTTPServer((host, port), make_handler(engine, allow_weight_updates))
-    httpd.daemon_threads = True
+    handler = make_handler(engine, allow_weight_updates, admin_token)
+    httpd = BoundedHTTPServer((host, port), handler, int(connections))
 
     def stop(_signum: int, _frame: FrameType | None) -> None:
         threading.Thread(target=httpd.shutdown, daemon=True).start()

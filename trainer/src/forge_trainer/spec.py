@@ -1,5 +1,5 @@
 """
-The part of a training-job-v1 spec (seed §6.4) the trainer uses, checked again here: the trainer runs on hosts
+The part of a training-job-v1 spec the trainer uses, checked again here: the trainer runs on hosts
 that must not trust whoever launched it to have validated the spec. Any problem is permanent (exit code 1).
 """
 
