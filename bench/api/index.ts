@@ -2,7 +2,8 @@
  * bench/api (issue 3): run with `npm run bench:api`.
  * POST /jobs latency against `client.workflow.start` called directly, in the same run on the same dev server: an
  * open-loop schedule at a fixed request rate, rotating between the paths request by request so all see the same
- * load (a third, diagnostic path starts directly with the API's start options: memo, search attributes, id policies). The API runs as its own process, as `npm start` runs it. Target: API p99 ≤ 2 × direct p99.
+ * load (a third, diagnostic path starts directly with the API's start options: memo, search attributes, id policies).
+ * The API runs as its own process, as `npm start` runs it. Target: API p99 ≤ 2 × direct p99.
  * No worker polls the bench's task queue: this measures admission (validation, signature, idempotent start), not
  * training. Prints a Markdown section for BENCHMARKS.md.
  *   BENCH_RATE   requests per second, both paths together (default 40)
@@ -17,8 +18,8 @@ import { z } from 'zod';
 import type { ListeningMessage } from '../../client/api/server';
 import { parseEnv } from '../../common/temporal';
 import { startDevServer } from '../../infra/dev-server';
-import { specHash } from '../../spec/parse';
-import { generateKeyPair, signSpec } from '../../spec/signing';
+import { specHash } from '../../jobspec/parse';
+import { generateKeyPair, signSpec } from '../../jobspec/signing';
 import { ForgeBaseModel, ForgeJobState, ForgeJobType, ForgeOwner } from '../../workflows/search-attributes';
 import { benchSpec, freePort, percentile } from '../lifecycle/util';
 
@@ -37,7 +38,7 @@ interface Sample {
 }
 
 function startApi(dir: string, temporal: string, port: number): Promise<ChildProcess> {
-  writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ backends: { local: { kind: 'local', trainers: { noop: { command: ['/bin/true'] } } } } }));
+  writeFileSync(path.join(dir, 'config.json'), JSON.stringify({ backends: { local: { kind: 'local', trainers: { noop: { command: ['/bin/true'] } } } }, results: { enabled: false } }));
   const child = spawn(process.execPath, [path.join(__dirname, '..', '..', 'client', 'api', 'server.js')], {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     env: {
@@ -58,7 +59,14 @@ function startApi(dir: string, temporal: string, port: number): Promise<ChildPro
 
 function stats(samples: Sample[]) {
   const ms = samples.filter((s) => s.ok).map((s) => s.ms);
-  return { n: samples.length, errors: samples.filter((s) => !s.ok).length, p50: percentile(ms, 50), p90: percentile(ms, 90), p99: percentile(ms, 99), max: Math.max(...ms) };
+  return {
+    n: samples.length,
+    errors: samples.filter((s) => !s.ok).length,
+    p50: percentile(ms, 50),
+    p90: percentile(ms, 90),
+    p99: percentile(ms, 99),
+    max: Math.max(...ms),
+  };
 }
 
 async function main(): Promise<void> {

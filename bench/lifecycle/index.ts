@@ -1,6 +1,7 @@
 /**
  * bench/lifecycle (issue 2): run with `npm run bench:lifecycle`.
- *  1. History events of one successful job must not grow with its duration: a 5 s and a 60 s trainer.
+ *  1. History events of one successful job must not grow with its duration: a 5 s and a 60 s trainer
+ *     (BENCH_SHORT_SECONDS, BENCH_LONG_SECONDS).
  *  2. Wall-clock of a no-op job through trainingJob against a minimal workflow running one activity that spawns
  *     the same process, measured in the same run on the same dev server.
  * Prints a Markdown section for BENCHMARKS.md.
@@ -12,16 +13,21 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { parseConfig } from '../../common/config';
 import { startDevServer } from '../../infra/dev-server';
-import { generateKeyPair, signSpec } from '../../spec/signing';
+import { generateKeyPair, signSpec } from '../../jobspec/signing';
+import { orchestratorSettings } from '../../workers/config/orchestrator';
 import { createOrchestratorWorker } from '../../workers/orchestrator';
 import type { JobStatus } from '../../workflows/messages';
 import { baselineActivities } from './baseline-activities';
 import { benchSpec, freePort, median, percentile, taskTimeline } from './util';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 20);
+/** The short and the long trainer of part 1 (smaller in test/bench/smoke.test.ts). */
+const SHORT_S = Number(process.env.BENCH_SHORT_SECONDS ?? 5);
+const LONG_S = Number(process.env.BENCH_LONG_SECONDS ?? 60);
 const SLEEP = ['/bin/sh', '-c', 'echo \'{"event":"progress","step":1,"max_steps":1}\'; sleep "$1"', 'trainer'];
 
 async function main(): Promise<void> {
+  process.env.FORGE_EMBEDDED = '1'; // the embedded stack: its orchestrator key is made on first use
   Runtime.install({ logger: new DefaultLogger('WARN') });
   const dir = mkdtempSync(path.join(os.tmpdir(), 'forge-bench-'));
   const server = await startDevServer({ port: await freePort(), logFile: path.join(dir, 'temporal.log') });
@@ -31,8 +37,8 @@ async function main(): Promise<void> {
         kind: 'local',
         trainers: {
           noop: { command: ['/bin/true'] },
-          'sleep-5': { command: [...SLEEP, '5'] },
-          'sleep-60': { command: [...SLEEP, '60'] },
+          'sleep-short': { command: [...SLEEP, String(SHORT_S)] },
+          'sleep-long': { command: [...SLEEP, String(LONG_S)] },
         },
       },
     },
@@ -40,7 +46,7 @@ async function main(): Promise<void> {
     results: { enabled: false },
   });
   const native = await NativeConnection.connect({ address: server.address });
-  const forge = await createOrchestratorWorker({ connection: native, namespace: 'default', config, home: dir, taskQueue: 'bench-forge' });
+  const forge = await createOrchestratorWorker({ connection: native, namespace: 'default', config, home: dir, taskQueue: 'bench-forge', settings: orchestratorSettings(process.env) });
   const baseline = await Worker.create({
     connection: native,
     taskQueue: 'bench-baseline',
@@ -54,8 +60,8 @@ async function main(): Promise<void> {
   const runs = Promise.all([forge.run(), baseline.run()]);
 
   try {
-    // 1. history size against duration (both at once: 60 s in all; BENCH_SKIP_HISTORY=1 skips it).
-    const durations = process.env.BENCH_SKIP_HISTORY === '1' ? [] : ['sleep-5', 'sleep-60'];
+    // 1. history size against duration (both at once: LONG_S in all; BENCH_SKIP_HISTORY=1 skips it).
+    const durations = process.env.BENCH_SKIP_HISTORY === '1' ? [] : ['sleep-short', 'sleep-long'];
     const [short = NaN, long = NaN] = await Promise.all(
       durations.map(async (image) => {
         const s = spec(image);
@@ -93,12 +99,12 @@ async function main(): Promise<void> {
     const fmt = (x: number) => x.toFixed(1);
     console.log(`## Lifecycle (issue 2)
 
-Command: \`npm run bench:lifecycle\` (BENCH_RUNS=${RUNS}); ${os.cpus().length} CPUs, Node ${process.version}, Temporal CLI dev server (in memory).
+Command: \`npm run bench:lifecycle\` (BENCH_RUNS=${RUNS}${SHORT_S !== 5 || LONG_S !== 60 ? ` BENCH_SHORT_SECONDS=${SHORT_S} BENCH_LONG_SECONDS=${LONG_S}` : ''}); ${os.cpus().length} CPUs, Node ${process.version}, Temporal CLI dev server (in memory).
 
 | measure | value | target |
 |---|---|---|
-| history events, job with a 5 s trainer | ${short} | |
-| history events, job with a 60 s trainer | ${long} | same ±2 (${Math.abs(long - short) <= 2 ? 'met' : 'NOT met'}) |
+| history events, job with a ${SHORT_S} s trainer | ${short} | |
+| history events, job with a ${LONG_S} s trainer | ${long} | same ±2 (${Math.abs(long - short) <= 2 ? 'met' : 'NOT met'}) |
 | no-op job via trainingJob, median / p90 ms | ${fmt(median(forgeMs))} / ${fmt(percentile(forgeMs, 90))} | |
 | baseline (one activity spawning /bin/true), median / p90 ms | ${fmt(median(baseMs))} / ${fmt(percentile(baseMs, 90))} | |
 | ratio of medians | ${ratio.toFixed(2)} | ≤ 1.5 (${ratio <= 1.5 ? 'met' : 'NOT met'}) |

@@ -30,9 +30,10 @@ export function benchSpec(owner: string, image: string): Record<string, unknown>
     owner_did: owner,
     created_at: Math.floor(Date.now() / 1000),
     job_type: 'finetune',
-    base_model: { name: 'tiny', source: 'local', revision: 'main' },
+    // A hub name and an https data repo: the trainers here read neither, and the operator's path policy need not allow them.
+    base_model: { name: 'tiny', source: 'huggingface', revision: 'main' },
     objective: { optimize_for: 'success_rate', task_types: ['toy'], target_metric: 0.9, max_steps: 1 },
-    data: { source: 'git', repo: 'file:///tmp/none', branch: 'main', path: 'data', format: 'jsonl', validation_split: 0.1 },
+    data: { source: 'git', repo: 'https://git.example.com/forge/datasets.git', branch: 'main', path: 'data', format: 'jsonl', validation_split: 0.1 },
     hyperparameters: { learning_rate: 0.001, batch_size: 1, gradient_accumulation_steps: 1, warmup_steps: 0, weight_decay: 0 },
     resources: { gpus: 0, cpus: 1, ram_gb: 1, storage_gb: 1, max_hours: 1 },
     backend: { provider: 'local', region: 'any', max_cost_usd: 1 },

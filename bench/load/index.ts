@@ -12,7 +12,9 @@
  * submit. Measures admission order per owner: the wait until each owner's first admission and its share of the
  * first admissions — whether any owner is starved.
  *
- * LOAD_PARTS=running,queued chooses the parts. The Temporal CLI dev server runs in memory, headless.
+ * Part 3, replicas (bench/load/replicas.ts): one queue under a cap, run by 1 and by 3 orchestrator processes side by side.
+ *
+ * LOAD_PARTS=running,queued,replicas chooses the parts (default running,queued). The Temporal CLI dev server runs in memory, headless.
  * LOAD_WORKER_NODE_ARGS: extra node flags for the worker process, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to see
  * where its CPU goes (Node refuses --cpu-prof in NODE_OPTIONS).
  */
@@ -23,9 +25,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { startDevServer, type DevServer } from '../../infra/dev-server';
-import { generateKeyPair, signSpec, type KeyPair } from '../../spec/signing';
+import { generateKeyPair, signSpec, type KeyPair } from '../../jobspec/signing';
 import type { JobStatus } from '../../workflows/messages';
 import { benchSpec, freePort, median, percentile } from '../lifecycle/util';
+import { replicasPart } from './replicas';
 
 const num = (name: string, d: number): number => (process.env[name] ? Number(process.env[name]) : d);
 const PARTS = (process.env.LOAD_PARTS ?? 'running,queued').split(',');
@@ -72,6 +75,7 @@ function spawnWorker(dir: string, address: string, taskQueue: string, configFile
       ...process.env,
       TEMPORAL_ADDRESS: address,
       FORGE_HOME: dir,
+      FORGE_EMBEDDED: '1', // one machine, one FORGE_HOME: the embedded stack (makes its orchestrator key)
       FORGE_CONFIG: configFile,
       FORGE_ORCHESTRATOR_TASK_QUEUE: taskQueue,
       FORGE_WORKER_LOG_LEVEL: 'WARN',
@@ -348,6 +352,7 @@ async function main(): Promise<void> {
   try {
     if (PARTS.includes('running')) out.push(...(await running({ dir, server, client, keys })));
     if (PARTS.includes('queued')) out.push(...(await queued({ dir, server, client, keys })));
+    if (PARTS.includes('replicas')) out.push(...(await replicasPart({ dir, server, client, keys, log, spawnWorker, startAll })));
   } finally {
     await connection.close();
     await server.stop();

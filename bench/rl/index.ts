@@ -43,8 +43,10 @@ import type { StepLine } from '../../activities/rl/types';
 import { repoRoot } from '../../common/paths';
 import { rlSettings } from '../../common/rl-config';
 import { startDevServer, type DevServer } from '../../infra/dev-server';
-import { resolveRl } from '../../spec/rl';
+import { resolveRl } from '../../jobspec/rl';
 import type { GrpoRunInput, GrpoRunResult } from '../../workflows/grpo-run';
+import { grpoSettings } from '../../workers/config/grpo';
+import { rolloutSettings } from '../../workers/config/rollout';
 import { createGrpoWorker } from '../../workers/grpo';
 import { defaultWorkflowBundle } from '../../workers/orchestrator';
 import { createRolloutWorker } from '../../workers/rollout';
@@ -209,25 +211,24 @@ async function benchMode(mode: 'simulated' | 'real', address: string, client: Cl
     connection,
     taskQueue: queues.orchestrator,
     workflowBundle: { codePath: defaultWorkflowBundle() ?? (() => { throw new Error('no dist/workflow-bundle.js: run npm run build'); })() },
-    activities: createRlCollectActivities({ home }),
+    // The RL session key of `home` (FORGE_HOME/secrets/rl-session.key), as the workers below read it.
+    activities: createRlCollectActivities({ home, env: {} }),
   });
   const rollout = await createRolloutWorker({
     connection,
     namespace: 'default',
-    home,
-    env: {
+    settings: rolloutSettings({
       FORGE_INFERENCE_URL: proxy?.url ?? served.url,
       FORGE_ROLLOUT_TASK_QUEUE: queues.rollout,
       FORGE_HOST_ID: `bench-${mode}-r`,
       FORGE_ROLLOUT_MAX_ACTIVITIES: String(PROMPTS * 3),
       FORGE_ROLLOUT_CACHE_DIR: path.join(home, `cache-${mode}`),
-    },
+    }, home),
   });
   const grpo = await createGrpoWorker({
     connection,
     namespace: 'default',
-    home,
-    env: {
+    settings: grpoSettings({
       FORGE_HOST_ID: `bench-${mode}-g`,
       FORGE_GRPO_TASK_QUEUE: queues.grpo,
       FORGE_GRPO_STATE_DIR: path.join(home, 'grpo-state'),
@@ -236,7 +237,7 @@ async function benchMode(mode: 'simulated' | 'real', address: string, client: Cl
       FORGE_GRPO_MIN_UPDATE_SECONDS: mode === 'simulated' ? String(SECONDS) : '0',
       FORGE_GRPO_SHUTDOWN_GRACE_SECONDS: '5',
       FORGE_GRPO_PIPELINE_DEPTH: String(PIPELINE_DEPTH),
-    },
+    }, home),
   });
   const running = Promise.all([runWorker.run(), rollout.worker.run(), grpo.run()]);
   const results: Result[] = [];

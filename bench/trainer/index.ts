@@ -14,14 +14,16 @@ import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime } from '@temporalio/worker';
 import { ensureGitRepo, ensureTinyModel, reverseWordExamples } from '../../client/demo/prepare';
 import { parseConfig } from '../../common/config';
 import { jobAttemptDir, repoRoot } from '../../common/paths';
 import { startDevServer } from '../../infra/dev-server';
-import { DEFAULT_TRAINER_IMAGE } from '../../spec/constants';
-import { generateKeyPair, signSpec } from '../../spec/signing';
+import { DEFAULT_TRAINER_IMAGE } from '../../jobspec/constants';
+import { generateKeyPair, signSpec } from '../../jobspec/signing';
+import { orchestratorSettings } from '../../workers/config/orchestrator';
 import { createOrchestratorWorker } from '../../workers/orchestrator';
 import type { JobStatus } from '../../workflows/messages';
 import { freePort, median } from '../lifecycle/util';
@@ -105,6 +107,7 @@ async function runOrchestrated(client: Client, home: string, spec: Record<string
 }
 
 async function main(): Promise<void> {
+  process.env.FORGE_EMBEDDED = '1'; // the embedded stack: its orchestrator key is made on first use
   Runtime.install({ logger: new DefaultLogger('WARN') });
   const dir = mkdtempSync(path.join(os.tmpdir(), 'forge-bench-trainer-'));
   const home = path.join(dir, 'home');
@@ -115,13 +118,19 @@ async function main(): Promise<void> {
   const server = await startDevServer({ port: await freePort(), logFile: path.join(dir, 'temporal.log') });
   const config = parseConfig({
     backends: { local: { kind: 'local', trainers: { [DEFAULT_TRAINER_IMAGE]: { command: [TRAINER, 'run'], env: { OMP_NUM_THREADS: THREADS } } } } },
+    // The trainer's throughput, not the results pipeline (nothing is committed); the model, the data repository and
+    // the spec's output repository lie in the bench's own directory, which the operator's path policy must allow.
+    results: { enabled: false, git: { file_roots: [dir] } },
   });
   const native = await NativeConnection.connect({ address: server.address });
-  const worker = await createOrchestratorWorker({ connection: native, namespace: 'default', config, home, taskQueue: TQ });
+  const worker = await createOrchestratorWorker({ connection: native, namespace: 'default', config, home, taskQueue: TQ, settings: orchestratorSettings(process.env) });
   const running = worker.run();
   const connection = await Connection.connect({ address: server.address });
   const client = new Client({ connection });
   const keys = generateKeyPair();
+  // Never written (results are off), but checked by the operator's path policy like any output repository: it must
+  // lie under results.git.file_roots, or the job ends ABANDONED before it runs.
+  const outputRepo = pathToFileURL(path.join(dir, 'output-repo')).href;
   const spec = () =>
     signSpec(
       {
@@ -135,7 +144,7 @@ async function main(): Promise<void> {
         hyperparameters: { learning_rate: 0.003, batch_size: 8, gradient_accumulation_steps: 2, warmup_steps: 20, weight_decay: 0.01 },
         resources: { gpus: 0, cpus: 2, ram_gb: 2, storage_gb: 1, max_hours: 1 },
         backend: { provider: 'local', region: 'any', max_cost_usd: 1 },
-        artifacts: { output_repo: 'file:///tmp/none', output_branch: 'jobs/${job_id}', save_checkpoints: true, checkpoint_interval_steps: 100 },
+        artifacts: { output_repo: outputRepo, output_branch: 'jobs/${job_id}', save_checkpoints: true, checkpoint_interval_steps: 100 },
         trainer: { image: DEFAULT_TRAINER_IMAGE },
       },
       keys.secretKey,
@@ -154,7 +163,8 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    worker.shutdown();
+    // A worker that failed has stopped already: `running` then rejects with its error, which is the one to see.
+    if (worker.getState() === 'RUNNING') worker.shutdown();
     await running;
     await connection.close();
     await native.close();
