@@ -10,10 +10,12 @@ import type { ForgeConfig } from '../../common/config';
 import { buildApp } from '../../client/api/app';
 import type { ArtifactSource } from '../../client/api/artifacts';
 import { GitArtifactSource } from '../../client/api/git-artifacts';
+import { modelSigningKeyFrom } from '../../common/model-signing';
 import { orchestratorKey } from '../../common/orchestrator-key';
 import type { ZodApp } from '../../client/api/context';
 import { P2pflWebRecords } from '../../client/api/p2pfl-web';
 import { startWorker, temporalAddress, type RunningWorker } from '../helpers/forge';
+import { tracingClientInterceptors } from '../../common/tracing';
 
 export interface ApiHarness {
   url: string;
@@ -32,9 +34,14 @@ export interface HarnessOptions {
   /** Run an orchestrator worker on taskQueue (default true). */
   worker?: boolean;
   token?: string;
+  /** 'owners': signed requests, owner-scoped reads (client/api/auth.ts). */
+  auth?: 'owners' | 'token';
+  allowedHosts?: string[];
   artifacts?: ArtifactSource;
   /** The orchestrator did:key served at GET /identity. */
   identity?: () => string;
+  /** The model signing public key (PEM) served at GET /identity. */
+  modelSigningKey?: () => string;
   backends?: ReadonlyMap<string, Backend>;
   logPollMs?: number;
   queryTimeoutMs?: number;
@@ -47,7 +54,9 @@ export interface HarnessOptions {
 export async function startApi(o: HarnessOptions): Promise<ApiHarness> {
   const worker: RunningWorker | undefined = o.worker === false ? undefined : await startWorker(o.config, o.home, o.taskQueue);
   const connection = o.temporalAddress ? Connection.lazy({ address: o.temporalAddress }) : await Connection.connect({ address: temporalAddress() });
-  const client = new Client({ connection });
+  // Traced like the API's own client when the test file called initTracing (common/tracing.ts).
+  const interceptors = tracingClientInterceptors();
+  const client = new Client({ connection, ...(interceptors ? { interceptors } : {}) });
   const logLines: string[] = [];
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -64,12 +73,16 @@ export async function startApi(o: HarnessOptions): Promise<ApiHarness> {
     backends: o.backends ?? createBackends(o.config, o.home),
     ...(o.artifacts ? { artifacts: o.artifacts } : {}),
     ...(o.identity ? { identity: o.identity } : {}),
+    ...(o.modelSigningKey ? { modelSigningKey: o.modelSigningKey } : {}),
     ...(o.token ? { token: o.token } : {}),
+    ...(o.auth ? { auth: o.auth } : {}),
+    ...(o.allowedHosts ? { allowedHosts: o.allowedHosts } : {}),
     webUiUrl: 'http://127.0.0.1:8233',
     queryTimeoutMs: o.queryTimeoutMs ?? 10_000,
     healthTimeoutMs: o.healthTimeoutMs ?? 2_000,
     logPollMs: o.logPollMs ?? 200,
     p2pflWeb: new P2pflWebRecords(o.home),
+    home: o.home,
     // FORGE_TEST_API_LOG_LEVEL=error shows the server's own view of a failing test.
     logger: o.captureLogs ? { level: 'info', stream: sink } : { level: process.env.FORGE_TEST_API_LOG_LEVEL ?? 'silent' },
   });
@@ -96,7 +109,8 @@ export async function startApi(o: HarnessOptions): Promise<ApiHarness> {
 export function startGitArtifactsApi(taskQueue: string, config: ForgeConfig, home: string, more: Partial<HarnessOptions> = {}): Promise<ApiHarness> {
   const did = (): string => orchestratorKey(home).did;
   const artifacts = new GitArtifactSource({ home, git: config.results.git, signerDid: did });
-  return startApi({ taskQueue, config, home, worker: false, artifacts, identity: did, ...more });
+  const modelSigningKey = (): string => modelSigningKeyFrom(orchestratorKey(home).secretKey).publicKeyPem;
+  return startApi({ taskQueue, config, home, worker: false, artifacts, identity: did, modelSigningKey, ...more });
 }
 
 export interface HttpResult {

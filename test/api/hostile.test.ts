@@ -2,15 +2,27 @@
  * Malformed and hostile bodies for POST /jobs: each is answered 4xx with a problem+json naming the field at fault,
  * and the server goes on serving (a valid spec is still accepted at the end).
  */
-import { generateKeyPair } from '../../spec/signing';
-import { jobWorkflowId } from '../../workflows/names';
-import { deepMerge, makeSignedSpec } from '../spec/fixtures';
+import { generateKeyPair } from '../../jobspec/signing';
+import { jobWorkflowId } from '../../common/names';
+import { deepMerge, makeSignedSpec } from '../jobspec/fixtures';
 import { fakeTrainer, tempDir, testConfig } from '../helpers/forge';
 import { http, problemOf, startApi, type ApiHarness } from './harness';
 
 const TQ = 'test-api-hostile';
 const home = tempDir('forge-api-hostile-');
-const config = testConfig({ local: { trainers: { ok: fakeTrainer('ok', 1) } } });
+// Result integration on (the default), so the output repo and branch are checked too: ssh repos of acme are allowed
+// but no credential is configured for them; https repos of git.example.com are allowed with a token.
+const config = testConfig({ local: { trainers: { ok: fakeTrainer('ok', 1) } } }, undefined, {
+  results: {
+    git: {
+      file_roots: [home],
+      output_repos: ['git@github.com:acme/', 'https://git.example.com/models/'],
+      credentials: [{ match: 'https://git.example.com/', token: 'test-token' }],
+    },
+  },
+});
+/** Where this file's valid specs put their output: a file:// repository under the operator's root. */
+const OUTPUT = { artifacts: { output_repo: `file://${home}/models.git` } };
 
 let api: ApiHarness;
 beforeAll(async () => {
@@ -21,7 +33,10 @@ afterAll(async () => {
 });
 
 const keys = generateKeyPair();
-const base = (): Record<string, unknown> => makeSignedSpec({}, keys) as unknown as Record<string, unknown>;
+const base = (): Record<string, unknown> => makeSignedSpec(OUTPUT, keys) as unknown as Record<string, unknown>;
+/** Validly signed by the owner: only the schema's bounds or the operator's policy can refuse it. */
+const signed = (overrides: object): Record<string, unknown> =>
+  makeSignedSpec(deepMerge(OUTPUT, overrides), keys) as unknown as Record<string, unknown>;
 const withFields = (overrides: object): Record<string, unknown> => deepMerge(base(), overrides);
 const without = (...path: string[]): Record<string, unknown> => {
   const spec = base();
@@ -49,7 +64,27 @@ interface Case {
   contentType?: string;
 }
 
-const other = makeSignedSpec({ objective: { max_steps: 77 } }, keys);
+const other = makeSignedSpec({ ...OUTPUT, objective: { max_steps: 77 } }, keys);
+
+/**
+ * Issue 14's holes, each in a spec its owner signed: refused with the field named (400 when the spec breaks the
+ * schema's bounds, 403 when the operator's policy forbids it), and no workflow started.
+ */
+const holes: Case[] = [
+  { name: 'a NUL and a bidi override in base_model.name', body: signed({ base_model: { name: '\u202e\u0000evil' } }), field: 'base_model.name' },
+  { name: 'backend.max_retries 1e9', body: signed({ backend: { max_retries: 1e9 } }), field: 'backend.max_retries' },
+  { name: 'resources.max_hours 1e10', body: signed({ resources: { max_hours: 1e10 } }), field: 'resources.max_hours' },
+  { name: "resources.max_hours over the operator's max_job_hours", body: signed({ resources: { max_hours: 721 } }), status: 403, field: 'resources.max_hours' },
+  { name: 'output_branch main', body: signed({ artifacts: { output_branch: 'main' } }), status: 403, field: 'artifacts.output_branch' },
+  { name: 'output_branch outside jobs/', body: signed({ artifacts: { output_branch: 'release/${job_id}' } }), status: 403, field: 'artifacts.output_branch' },
+  { name: 'output_repo outside the allow rules', body: signed({ artifacts: { output_repo: 'https://github.com/victim/app.git' } }), status: 403, field: 'artifacts.output_repo' },
+  { name: 'output_repo a file:// repo outside the roots', body: signed({ artifacts: { output_repo: 'file:///root/code.git' } }), status: 403, field: 'artifacts.output_repo' },
+  { name: 'base_model local /etc', body: signed({ base_model: { name: '/etc', source: 'local' } }), status: 403, field: 'base_model.name' },
+  { name: 'base_model local climbing out of FORGE_HOME', body: signed({ base_model: { name: `${home}/../../etc`, source: 'local' } }), status: 403, field: 'base_model.name' },
+  { name: 'an eval job of a local model outside the roots', body: signed({ job_type: 'eval', base_model: { name: '/usr/share', source: 'local' } }), status: 403, field: 'base_model.name' },
+  { name: 'data.repo file:///etc', body: signed({ data: { repo: 'file:///etc' } }), status: 403, field: 'data.repo' },
+  { name: 'an ssh output repo with no credential', body: signed({ artifacts: { output_repo: 'git@github.com:acme/models.git' } }), status: 403, field: 'artifacts.output_repo' },
+];
 const cases: Case[] = [
   { name: 'JSON null', body: 'null', field: '(root)' },
   { name: 'a JSON array', body: [], field: '(root)' },
@@ -117,6 +152,8 @@ const cases: Case[] = [
   { name: 'XML', body: '<job/>', contentType: 'application/xml', status: 415, field: 'content-type' },
 ];
 
+cases.push(...holes);
+
 test('the hostile set has at least 40 bodies', () => {
   expect(cases.length).toBeGreaterThanOrEqual(40);
 });
@@ -130,9 +167,34 @@ test.each(cases)('$name → 4xx problem naming $field', async ({ body, status = 
   expect(r.text.length).toBeLessThan(64 * 1024);
 });
 
+test('a refused hole started nothing: no workflow exists for any of their job ids', async () => {
+  for (const { body } of holes) {
+    const jobId = (body as { job_id: string }).job_id;
+    await expect(api.client.workflow.getHandle(jobWorkflowId(jobId)).describe()).rejects.toThrow(/not found/i);
+  }
+});
+
+test('37 000 fallbacks in a 256 KiB body are refused before the signature, naming the field', async () => {
+  const fallbacks = Array.from({ length: 37_000 }, (_, i) => `b${i.toString(36)}`);
+  const body = JSON.stringify(signed({ backend: { fallbacks } }));
+  expect(body.length).toBeLessThan(256 * 1024);
+  const r = await http(api.url, 'POST', '/jobs', body);
+  expect(r.status).toBe(400);
+  expect(problemOf(r).errors?.map((e) => e.path)).toContain('backend.fallbacks');
+  // How fast: test/jobspec/bounds.test.ts checks the one-pass duplicate check with 370,000 fallbacks.
+});
+
+test('a policy refusal is a 403 problem of its own type, saying what to do', async () => {
+  const r = await http(api.url, 'POST', '/jobs', signed({ artifacts: { output_repo: 'git@github.com:acme/models.git' } }));
+  expect(r.status).toBe(403);
+  const p = problemOf(r);
+  expect(p.type).toBe('https://chrysalis-forge.dev/problems/policy-refused');
+  expect(p.errors?.[0]?.detail).toMatch(/no ssh_key_file credential .* results\.git\.credentials/);
+});
+
 test('after all of them the server still serves, and a valid spec is accepted', async () => {
   expect((await http(api.url, 'GET', '/healthz')).status).toBe(200);
-  const spec = makeSignedSpec({ trainer: { image: 'ok' } });
+  const spec = makeSignedSpec({ ...OUTPUT, trainer: { image: 'ok' } });
   const r = await http(api.url, 'POST', '/jobs', spec);
   expect(r.status).toBe(201);
   await api.client.workflow.getHandle(jobWorkflowId(spec.job_id)).terminate('test over');

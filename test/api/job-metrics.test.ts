@@ -5,7 +5,7 @@
 import { JobMetrics } from '../../client/api/job-metrics';
 import type { JobStatus } from '../../workflows/messages';
 import { Registry } from 'prom-client';
-import { makeSignedSpec } from '../spec/fixtures';
+import { makeSignedSpec } from '../jobspec/fixtures';
 import { fakeTrainer, tempDir, testConfig } from '../helpers/forge';
 import { startApi, type ApiHarness } from './harness';
 
@@ -77,6 +77,9 @@ test('jobs by state, attempts, finished jobs and their cost follow what Temporal
   expect(Number(/^forge_job_attempts_count (\d+)/m.exec(after)![1])).toBeGreaterThanOrEqual(2);
   expect(Number(/^forge_job_attempts_bucket\{le="1"\} (\d+)/m.exec(after)![1])).toBeGreaterThanOrEqual(2);
   expect(sample(after, 'forge_job_metrics_refresh_errors_total', '')).toBe(0);
+  // The abandoned job's failed attempt, by its failure class (from the job's final status).
+  const failure = results[1]!.errors[0]!;
+  expect(sample(after, 'forge_job_attempt_failures_total', `class="${failure.class}",backend="local"`)).toBeGreaterThanOrEqual(1);
 
   // A job counted once stays counted once, however many refreshes see it.
   await metrics.maybeRefresh();

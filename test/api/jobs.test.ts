@@ -2,10 +2,10 @@
  * GET /jobs/:id (running, closed, unknown, no worker), GET /jobs (filters, paging, injection attempts) and
  * POST /jobs/:id/cancel (202, 403, 409, 404, 400) over real HTTP against the real dev server.
  */
-import { generateKeyPair, signCancelRequest, type KeyPair } from '../../spec/signing';
+import { generateKeyPair, signCancelRequest, type KeyPair } from '../../jobspec/signing';
 import type { JobStatus } from '../../workflows/messages';
-import { jobWorkflowId } from '../../workflows/names';
-import { makeSignedSpec } from '../spec/fixtures';
+import { jobWorkflowId } from '../../common/names';
+import { makeSignedSpec } from '../jobspec/fixtures';
 import { fakeTrainer, processAlive, readStarts, startJob, tempDir, testConfig } from '../helpers/forge';
 import { http, problemOf, startApi, waitForJob, type ApiHarness } from './harness';
 
@@ -99,7 +99,10 @@ describe('GET /jobs', () => {
     await api.client.workflow.getHandle(jobWorkflowId(ids[2]!)).cancel();
   });
 
-  type Page = { jobs: { job_id: string; state: string; owner_did: string; status_url: string; workflow_status: string }[]; next_page_token: string | null };
+  type Page = {
+    jobs: { job_id: string; state: string; owner_did: string; status_url: string; workflow_status: string }[];
+    next_page_token: string | null;
+  };
   /** Visibility is eventually consistent: poll until the listing shows what we expect. */
   async function list(query: string, predicate: (p: Page) => boolean): Promise<Page> {
     const deadline = Date.now() + 15_000;

@@ -2,7 +2,7 @@
  * GET /jobs/:id/logs: server-sent events from the local backend's logs(), live while the job runs, ending when it
  * is terminal; tail, Last-Event-ID resume, and a client that disconnects frees the stream at once.
  */
-import { makeSignedSpec } from '../spec/fixtures';
+import { makeSignedSpec } from '../jobspec/fixtures';
 import { startWorker, tempDir, testConfig } from '../helpers/forge';
 import { http, problemOf, readSse, startApi, waitForJob, type ApiHarness, type SseEvent } from './harness';
 

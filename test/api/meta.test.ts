@@ -9,9 +9,9 @@ import path from 'node:path';
 import type { Backend } from '../../activities/backends/types';
 import { createBackends } from '../../activities/backends/registry';
 import { DirectoryArtifactSource } from '../../client/api/artifacts';
-import { trainingJobJsonSchema } from '../../spec/json-schema';
-import { generateKeyPair } from '../../spec/signing';
-import { makeSignedSpec } from '../spec/fixtures';
+import { trainingJobJsonSchema } from '../../jobspec/json-schema';
+import { generateKeyPair } from '../../jobspec/signing';
+import { makeSignedSpec } from '../jobspec/fixtures';
 import { fakeTrainer, tempDir, testConfig } from '../helpers/forge';
 import { publishArtifacts } from '../helpers/results';
 import { http, problemOf, startApi, waitForJob, type ApiHarness } from './harness';
@@ -104,10 +104,13 @@ describe('health, metrics, documents', () => {
   test('GET /openapi.json describes every endpoint, with the spec schema as the POST /jobs body', async () => {
     const r = await http(api.url, 'GET', '/openapi.json');
     expect(r.status).toBe(200);
-    const doc = r.json as { openapi: string; paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { properties: Record<string, unknown> } }> } }>> };
+    const doc = r.json as {
+      openapi: string;
+      paths: Record<string, Record<string, { requestBody?: { content: Record<string, { schema: { properties: Record<string, unknown> } }> } }>>;
+    };
     expect(doc.openapi).toBe('3.1.0');
     expect(Object.keys(doc.paths).sort()).toEqual(
-      ['/backends', '/backends/{name}/health', '/healthz', '/identity', '/jobs', '/jobs/{id}', '/jobs/{id}/artifacts', '/jobs/{id}/artifacts/{name}', '/jobs/{id}/cancel', '/jobs/{id}/logs', '/jobs/{id}/p2pfl', '/jobs/{id}/p2pfl/node', '/jobs/{id}/p2pfl/node-log', '/jobs/{id}/p2pfl/node-metric/global', '/jobs/{id}/p2pfl/node-metric/local', '/jobs/{id}/p2pfl/node-metric/system', '/metrics', '/openapi.json', '/schemas/training-job-v1.json'].sort(),
+      ['/backends', '/backends/{name}/health', '/healthz', '/identity', '/jobs', '/jobs/{id}', '/jobs/{id}/artifacts', '/jobs/{id}/artifacts/{name}', '/jobs/{id}/cancel', '/jobs/{id}/curves', '/jobs/{id}/curves.svg', '/jobs/{id}/logs', '/jobs/{id}/p2pfl', '/jobs/{id}/p2pfl/node', '/jobs/{id}/p2pfl/node-log', '/jobs/{id}/p2pfl/node-metric/global', '/jobs/{id}/p2pfl/node-metric/local', '/jobs/{id}/p2pfl/node-metric/system', '/metrics', '/openapi.json', '/schemas/training-job-v1.json'].sort(),
     );
     expect(Object.keys(doc.paths['/jobs']!)).toEqual(expect.arrayContaining(['get', 'post']));
     const body = doc.paths['/jobs']!.post!.requestBody!.content['application/json']!.schema;

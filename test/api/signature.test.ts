@@ -1,12 +1,12 @@
 /**
- * The API's native Ed25519 fast path agrees with spec/signing (the workflow's check) on valid signatures, on every
+ * The API's native Ed25519 fast path agrees with jobspec/signing (the workflow's check) on valid signatures, on every
  * kind of tampering, and on the non-canonical encodings strict RFC 8032 refuses.
  */
 import fc from 'fast-check';
 import { base64urlnopad } from '@scure/base';
 import { verifySpecSignatureFast } from '../../common/spec-signature';
-import { generateKeyPair, verifySpecSignature } from '../../spec/signing';
-import { makeSignedSpec } from '../spec/fixtures';
+import { generateKeyPair, verifySpecSignature } from '../../jobspec/signing';
+import { makeSignedSpec } from '../jobspec/fixtures';
 
 const keys = [generateKeyPair(), generateKeyPair()];
 /** The group order L, little-endian, as Ed25519 encodes S. */

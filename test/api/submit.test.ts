@@ -2,9 +2,9 @@
  * POST /jobs against the real dev server: 201 then 200 for the same spec, 409 for a different spec under a used id,
  * 401/403/413/415, and 50 concurrent identical POSTs making exactly one workflow.
  */
-import { generateKeyPair, signSpec } from '../../spec/signing';
-import { jobWorkflowId } from '../../workflows/names';
-import { makeSignedSpec, makeUnsignedSpec } from '../spec/fixtures';
+import { generateKeyPair, signSpec } from '../../jobspec/signing';
+import { jobWorkflowId } from '../../common/names';
+import { makeSignedSpec, makeUnsignedSpec } from '../jobspec/fixtures';
 import { fakeTrainer, readStarts, startJob, tempDir, testClient, testConfig } from '../helpers/forge';
 import { http, problemOf, startApi, waitForJob, type ApiHarness } from './harness';
 
@@ -106,7 +106,10 @@ test('a forged signature, or one over a different spec → 401 naming signature_
   const otherSpec = makeSignedSpec({ objective: { max_steps: 99 } }, keys);
   const overOther = { ...spec, signature_ed25519: otherSpec.signature_ed25519 };
   const stranger = generateKeyPair();
-  const byStranger = { ...spec, signature_ed25519: makeSignedSpec({ job_id: spec.job_id, created_at: spec.created_at, owner_did: keys.did }, stranger).signature_ed25519 };
+  const byStranger = {
+    ...spec,
+    signature_ed25519: makeSignedSpec({ job_id: spec.job_id, created_at: spec.created_at, owner_did: keys.did }, stranger).signature_ed25519,
+  };
   for (const body of [forged, overOther, byStranger]) {
     const r = await http(api.url, 'POST', '/jobs', body);
     expect(r.status).toBe(401);

@@ -11,7 +11,7 @@ import { Secp256k1, Secp256k1Signature, sha256 } from '@cosmjs/crypto';
 import { DirectSecp256k1HdWallet, makeSignBytes, makeSignDoc } from '@cosmjs/proto-signing';
 import { PubKey } from 'cosmjs-types/cosmos/crypto/secp256k1/keys';
 import { AuthInfo, TxRaw } from 'cosmjs-types/cosmos/tx/v1beta1/tx';
-import { AkashBackend } from '../../activities/backends/akash';
+import { AkashBackend } from '../../activities/backends/akash/akash';
 import {
   closeDeploymentMsg,
   createCertificateMsg,
@@ -21,15 +21,15 @@ import {
   feeFor,
   signTx,
   walletFromMnemonic,
-} from '../../activities/backends/akash-chain';
-import { buildSdl } from '../../activities/backends/akash-sdl';
+} from '../../activities/backends/akash/akash-chain';
+import { buildSdl } from '../../activities/backends/akash/akash-sdl';
 import type { Backend, DeploymentRef, DeploymentStatus } from '../../activities/backends/types';
 import { parseConfig, type AkashBackendConfig } from '../../common/config';
-import { trainingJobSpecSchema } from '../../spec/schema';
+import { trainingJobSpecSchema } from '../../jobspec/schema';
 import { FakeAkashChain } from '../fakes/akash-chain';
 import { FakeAkashProvider } from '../fakes/akash-provider';
 import { FAKE_TRAINER_SH } from '../fakes/container';
-import { makeSignedSpec } from '../spec/fixtures';
+import { makeSignedSpec } from '../jobspec/fixtures';
 
 const CHAIN_ID = 'akashnet-test';
 /** BIP-39's public test vector: a wallet funded nowhere but on the fake chain. */
@@ -73,7 +73,13 @@ describe('transactions, offline', () => {
     const [cert, deployment, lease, close] = tx.messages.map((m) => m.value as Record<string, never>);
     expect(cert).toMatchObject({ owner });
     expect(Buffer.from(cert!.cert).toString()).toMatch(/^-----BEGIN CERTIFICATE-----/);
-    const dep = deployment as unknown as { id: { owner: string; dseq: { toString(): string } }; version: Uint8Array; deposit: object; depositor: string; groups: { name: string; resources: { price: object; count: number; resource: { gpu: { attributes: { key: string }[] } } }[] }[] };
+    const dep = deployment as unknown as {
+      id: { owner: string; dseq: { toString(): string } };
+      version: Uint8Array;
+      deposit: object;
+      depositor: string;
+      groups: { name: string; resources: { price: object; count: number; resource: { gpu: { attributes: { key: string }[] } } }[] }[];
+    };
     expect(dep.id.owner).toBe(owner);
     expect(dep.id.dseq.toString()).toBe('123456');
     expect(Buffer.from(dep.version).toString('hex')).toBe(built.manifestVersion);
@@ -108,7 +114,13 @@ describe('chain mode against a local node and provider', () => {
   beforeAll(async () => {
     address = (await (await DirectSecp256k1HdWallet.fromMnemonic(MNEMONIC, { prefix: 'akash' })).getAccounts())[0]!.address;
     await Promise.all([good.start(), other.start()]);
-    chain = new FakeAkashChain({ chainId: CHAIN_ID, balances: { [address]: 50_000_000 }, providers: [good, other], bids: [{ provider: good.address, amount: 700 }], blockMs: 100 });
+    chain = new FakeAkashChain({
+      chainId: CHAIN_ID,
+      balances: { [address]: 50_000_000 },
+      providers: [good, other],
+      bids: [{ provider: good.address, amount: 700 }],
+      blockMs: 100,
+    });
     await chain.start();
   });
   afterAll(async () => {
@@ -199,5 +211,21 @@ describe('chain mode against a local node and provider', () => {
     } finally {
       delete chain.scenario.wrongCertificate;
     }
+  });
+
+  test("the reaper's listing: the wallet's active deployments that are forge attempts, by the mark on their group, from any replica", async () => {
+    const home = tmp('akash-chain-home-');
+    const backend = new AkashBackend('akash', config(), home);
+    const raw = makeSignedSpec({ backend: { provider: 'akash', max_cost_usd: 10 } });
+    const ref = await backend.submit(trainingJobSpecSchema.parse(raw), raw, 1);
+    const listed = await backend.listOpen();
+    expect(listed).toEqual([{ ref, jobId: raw.job_id, attempt: 1, createdAt: ref.submittedAt }]);
+    // The same wallet seen from a replica that recorded no attempt (its own FORGE_HOME): found from the chain alone.
+    const elsewhere = await new AkashBackend('akash', config(), tmp('akash-chain-home-')).listOpen();
+    const sameDeployment = expect.objectContaining({ id: ref.id, data: expect.objectContaining({ dseq: ref.data.dseq, owner: ref.data.owner }) });
+    expect(elsewhere).toEqual([expect.objectContaining({ jobId: raw.job_id, attempt: 1, ref: sameDeployment })]);
+    await backend.close(listed[0]!.ref);
+    expect(chain.deployments.get(String(ref.data.dseq))?.state).toBe('closed');
+    expect(await backend.listOpen()).toEqual([]);
   });
 });

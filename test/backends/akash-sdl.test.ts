@@ -1,6 +1,6 @@
 /**
- * Akash SDL generation (activities/backends/akash-sdl.ts): a table of specs validated by akashjs' own parser
- * (beta3), every memory unit, denoms, GPU vendors, the seed §6.2.1 example, manifest versions, keytar never loaded,
+ * Akash SDL generation (activities/backends/akash/akash-sdl.ts): a table of specs validated by akashjs' own parser
+ * (beta3), every memory unit, denoms, GPU vendors, the brief's example, manifest versions, keytar never loaded,
  * and cf-sdl (the compiled CLI, as a user runs it).
  */
 import { createHash } from 'node:crypto';
@@ -23,16 +23,18 @@ import {
   toYaml,
   usdPerHour,
   type SdlOptions,
-} from '../../activities/backends/akash-sdl';
+} from '../../activities/backends/akash/akash-sdl';
 import { parseConfig, type AkashBackendConfig } from '../../common/config';
-import { trainingJobSpecSchema, type TrainingJobSpec } from '../../spec/schema';
-import { makeSignedSpec } from '../spec/fixtures';
+import { trainingJobSpecSchema, type TrainingJobSpec } from '../../jobspec/schema';
+import { makeSignedSpec } from '../jobspec/fixtures';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const GiB = 1024 ** 3;
 
 function spec(resources: object, extra: object = {}): TrainingJobSpec {
-  return trainingJobSpecSchema.parse(makeSignedSpec({ resources: { gpus: 0, cpus: 1, ram_gb: 1, storage_gb: 1, max_hours: 1, ...resources }, ...extra }));
+  return trainingJobSpecSchema.parse(
+    makeSignedSpec({ resources: { gpus: 0, cpus: 1, ram_gb: 1, storage_gb: 1, max_hours: 1, ...resources }, ...extra }),
+  );
 }
 
 const base: SdlOptions = {
@@ -171,7 +173,7 @@ describe('the table', () => {
   });
 });
 
-describe('the seed §6.2.1 example', () => {
+describe('the example spec of the brief', () => {
   const s = trainingJobSpecSchema.parse(makeSignedSpec(seedSpec));
 
   test('the seed SDL itself is valid beta3', () => {
@@ -243,7 +245,7 @@ test('requiring the backends (and cf-sdl) never loads keytar or the akashjs inde
     for (const f of process.argv.slice(1)) require(require('path').resolve(f));
     const loaded = Object.keys(require.cache);
     console.log(JSON.stringify({ total: loaded.length, akash: loaded.filter((k) => k.includes('@akashnetwork/akashjs')).length, bad: loaded.filter((k) => /keytar|akashjs\\/build\\/(index|wallet)/.test(k)) }));`;
-  const run = spawnSync(process.execPath, ['-e', probe, 'activities/backends/registry.ts', 'activities/backends/akash.ts', 'client/cli/cf-sdl.ts'], { cwd: ROOT, encoding: 'utf8' });
+  const run = spawnSync(process.execPath, ['-e', probe, 'activities/backends/registry.ts', 'activities/backends/akash/akash.ts', 'client/cli/cf-sdl.ts'], { cwd: ROOT, encoding: 'utf8' });
   expect(run.stderr).toBe('');
   const result = JSON.parse(run.stdout) as { total: number; akash: number; bad: string[] };
   expect(result.akash).toBeGreaterThan(5); // akashjs' SDL, stargate and certificate modules did load

@@ -5,16 +5,17 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { AkashBackend } from '../../activities/backends/akash';
-import { ConsoleMarket } from '../../activities/backends/akash-console';
-import type { BuiltSdl } from '../../activities/backends/akash-sdl';
+import { AkashBackend } from '../../activities/backends/akash/akash';
+import { ConsoleMarket } from '../../activities/backends/akash/akash-console';
+import type { BuiltSdl } from '../../activities/backends/akash/akash-sdl';
+import { agentToken } from '../../activities/backends/remote/remote-agent-script';
 import type { Backend, DeploymentRef, DeploymentStatus } from '../../activities/backends/types';
 import { parseConfig, type AkashBackendConfig } from '../../common/config';
-import { trainingJobSpecSchema, type TrainingJobSpec } from '../../spec/schema';
+import { trainingJobSpecSchema, type TrainingJobSpec } from '../../jobspec/schema';
 import { FakeAkashConsole, type ConsoleScenario } from '../fakes/akash-console';
 import { FakeAkashProvider } from '../fakes/akash-provider';
 import { FAKE_TRAINER_SH } from '../fakes/container';
-import { makeSignedSpec, type SignedSpec } from '../spec/fixtures';
+import { makeSignedSpec, type SignedSpec } from '../jobspec/fixtures';
 
 const OWNER = 'akash1owner000000000000000000000000000000000';
 const CHEAP = 'akash1cheap0000000000000000000000000000000000';
@@ -25,6 +26,8 @@ const IMAGES = {
   'forge/trainer-ok': { programs: { 'forge-trainer': ['/bin/sh', FAKE_TRAINER_SH, 'ok', '0.3'] } },
   'forge/trainer-fail': { programs: { 'forge-trainer': ['/bin/sh', FAKE_TRAINER_SH, 'exit', '0.1', '3'] } },
   'forge/trainer-slow': { programs: { 'forge-trainer': ['/bin/sh', FAKE_TRAINER_SH, 'ok', '30'] } },
+  // Writes what an eval attempt's trainer contract gave it into its outputs.
+  'forge/trainer-env': { programs: { 'forge-trainer': ['/bin/sh', '-c', 'printf %s "$FORGE_TASK" > "$FORGE_OUTPUT_DIR/task.txt"; printf %s "$FORGE_EVAL_SUITE_B64" > "$FORGE_OUTPUT_DIR/suite.b64"'] } },
 };
 
 function tmp(prefix: string): string {
@@ -53,6 +56,7 @@ function consoleConfig(url: string, extra: object = {}): AkashBackendConfig {
           ok: { image: 'forge/trainer-ok' },
           fail: { image: 'forge/trainer-fail' },
           slow: { image: 'forge/trainer-slow' },
+          env: { image: 'forge/trainer-env' },
         },
         ...extra,
       },
@@ -110,7 +114,7 @@ describe('akash backend, console mode', () => {
     delete scenario.leaseDiesAfterMs;
   });
 
-  test('deploys, leases the cheapest bid under the cap, runs the trainer to SUCCEEDED and stages its outputs', async () => {
+  test('deploys, leases the cheapest bid under the cap, runs the trainer to SUCCEEDED and hands over its outputs while open', async () => {
     const home = tmp('akash-home-');
     const backend = new AkashBackend('akash', consoleConfig(fake.url), home);
     const { raw, spec } = job('ok');
@@ -143,6 +147,11 @@ describe('akash backend, console mode', () => {
     const more = await backend.logs(ref, logs.cursor);
     expect(more.lines).toEqual([]);
 
+    // The record on disk keeps the manifest without the agent token (the provider got it with the token: the agent ran).
+    const record = readFileSync(path.join(home, 'remote', 'akash', spec.job_id, 'attempt-1.json'), 'utf8');
+    expect(record).toContain('@@FORGE_AGENT_TOKEN@@');
+    expect(record).not.toContain(agentToken(API_KEY, 'akash', spec.job_id, 1));
+
     const out = tmp('akash-out-');
     expect(await backend.collectArtifacts(ref, out)).toEqual(['metrics.json']);
     expect(JSON.parse(readFileSync(path.join(out, 'metrics.json'), 'utf8'))).toEqual({ loss: 0.4 });
@@ -151,8 +160,8 @@ describe('akash backend, console mode', () => {
     await backend.close(ref); // idempotent
     expect(fake.open).toEqual([]);
     expect(cheap.running).toBe(0);
-    // Collected outputs outlive the deployment.
-    expect(await backend.collectArtifacts(ref, tmp('akash-out-'))).toEqual(['metrics.json']);
+    // The outputs went with the deployment: no replica's disk kept a copy (the workflow closes it after the commit).
+    await expect(backend.collectArtifacts(ref, tmp('akash-out-'))).rejects.toThrow(/the deployment must be open and running to hand over its outputs/);
     // The API key went only in the x-api-key header.
     expect(fake.requests.every((r) => r.headers['x-api-key'] === API_KEY || r.path === '/v1/gpu-prices')).toBe(true);
     expect(JSON.stringify(ref)).not.toContain(API_KEY);
@@ -188,6 +197,82 @@ describe('akash backend, console mode', () => {
     expect(await until(backend, ref, (s) => s.state === 'SUCCEEDED' || s.state === 'FAILED')).toMatchObject({ state: 'SUCCEEDED' });
     await backend.close(ref);
     expect(fake.open.filter((d) => !before.open.has(d))).toEqual([]);
+  });
+
+  test('another replica (its own FORGE_HOME) accepts the bid: it rebuilds the same manifest, the trainer runs, no second deployment', async () => {
+    const config = consoleConfig(fake.url);
+    const homeA = tmp('akash-home-a-');
+    const { raw, spec } = job('ok');
+    const before = new Set(fake.deployments.keys());
+    const sentBefore = cheap.manifests.length;
+    const ref = await new AkashBackend('akash', config, homeA).submit(spec, raw, 1);
+    // What replica A would have sent: its record's manifest with the agent token put back.
+    const record = JSON.parse(readFileSync(path.join(homeA, 'remote', 'akash', spec.job_id, 'attempt-1.json'), 'utf8')) as { manifest: string };
+    const expected = JSON.parse(record.manifest.split('@@FORGE_AGENT_TOKEN@@').join(agentToken(API_KEY, 'akash', spec.job_id, 1))) as unknown;
+    // The ref that travels in Temporal holds the spec, not the API key, the agent token or the manifest.
+    expect(JSON.stringify(ref)).not.toContain(API_KEY);
+    expect(JSON.stringify(ref)).not.toContain(agentToken(API_KEY, 'akash', spec.job_id, 1));
+
+    // Replica B: the same operator config (its own copy of the key file), a FORGE_HOME with no record of the attempt.
+    const backendB = new AkashBackend('akash', consoleConfig(fake.url), tmp('akash-home-b-'));
+    expect(await until(backendB, ref, (s) => s.state === 'SUCCEEDED' || s.state === 'FAILED')).toMatchObject({ state: 'SUCCEEDED', exitCode: 0 });
+    const sent = cheap.manifests.slice(sentBefore).filter((m) => m.dseq === String(ref.data.dseq));
+    expect(sent).toHaveLength(1);
+    expect(sent[0]?.body).toEqual(expected);
+    expect([...fake.deployments.keys()].filter((d) => !before.has(d))).toEqual([String(ref.data.dseq)]);
+    await backendB.close(ref);
+    expect(fake.open).not.toContain(String(ref.data.dseq));
+  });
+
+  test("an eval attempt: its inputs are in the manifest, another replica rebuilds the same one, the reaper's ref carries them", async () => {
+    const config = consoleConfig(fake.url);
+    const homeA = tmp('akash-home-a-');
+    const { raw, spec } = job('env');
+    const evalRun = { suite: { toy: '{"tasks": [{"id": "t1"}]}\n' } };
+    const sentBefore = cheap.manifests.length;
+    const backendA = new AkashBackend('akash', config, homeA);
+    const ref = await backendA.submit(spec, raw, 1, { evalRun });
+    expect(JSON.parse(String(ref.data.eval_run))).toEqual(evalRun);
+    const record = JSON.parse(readFileSync(path.join(homeA, 'remote', 'akash', spec.job_id, 'attempt-1.json'), 'utf8')) as { manifest: string; source: unknown };
+    expect(record.source).toMatchObject({ evalRun });
+    const expected = JSON.parse(record.manifest.split('@@FORGE_AGENT_TOKEN@@').join(agentToken(API_KEY, 'akash', spec.job_id, 1))) as unknown;
+    const suiteB64 = Buffer.from(JSON.stringify(evalRun.suite)).toString('base64');
+    expect(JSON.stringify(expected)).toContain(`FORGE_EVAL_SUITE_B64=${suiteB64}`);
+    // The reaper on replica A lists it with the same ref (what closing or following it needs).
+    expect((await backendA.listOpen()).find((o) => o.ref.id === ref.id)?.ref).toEqual(ref);
+
+    // Replica B follows it with no record: the manifest it rebuilds from the ref is replica A's, eval env included.
+    const backendB = new AkashBackend('akash', consoleConfig(fake.url), tmp('akash-home-b-'));
+    expect(await until(backendB, ref, (s) => s.state === 'SUCCEEDED' || s.state === 'FAILED')).toMatchObject({ state: 'SUCCEEDED', exitCode: 0 });
+    const sent = cheap.manifests.slice(sentBefore).filter((m) => m.dseq === String(ref.data.dseq));
+    expect(sent).toHaveLength(1);
+    expect(sent[0]?.body).toEqual(expected);
+    const out = tmp('akash-out-');
+    expect((await backendB.collectArtifacts(ref, out)).sort()).toEqual(['suite.b64', 'task.txt']);
+    expect(readFileSync(path.join(out, 'task.txt'), 'utf8')).toBe('eval');
+    expect(readFileSync(path.join(out, 'suite.b64'), 'utf8')).toBe(suiteB64);
+    await backendB.close(ref);
+    expect(fake.open).not.toContain(String(ref.data.dseq));
+  });
+
+  test('an eval attempt whose suite does not fit a container environment is REJECTED before any deployment', async () => {
+    const before = fake.deployments.size;
+    const { raw, spec } = job('env');
+    const big = { suite: { toy: 'x'.repeat(128 * 1024) } };
+    await expect(new AkashBackend('akash', consoleConfig(fake.url), tmp('akash-home-')).submit(spec, raw, 1, { evalRun: big })).rejects.toMatchObject({
+      failureClass: 'REJECTED',
+      message: expect.stringMatching(/FORGE_EVAL_SUITE_B64, over the 98304 .*set results\.evaluation\.backends\.akash to "orchestrator"/),
+    });
+    expect(fake.deployments.size).toBe(before);
+  });
+
+  test('a replica whose operator config makes another manifest refuses to send it: LOST, naming the setting', async () => {
+    const { raw, spec } = job('ok');
+    const ref = await new AkashBackend('akash', consoleConfig(fake.url), tmp('akash-home-a-')).submit(spec, raw, 1);
+    const other = consoleConfig(fake.url, { trainers: { ok: { image: 'forge/trainer-ok', env: { EXTRA: '1' } } } });
+    const s = await until(new AkashBackend('akash', other, tmp('akash-home-b-')), ref, (x) => x.state !== 'PENDING').catch((err: unknown) => err);
+    expect(s).toMatchObject({ failureClass: 'LOST', message: expect.stringMatching(/manifest rebuilt on this replica .* is not the one the deployment committed .*backends\.akash .*give every replica the same operator config/) });
+    await new AkashBackend('akash', consoleConfig(fake.url), tmp('akash-home-')).close(ref);
   });
 
   test('two workers submitting the same attempt at once: both get the oldest deployment, the other is closed', async () => {

@@ -7,13 +7,13 @@ import os from 'node:os';
 import path from 'node:path';
 import type { LocalBackendConfig } from '../../common/config';
 import { forgeConfigSchema } from '../../common/config';
-import { DEFAULT_TRAINER_IMAGE } from '../../spec/constants';
-import { trainingJobSpecSchema, type TrainingJobSpec } from '../../spec/schema';
-import { LocalBackend, type LocalBackendOptions } from '../../activities/backends/local';
-import { linkTree } from '../../activities/backends/local-files';
+import { DEFAULT_TRAINER_IMAGE } from '../../jobspec/constants';
+import { trainingJobSpecSchema, type TrainingJobSpec } from '../../jobspec/schema';
+import { LocalBackend, type LocalBackendOptions } from '../../activities/backends/local/local';
+import { linkTree } from '../../common/files';
 import { createBackends, getBackend } from '../../activities/backends/registry';
 import { BackendError, type DeploymentRef, type DeploymentState, type DeploymentStatus } from '../../activities/backends/types';
-import { makeSignedSpec, type SignedSpec } from '../spec/fixtures';
+import { makeSignedSpec, type SignedSpec } from '../jobspec/fixtures';
 
 const homes: string[] = [];
 const groups: number[] = [];
@@ -457,7 +457,9 @@ describe('LocalBackend: waiting for a change', () => {
     started = Date.now();
     await backend.waitForChange(ref, 10_000);
     expect(Date.now() - started).toBeLessThan(3000);
-    expect((await backend.status(ref)).state).toBe('SUCCEEDED');
+    // The watch fires on exit.json's creation; its content may land a moment later (status() reads an empty record as
+    // not written yet), so the state settles within a few polls rather than on the first.
+    expect((await waitForState(backend, ref, ['SUCCEEDED', 'FAILED'], 2000)).state).toBe('SUCCEEDED');
     started = Date.now();
     await backend.waitForChange(ref, 10_000); // already ended: no wait at all
     expect(Date.now() - started).toBeLessThan(1000);
@@ -562,7 +564,11 @@ async function waitFor(predicate: () => boolean | Promise<boolean>, ms = 8000): 
  * Submits from a separate Node process (a worker), then SIGKILLs that worker. The child compiles our TypeScript
  * with SWC through a require hook, as jest does.
  */
-async function submitInKilledWorker(home: string, config: LocalBackendConfig, job: { raw: SignedSpec; spec: TrainingJobSpec }): Promise<DeploymentRef> {
+async function submitInKilledWorker(
+  home: string,
+  config: LocalBackendConfig,
+  job: { raw: SignedSpec; spec: TrainingJobSpec },
+): Promise<DeploymentRef> {
   const script = `
     const fs = require('fs');
     const swc = require('@swc/core');
@@ -572,7 +578,7 @@ async function submitInKilledWorker(home: string, config: LocalBackendConfig, jo
       });
       module._compile(code, filename);
     };
-    const { LocalBackend } = require(${JSON.stringify(path.resolve(__dirname, '../../activities/backends/local.ts'))});
+    const { LocalBackend } = require(${JSON.stringify(path.resolve(__dirname, '../../activities/backends/local/local.ts'))});
     const input = JSON.parse(process.argv[1]);
     new LocalBackend('local', input.config, input.home).submit(input.spec, input.raw, 1).then((ref) => {
       process.stdout.write(JSON.stringify(ref) + '\\n');

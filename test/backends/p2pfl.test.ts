@@ -1,20 +1,22 @@
 /**
- * The p2pfl backend: a real P2PFL experiment (two nodes, FedAvg) on tiny generated data in a local git repo, no
- * hub download, whose P2PFL web logger reports to the orchestrator API (GET /jobs/:id/p2pfl). Needs
- * .tools/p2pfl-venv (scripts/bootstrap.sh); without it the test says why and skips.
+ * The p2pfl backend: a real P2PFL experiment (two nodes, FedAvg) finetuning the tiny base model on tiny generated
+ * data in a local git repo, no hub download, whose P2PFL web logger reports to the orchestrator API
+ * (GET /jobs/:id/p2pfl). Needs .tools/p2pfl-venv (scripts/bootstrap.sh); without it the test says why and skips.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { P2pflBackend } from '../../activities/backends/p2pfl';
+import { P2pflBackend } from '../../activities/backends/p2pfl/p2pfl';
 import type { DeploymentStatus } from '../../activities/backends/types';
-import { p2pflDefaultCommand, parseConfig, type P2pflBackendConfig } from '../../common/config';
+import { parseConfig, type P2pflBackendConfig } from '../../common/config';
 import { p2pflWebKey } from '../../common/p2pfl-web-key';
-import { trainingJobSpecSchema } from '../../spec/schema';
-import { makeSignedSpec } from '../spec/fixtures';
+import { trainingJobSpecSchema } from '../../jobspec/schema';
+import { makeSignedSpec } from '../jobspec/fixtures';
 import { http, startApi, type ApiHarness } from '../api/harness';
 import { testConfig } from '../helpers/forge';
+import { p2pflMissing } from '../helpers/p2pfl';
+import { initTinyModel, requireTrainer } from '../trainer/helpers';
 
 interface WebRecords {
   nodes: { attempt: number; address: string }[];
@@ -25,9 +27,7 @@ interface WebRecords {
   };
 }
 
-const [python] = p2pflDefaultCommand();
-const probe = spawnSync(python!, ['-c', 'import p2pfl'], { encoding: 'utf8' });
-const why = probe.error ? `${python} is missing (run npm run bootstrap)` : probe.status !== 0 ? `p2pfl does not import: ${probe.stderr.trim().split('\n').at(-1)}` : '';
+const why = p2pflMissing();
 if (why) console.warn(`p2pfl backend test skipped: ${why}`);
 const maybe = why ? test.skip : test;
 
@@ -61,10 +61,12 @@ maybe('a federated finetune of two P2PFL nodes: progress, its metrics through th
   const backend = new P2pflBackend('fed', config(api!.url), home, { closeGraceMs: 2000 });
   expect(await backend.health()).toMatchObject({ ok: true, detail: expect.stringMatching(/^p2pfl 0\.4\.4 \(torch 2\.13\.0\+cpu\) .*; 2 nodes, 1 rounds, memory$/) });
 
+  requireTrainer();
   const raw = makeSignedSpec({
+    base_model: { name: initTinyModel(path.join(home, 'tiny-base')), source: 'local', revision: 'main' },
     data: { repo: dataRepo() },
     objective: { max_steps: 12 },
-    hyperparameters: { learning_rate: 0.01, batch_size: 16 },
+    hyperparameters: { learning_rate: 3e-3, batch_size: 8 },
     backend: { provider: 'fed' },
   });
   const spec = trainingJobSpecSchema.parse(raw);
@@ -84,27 +86,30 @@ maybe('a federated finetune of two P2PFL nodes: progress, its metrics through th
   expect(s.costUsd).toBeGreaterThan(0);
 
   const out = mkdtempSync(path.join(os.tmpdir(), 'p2pfl-out-'));
-  expect((await backend.collectArtifacts(ref, out)).sort()).toEqual(['config.json', 'metrics.json', 'model.safetensors', 'training_log.jsonl']);
-  const cfg = JSON.parse(readFileSync(path.join(out, 'config.json'), 'utf8')) as { federation: object };
-  expect(cfg.federation).toEqual({ framework: 'p2pfl', version: '0.4.4', nodes: 2, rounds: 1, epochs: 1, protocol: 'memory', aggregator: 'FedAvg' });
+  // A Hugging Face model directory (the eval suite and `forge-trainer serve` load it like any finetune's).
+  expect(await backend.collectArtifacts(ref, out)).toEqual(expect.arrayContaining(['config.json', 'metrics.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'training_log.jsonl']));
+  expect(JSON.parse(readFileSync(path.join(out, 'config.json'), 'utf8'))).toMatchObject({ model_type: 'llama' });
   const metrics = JSON.parse(readFileSync(path.join(out, 'metrics.json'), 'utf8')) as {
-    eval_loss: number;
-    eval_loss_per_node: Record<string, number>;
-    records: number;
+    federation: object;
+    initial_val_loss: number;
+    val_loss: number;
+    val_loss_per_node: Record<string, number>;
+    train_examples: number;
     web_logger: { connected: boolean; ok: number; failed: number };
   };
-  expect(Object.keys(metrics.eval_loss_per_node)).toEqual(['forge-node-0', 'forge-node-1']);
-  expect(metrics.eval_loss).toBeGreaterThan(0);
-  expect(metrics.records).toBe(40);
+  expect(metrics.federation).toEqual({ framework: 'p2pfl', version: '0.4.4', nodes: 2, sites: 1, site: 0, rounds: 1, epochs: 1, steps_per_round: 12, protocol: 'memory', aggregator: 'FedAvg' });
+  expect(Object.keys(metrics.val_loss_per_node)).toEqual(['forge-node-0', 'forge-node-1']);
+  expect(metrics.val_loss).toBeGreaterThan(0);
+  expect(metrics.train_examples).toBe(36); // 40 records, 10% held out
   expect(metrics.web_logger).toEqual({ connected: true, ok: expect.any(Number), failed: 0 });
-  const rounds = readFileSync(path.join(out, 'training_log.jsonl'), 'utf8').trim().split('\n');
-  expect(rounds.map((l) => (JSON.parse(l) as { node: string }).node).sort()).toEqual(['forge-node-0', 'forge-node-1']);
+  const rounds = readFileSync(path.join(out, 'training_log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { event: string; node?: string });
+  expect(rounds.filter((e) => e.event === 'round').map((e) => e.node).sort()).toEqual(['forge-node-0', 'forge-node-1']);
 
   // model.safetensors: an 8-byte header length, a JSON header, then the tensors' bytes.
   const st = readFileSync(path.join(out, 'model.safetensors'));
   const headerLen = Number(st.readBigUInt64LE(0));
   const header = JSON.parse(st.subarray(8, 8 + headerLen).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
-  expect(header['embed.weight']).toMatchObject({ dtype: 'F32', shape: [256, 32] });
+  expect(header['model.embed_tokens.weight']).toMatchObject({ dtype: 'F32', shape: [257, 96] });
   const last = Math.max(...Object.entries(header).filter(([k]) => k !== '__metadata__').map(([, v]) => v.data_offsets[1]));
   expect(st.length).toBe(8 + headerLen + last);
 

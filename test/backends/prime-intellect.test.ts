@@ -5,13 +5,13 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { PrimeIntellectBackend } from '../../activities/backends/prime-intellect';
+import { PrimeIntellectBackend } from '../../activities/backends/prime-intellect/prime-intellect';
 import type { Backend, DeploymentRef, DeploymentStatus } from '../../activities/backends/types';
 import { parseConfig, type PrimeIntellectBackendConfig } from '../../common/config';
-import { trainingJobSpecSchema, type TrainingJobSpec } from '../../spec/schema';
+import { trainingJobSpecSchema, type TrainingJobSpec } from '../../jobspec/schema';
 import { FakePrimeIntellect, type PiScenario } from '../fakes/prime-intellect';
 import { FAKE_TRAINER_SH } from '../fakes/container';
-import { makeSignedSpec, type SignedSpec } from '../spec/fixtures';
+import { makeSignedSpec, type SignedSpec } from '../jobspec/fixtures';
 
 const API_KEY = 'pit_secret_0123456789abcdef';
 

@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client, Connection } from '@temporalio/client';
-import { makeSignedSpec, type SignedSpec } from '../spec/fixtures';
+import { makeSignedSpec, type SignedSpec } from '../jobspec/fixtures';
 import { fakeTrainer, tempDir, temporalAddress, testClient, testConfig } from '../helpers/forge';
 import { freePort } from '../helpers/ports';
 import { FULL, killHard, MAIN, report, sleep, spawnWorker, verifyJobs, type Expectation } from './harness';

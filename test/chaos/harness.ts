@@ -11,7 +11,8 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client } from '@temporalio/client';
-import { liveGroupMembers } from '../../activities/backends/local-process';
+import { liveGroupMembers } from '../../activities/backends/local/local-process';
+import { mulberry32 } from '../../common/prng';
 import type { JobStatus } from '../../workflows/messages';
 import { readStarts } from '../helpers/forge';
 import { exited } from '../helpers/processes';
@@ -20,16 +21,10 @@ export const FULL = process.env.FORGE_CHAOS_FULL === '1';
 export const ROOT = path.resolve(__dirname, '..', '..');
 export { exited, MAIN, spawnWorker, type WorkerProcessOptions } from '../helpers/processes';
 
-/** Small deterministic PRNG (mulberry32) so a failing run can be replayed with FORGE_CHAOS_SEED. */
+/** Deterministic numbers in [0, 1) (common/prng.ts mulberry32), so a failing run can be replayed with FORGE_CHAOS_SEED. */
 export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = mulberry32(seed);
+  return () => next() / 4294967296;
 }
 
 export function chaosSeed(): number {
@@ -100,7 +95,13 @@ export async function verifyJobs(client: Client, home: string, expected: Expecta
     attempts[String(status.attempt)] = (attempts[String(status.attempt)] ?? 0) + 1;
     if (status.state !== e.state) problems.push(`job ${e.jobId}: ${status.state}, expected ${e.state} (${status.last_error?.class ?? ''} ${status.last_error?.detail ?? ''})`);
     const lostOnly = status.errors.length > 0 && status.errors.every((x) => x.class === 'LOST');
-    if (e.attempts !== undefined && status.attempt !== e.attempts && e.countSpuriousLost && lostOnly && status.attempt === e.attempts + status.errors.length) {
+    if (
+      e.attempts !== undefined &&
+      status.attempt !== e.attempts &&
+      e.countSpuriousLost &&
+      lostOnly &&
+      status.attempt === e.attempts + status.errors.length
+    ) {
       spuriousLost++;
     } else if (e.attempts !== undefined && status.attempt !== e.attempts) {
       problems.push(`job ${e.jobId}: ${status.attempt} attempts, expected ${e.attempts}; errors: ${JSON.stringify(status.errors)}`);

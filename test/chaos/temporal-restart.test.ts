@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import { Client, Connection } from '@temporalio/client';
 import { startDevServer, type DevServer } from '../../infra/dev-server';
-import { makeSignedSpec } from '../spec/fixtures';
+import { makeSignedSpec } from '../jobspec/fixtures';
 import { fakeTrainer, startJob, tempDir, testConfig, waitForStatus } from '../helpers/forge';
 import { freePort } from '../helpers/ports';
 import { FULL, killHard, report, sleep, spawnWorker, verifyJobs, type Expectation } from './harness';

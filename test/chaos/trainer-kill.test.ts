@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type { Client, Connection } from '@temporalio/client';
-import { makeSignedSpec } from '../spec/fixtures';
+import { makeSignedSpec } from '../jobspec/fixtures';
 import { fakeTrainer, readStarts, startJob, tempDir, testClient, testConfig, waitForStatus } from '../helpers/forge';
 import { FULL, killHard, report, sleep, spawnWorker, verifyJobs, type Expectation } from './harness';
 

@@ -8,7 +8,7 @@ import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client, Connection } from '@temporalio/client';
-import { makeSignedSpec } from '../spec/fixtures';
+import { makeSignedSpec } from '../jobspec/fixtures';
 import { fakeTrainer, startJob, tempDir, testClient, testConfig } from '../helpers/forge';
 import { chaosSeed, FULL, killHard, report, rng, sleep, spawnWorker, verifyJobs, type Expectation } from './harness';
 

@@ -6,21 +6,27 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { DirectoryArtifactSource } from '../../client/api/artifacts';
-import { generateKeyPair, signSpec, verifyBytes } from '../../spec/signing';
-import { makeSignedSpec, makeUnsignedSpec } from '../spec/fixtures';
+import { generateKeyPair, signSpec, verifyBytes } from '../../jobspec/signing';
+import { makeSignedSpec, makeUnsignedSpec } from '../jobspec/fixtures';
 import { fakeTrainer, tempDir, testConfig } from '../helpers/forge';
 import { http, startApi, waitForJob, type ApiHarness } from '../api/harness';
 import { publishArtifacts } from '../helpers/results';
 import { requireBuilt, runCommand, type Run } from '../helpers/cli';
 
 const TQ = 'test-cli';
+/** Three progress events (loss 0.9, 0.5, 0.25) a second apart. */
+const curvyTrainer = [
+  '/bin/sh',
+  '-c',
+  [0.9, 0.5, 0.25].map((loss, i) => `echo '{"event":"progress","step":${i + 1},"max_steps":3,"loss":${loss}}'; sleep 1`).join('; '),
+];
 const home = tempDir('forge-cli-');
 const artifactsRoot = path.join(home, 'artifacts');
-const config = testConfig({ local: { trainers: { ok: fakeTrainer('ok', 1), fail: fakeTrainer('exit', 0, 3), slow: fakeTrainer('ok', 60) } } });
+const config = testConfig({ local: { trainers: { ok: fakeTrainer('ok', 1), fail: fakeTrainer('exit', 0, 3), slow: fakeTrainer('ok', 60), curvy: curvyTrainer } } });
 
 let api: ApiHarness;
 beforeAll(async () => {
-  requireBuilt(['shared', 'cf-keygen', 'cf-submit-training', 'cf-check-training', 'cf-cancel', 'cf-fetch-artifacts']);
+  requireBuilt(['shared/command', 'cf-keygen', 'cf-submit-training', 'cf-check-training', 'cf-cancel', 'cf-fetch-artifacts']);
   api = await startApi({ taskQueue: TQ, config, home, artifacts: new DirectoryArtifactSource(artifactsRoot) });
 });
 afterAll(async () => {
@@ -188,6 +194,21 @@ describe('cf-check-training and cf-cancel', () => {
   });
 });
 
+describe('cf-check-training --watch draws the curve', () => {
+  test('a sparkline of the loss at each refresh where it grew, the whole curve at the end', async () => {
+    const submitted = await cf('cf-submit-training', [templateFile('curvy'), '--key', keyFile, '--json']);
+    const jobId = (ndjson(submitted.stdout)[0] as { job_id: string }).job_id;
+    const watched = await cf('cf-check-training', [jobId, '--watch']);
+    expect(watched.code).toBe(0);
+    const curves = watched.stdout.split('\n').filter((l) => l.startsWith('curve '));
+    expect(curves.at(-1)).toBe('curve     train_loss █▄▁ last 0.25 at step 3');
+    // Drawn while it ran too: an earlier, shorter curve (the watch started before the second point).
+    expect(curves.length).toBeGreaterThan(1);
+    const json = ndjson((await cf('cf-check-training', [jobId, '--watch', '--json'])).stdout);
+    expect(json.filter((e) => e.event === 'curve').map((e) => e.line)).toEqual(['curve     train_loss █▄▁ last 0.25 at step 3']);
+  });
+});
+
 describe('cf-fetch-artifacts', () => {
   const orchestrator = generateKeyPair();
   const files: Record<string, Buffer> = { 'model.safetensors': randomBytes(200_000), 'config.json': Buffer.from('{"tiny":true}'), 'checkpoints/step-1.bin': randomBytes(500) };
@@ -239,5 +260,33 @@ describe('cf-fetch-artifacts', () => {
       expect(r.stderr).toMatch(/refusing/);
       expect(existsSync(dest) ? readdirSync(dest) : []).toEqual([]);
     }
+  });
+});
+
+describe('against an API with FORGE_API_AUTH=owners: every command signs its requests with --key (default: the owner key)', () => {
+  let owners: ApiHarness;
+  beforeAll(async () => {
+    owners = await startApi({ taskQueue: TQ, config, home, worker: false, auth: 'owners' });
+  });
+  afterAll(async () => {
+    await owners?.stop();
+  });
+  const at = (command: string, args: string[], env: Record<string, string> = {}): Promise<Run> =>
+    cf(command, args, { FORGE_API_URL: owners.url, ...env });
+
+  test('submit and check with the owner key; another key sees no such job; no key at all is told how to sign', async () => {
+    const submitted = await at('cf-submit-training', [templateFile('ok'), '--key', keyFile, '--json', '--watch']);
+    expect(submitted.code).toBe(0);
+    const jobId = (ndjson(submitted.stdout)[0] as { job_id: string }).job_id;
+    const checked = await at('cf-check-training', [jobId, '--key', keyFile, '--json']);
+    expect(checked.code).toBe(0);
+    expect(JSON.parse(checked.stdout)).toMatchObject({ job_id: jobId, owner_did: ownerDid, state: 'COMPLETED' });
+    // Without --key, the default owner key ($FORGE_HOME/keys/owner.json) signs.
+    expect((await at('cf-check-training', [jobId])).code).toBe(0);
+    const stranger = await at('cf-check-training', [jobId, '--key', path.join(home, 'other-key.json')]);
+    expect(stranger.code).toBe(4);
+    const unsigned = await at('cf-check-training', [jobId], { FORGE_HOME: tempDir('forge-cli-nokey-') });
+    expect(unsigned.code).toBe(5);
+    expect(unsigned.stderr).toMatch(/RFC 9421/);
   });
 });

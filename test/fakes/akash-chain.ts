@@ -10,8 +10,9 @@ import { Secp256k1, Secp256k1Signature, sha256 } from '@cosmjs/crypto';
 import { makeSignBytes, makeSignDoc } from '@cosmjs/proto-signing';
 import { PubKey } from 'cosmjs-types/cosmos/crypto/secp256k1/keys';
 import { AuthInfo, TxBody, TxRaw } from 'cosmjs-types/cosmos/tx/v1beta1/tx';
-import { akashRegistry } from '../../activities/backends/akash-chain';
-import { readBody, send, type FakeAkashProvider } from './akash-provider';
+import { akashRegistry } from '../../activities/backends/akash/akash-chain';
+import { endLeases, readBody, send, type FakeAkashProvider } from './akash-provider';
+import { FaultyServer } from './faults';
 
 export interface ChainScenario {
   chainId: string;
@@ -31,6 +32,8 @@ interface Deployment {
   state: 'active' | 'closed';
   denom: string;
   version: string;
+  /** Its groups' names (the SDL's placement names). */
+  groups: string[];
   leases: { provider: string; gseq: number; oseq: number; state: string; amount: number; height: number }[];
 }
 
@@ -39,7 +42,7 @@ function str(v: unknown): string {
   return typeof v === 'object' && v !== null && 'toString' in v ? String(v.toString()) : String(v);
 }
 
-export class FakeAkashChain {
+export class FakeAkashChain extends FaultyServer {
   readonly txs = new Map<string, { code: number; height: number; log: string; messages: string[] }>();
   readonly deployments = new Map<string, Deployment>();
   readonly certificates = new Map<string, string[]>();
@@ -49,6 +52,7 @@ export class FakeAkashChain {
   url = '';
 
   constructor(readonly scenario: ChainScenario) {
+    super();
     let n = 1;
     for (const addr of Object.keys(scenario.balances)) this.accounts.set(addr, { number: n++, sequence: 0 });
   }
@@ -66,12 +70,18 @@ export class FakeAkashChain {
     this.server = http.createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => send(res, 500, { code: 2, message: (err as Error).message }));
     });
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
-    const addr = this.server.address();
-    this.url = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+    this.url = await this.listenWith(this.server, '127.0.0.1');
+  }
+
+  /** The provider loses a deployment's leases now (closed on chain, its container gone). */
+  loseLease(dseq: string): void {
+    const d = this.deployments.get(dseq);
+    if (d) endLeases(d.leases, dseq, this.scenario.providers);
   }
 
   async stop(): Promise<void> {
+    this.faults.clear();
+    await this.up();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     this.server?.closeAllConnections();
   }
@@ -81,6 +91,7 @@ export class FakeAkashChain {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (await this.faults.gate(req, res)) return;
     const url = new URL(req.url ?? '/', 'http://node');
     const q = url.searchParams;
     const p = url.pathname;
@@ -104,6 +115,16 @@ export class FakeAkashChain {
       const d = this.deployments.get(q.get('id.dseq') ?? '');
       if (!d || d.owner !== q.get('id.owner')) return send(res, 404, { code: 5, message: 'deployment not found' });
       return send(res, 200, { deployment: { deployment_id: { owner: d.owner, dseq: d.dseq }, state: d.state, version: d.version, created_at: '1000' }, groups: [], escrow_account: {} });
+    }
+    if (p === '/akash/deployment/v1beta3/deployments/list') {
+      const state = q.get('filters.state');
+      const list = [...this.deployments.values()].filter((d) => d.owner === q.get('filters.owner') && (!state || d.state === state));
+      const deployments = list.map((d) => ({
+        deployment: { deployment_id: { owner: d.owner, dseq: d.dseq }, state: d.state, version: d.version, created_at: '1000' },
+        groups: d.groups.map((name, i) => ({ group_id: { owner: d.owner, dseq: d.dseq, gseq: i + 1 }, state: d.state === 'active' ? 'open' : 'closed', group_spec: { name } })),
+        escrow_account: {},
+      }));
+      return send(res, 200, { deployments, pagination: { next_key: null, total: String(deployments.length) } });
     }
     if (p === '/akash/market/v1beta4/bids/list') {
       const d = this.deployments.get(q.get('filters.dseq') ?? '');
@@ -131,7 +152,13 @@ export class FakeAkashChain {
     if (p === '/akash/cert/v1beta3/certificates/list') {
       const owner = q.get('filter.owner') ?? '';
       const prov = this.provider(owner);
-      const pems = prov ? [this.scenario.wrongCertificate?.includes(owner) ? this.scenario.providers.find((x) => x !== prov)!.certificate.cert : prov.certificate.cert] : (this.certificates.get(owner) ?? []);
+      const pems = prov
+        ? [
+            this.scenario.wrongCertificate?.includes(owner)
+              ? this.scenario.providers.find((x) => x !== prov)!.certificate.cert
+              : prov.certificate.cert,
+          ]
+        : (this.certificates.get(owner) ?? []);
       return send(res, 200, { certificates: pems.map((pem, i) => ({ certificate: { state: 'valid', cert: Buffer.from(pem).toString('base64'), pubkey: '' }, serial: String(i + 1) })), pagination: {} });
     }
     return send(res, 404, { code: 12, message: `Not Implemented: ${req.method} ${p}` });
@@ -184,10 +211,10 @@ export class FakeAkashChain {
       const dseq = str(id.dseq);
       if (id.owner !== signer) throw new Error('deployment owner is not the signer');
       if (this.deployments.has(dseq)) throw new Error(`deployment ${dseq} exists`);
-      const groups = msg.groups as { resources: { price: { denom: string } }[] }[];
+      const groups = msg.groups as { name: string; resources: { price: { denom: string } }[] }[];
       const deposit = msg.deposit as { denom: string; amount: string };
       if (Number(deposit.amount) < 500_000) throw new Error('deposit below the minimum');
-      this.deployments.set(dseq, { owner: signer, dseq, state: 'active', denom: groups[0]!.resources[0]!.price.denom, version: Buffer.from(msg.version as Uint8Array).toString('base64'), leases: [] });
+      this.deployments.set(dseq, { owner: signer, dseq, state: 'active', denom: groups[0]!.resources[0]!.price.denom, version: Buffer.from(msg.version as Uint8Array).toString('base64'), groups: groups.map((g) => g.name), leases: [] });
     } else if (type === 'MsgCreateLease') {
       const bid = msg.bidId as { owner: string; dseq: unknown; gseq: number; oseq: number; provider: string };
       const d = this.deployments.get(str(bid.dseq));

@@ -7,7 +7,8 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { CertificateManager } from '@akashnetwork/akashjs/build/certificates/certificate-manager/CertificateManager';
 import { SDL } from '@akashnetwork/akashjs/build/sdl/SDL/SDL';
-import { readBody, send, type FakeAkashProvider } from './akash-provider';
+import { endLeases, readBody, send, type FakeAkashProvider } from './akash-provider';
+import { FaultyServer } from './faults';
 
 export interface BidPlan {
   provider: string;
@@ -41,33 +42,47 @@ interface Deployment {
   sdl: string;
   /** The manifest version the deployment commits on chain, base64 (as the Console serves `hash`). */
   hash: string;
+  /** Its groups' names, as the chain has them (the SDL's placement names). */
+  groups: string[];
   denom: string;
   state: 'active' | 'closed';
   createdMs: number;
   leases: Lease[];
 }
 
-export class FakeAkashConsole {
+export class FakeAkashConsole extends FaultyServer {
   readonly requests: { method: string; path: string; headers: Record<string, string | string[] | undefined>; body: string }[] = [];
   readonly deployments = new Map<string, Deployment>();
   private server: http.Server | undefined;
   private nextDseq = 1000;
   private timers: NodeJS.Timeout[] = [];
+  private certificate: ReturnType<CertificateManager['generatePEM']> | undefined;
   url = '';
 
-  constructor(readonly scenario: ConsoleScenario) {}
+  constructor(readonly scenario: ConsoleScenario) {
+    super();
+  }
 
   async start(): Promise<void> {
+    // The certificate is made before the fake listens: akashjs makes it synchronously (pure-JS key generation, seconds
+    // on a busy 2-core machine), and made per request it blocked the event loop past the client's 5 s request timeout.
+    this.certificate = new CertificateManager().generatePEM(this.scenario.owner);
     this.server = http.createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => send(res, 500, { message: (err as Error).message }));
     });
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
-    const addr = this.server.address();
-    this.url = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+    this.url = await this.listenWith(this.server, '127.0.0.1');
+  }
+
+  /** The provider loses the deployment's lease now (closed on chain, its container gone); the deployment stays. */
+  loseLease(dseq: string): void {
+    const d = this.deployments.get(dseq);
+    if (d) endLeases(d.leases, dseq, this.scenario.providers);
   }
 
   async stop(): Promise<void> {
     for (const t of this.timers) clearTimeout(t);
+    this.faults.clear();
+    await this.up();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     this.server?.closeAllConnections();
   }
@@ -85,6 +100,7 @@ export class FakeAkashConsole {
     const body = await readBody(req);
     const url = new URL(req.url ?? '/', 'http://console');
     this.requests.push({ method: req.method ?? '', path: url.pathname, headers: req.headers, body });
+    if (await this.faults.gate(req, res)) return;
     if (url.pathname === '/v1/gpu-prices') return send(res, 200, this.gpuPrices());
     if (req.headers['x-api-key'] !== this.scenario.apiKey) return send(res, 401, { error: 'Unauthorized', message: 'Invalid API key' });
     const json = (): Record<string, unknown> => (body ? (JSON.parse(body) as Record<string, unknown>) : {});
@@ -101,7 +117,9 @@ export class FakeAkashConsole {
       const dseq = String(this.nextDseq++);
       const denom = String(sdl.groups()[0]?.resources[0]?.price?.denom ?? 'uakt');
       const hash = Buffer.from(await sdl.manifestVersion()).toString('base64');
-      this.deployments.set(dseq, { dseq, sdl: data.sdl, hash, denom, state: 'active', createdMs: Date.now(), leases: [] });
+      const groups = sdl.groups().map((g) => String(g.name));
+      this.deployments.set(dseq, { dseq, sdl: data.sdl, hash, groups, denom, state: 'active', createdMs: Date.now(), leases: [] });
+      await this.faults.created();
       return send(res, 200, { data: { dseq, manifest: sdl.manifestSortedJSON(), signTx: { code: 0, transactionHash: 'AB', rawLog: '' } } });
     }
     if (url.pathname === '/v1/deployments' && req.method === 'GET') {
@@ -130,11 +148,15 @@ export class FakeAkashConsole {
       return send(res, 200, { data: this.bidsOf(d) });
     }
     if (url.pathname === '/v1/certificates' && req.method === 'POST') {
-      const pem = new CertificateManager().generatePEM(this.scenario.owner);
+      const pem = this.certificate!;
       return send(res, 200, { data: { certPem: pem.cert, pubkeyPem: pem.publicKey, encryptedKey: pem.privateKey } });
     }
     if (url.pathname === '/v1/leases' && req.method === 'POST') {
-      const b = json() as { manifest?: string; certificate?: { certPem: string; keyPem: string }; leases?: { dseq: string; gseq: number; oseq: number; provider: string }[] };
+      const b = json() as {
+        manifest?: string;
+        certificate?: { certPem: string; keyPem: string };
+        leases?: { dseq: string; gseq: number; oseq: number; provider: string }[];
+      };
       const want = b.leases?.[0];
       const d = want ? this.deployments.get(String(want.dseq)) : undefined;
       if (!want || !d || d.state !== 'active' || !b.manifest) return send(res, 400, { message: 'bad lease request' });
@@ -142,18 +164,20 @@ export class FakeAkashConsole {
       const provider = this.provider(want.provider);
       if (!bid || !provider) return send(res, 400, { message: 'no such bid' });
       if (!d.leases.some((l) => l.provider === want.provider && l.state === 'active')) {
-        d.leases.push({ provider: want.provider, gseq: want.gseq, oseq: want.oseq, state: 'active', price: bid.bid.price, createdAt: String(Math.floor(Date.now() / 1000)) });
+        d.leases.push({
+          provider: want.provider,
+          gseq: want.gseq,
+          oseq: want.oseq,
+          state: 'active',
+          price: bid.bid.price,
+          createdAt: String(Math.floor(Date.now() / 1000)),
+        });
       }
       provider.expectLease({ owner: this.scenario.owner, dseq: d.dseq, gseq: want.gseq, oseq: want.oseq });
       await provider.acceptManifest(d.dseq, JSON.parse(b.manifest) as unknown);
       const dies = this.scenario.leaseDiesAfterMs;
       if (dies !== undefined) {
-        this.timers.push(
-          setTimeout(() => {
-            for (const l of d.leases) l.state = 'closed';
-            provider.dropLease(d.dseq);
-          }, dies),
-        );
+        this.timers.push(setTimeout(() => this.loseLease(d.dseq), dies));
       }
       return send(res, 200, { data: this.describe(d) });
     }
@@ -166,13 +190,27 @@ export class FakeAkashConsole {
     return send(res, 404, { message: `no route ${req.method} ${url.pathname}` });
   }
 
-  private bidsOf(d: Deployment): { bid: { id: { owner: string; dseq: string; gseq: number; oseq: number; provider: string; bseq: number }; state: string; price: { denom: string; amount: string }; created_at: string } }[] {
+  private bidsOf(
+    d: Deployment,
+  ): {
+    bid: {
+      id: { owner: string; dseq: string; gseq: number; oseq: number; provider: string; bseq: number };
+      state: string;
+      price: { denom: string; amount: string };
+      created_at: string;
+    };
+  }[] {
     if (d.state !== 'active' || d.leases.length) return [];
     const age = Date.now() - d.createdMs;
     return this.scenario.bids
       .filter((b) => age >= (b.afterMs ?? 0))
       .map((b) => ({
-        bid: { id: { owner: this.scenario.owner, dseq: d.dseq, gseq: 1, oseq: 1, provider: b.provider, bseq: 0 }, state: 'open', price: { denom: d.denom, amount: b.amount.toFixed(18) }, created_at: '100' },
+        bid: {
+          id: { owner: this.scenario.owner, dseq: d.dseq, gseq: 1, oseq: 1, provider: b.provider, bseq: 0 },
+          state: 'open',
+          price: { denom: d.denom, amount: b.amount.toFixed(18) },
+          created_at: '100',
+        },
       }));
   }
 
@@ -180,6 +218,7 @@ export class FakeAkashConsole {
   private describe(d: Deployment, withStatus = true): Record<string, unknown> {
     return {
       deployment: { id: { owner: this.scenario.owner, dseq: d.dseq }, state: d.state, hash: d.hash, created_at: '100' },
+      groups: d.groups.map((name, i) => ({ group_id: { owner: this.scenario.owner, dseq: d.dseq, gseq: i + 1 }, state: d.state === 'active' ? 'open' : 'closed', group_spec: { name } })),
       leases: d.leases.map((l) => ({
         id: { owner: this.scenario.owner, dseq: d.dseq, gseq: l.gseq, oseq: l.oseq, provider: l.provider, bseq: 0 },
         state: l.state,
@@ -188,7 +227,10 @@ export class FakeAkashConsole {
         closed_on: '0',
         ...(withStatus && { status: l.state === 'active' ? (this.provider(l.provider)?.statusOf(d.dseq) ?? null) : null }),
       })),
-      escrow_account: { id: { scope: 'deployment', xid: `${this.scenario.owner}/${d.dseq}` }, state: { owner: this.scenario.owner, state: 'open', transferred: [], settled_at: '0', funds: [], deposits: [] } },
+      escrow_account: {
+        id: { scope: 'deployment', xid: `${this.scenario.owner}/${d.dseq}` },
+        state: { owner: this.scenario.owner, state: 'open', transferred: [], settled_at: '0', funds: [], deposits: [] },
+      },
     };
   }
 

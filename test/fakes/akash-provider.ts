@@ -10,6 +10,7 @@ import { CertificateManager } from '@akashnetwork/akashjs/build/certificates/cer
 import WebSocket from 'ws';
 import { z } from 'zod';
 import { FakeContainer, type Image } from './container';
+import { Faults } from './faults';
 
 const manifestSchema = z.array(
   z.object({
@@ -43,10 +44,13 @@ export class FakeAkashProvider {
   readonly certificate: { cert: string; publicKey: string; privateKey: string };
   /** Common names of the client certificates seen. */
   readonly clientNames: string[] = [];
+  /** Every manifest received (a PUT, or handed over by the Console), in order. */
   readonly manifests: { dseq: string; body: unknown }[] = [];
   private readonly leases = new Map<string, Held>();
   private server: https.Server | undefined;
   private readonly wss = new WebSocket.Server({ noServer: true });
+  /** Fault injection on the gateway's REST (test/fakes/faults.ts). */
+  readonly faults = new Faults();
   url = '';
 
   constructor(
@@ -111,6 +115,7 @@ export class FakeAkashProvider {
   async acceptManifest(dseq: string, body: unknown): Promise<void> {
     const held = this.leases.get(dseq);
     if (!held) throw new Error(`no lease for deployment ${dseq}`);
+    this.manifests.push({ dseq, body });
     await this.run(held, body);
   }
 
@@ -128,6 +133,7 @@ export class FakeAkashProvider {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    if (await this.faults.gate(req, res)) return;
     const url = new URL(req.url ?? '/', 'https://provider');
     const manifest = /^\/deployment\/(\d+)\/manifest$/.exec(url.pathname);
     if (manifest && req.method === 'PUT') {
@@ -175,6 +181,14 @@ function leaseStatus(held: Held): unknown {
     forwarded_ports: {},
     ips: {},
   };
+}
+
+/** Leases of a deployment end (closed on chain): each provider that held one stops its container. */
+export function endLeases(leases: { provider: string; state: string }[], dseq: string, providers: readonly FakeAkashProvider[]): void {
+  for (const l of leases) {
+    l.state = 'closed';
+    providers.find((p) => p.address === l.provider)?.dropLease(dseq);
+  }
 }
 
 export function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

@@ -28,7 +28,8 @@ export class FakeContainer {
     this.port = port;
   }
 
-  static async start(argv: string[], env: Record<string, string>, image: Image): Promise<FakeContainer> {
+  /** `bind`: the address the agent listens on (default 127.0.0.1). */
+  static async start(argv: string[], env: Record<string, string>, image: Image, bind = '127.0.0.1'): Promise<FakeContainer> {
     const c = new FakeContainer(await freePort());
     const root = mkdtempSync(path.join(os.tmpdir(), 'fake-container-'));
     const bin = path.join(root, 'bin');
@@ -48,7 +49,7 @@ export class FakeContainer {
         ...env,
         FORGE_AGENT_PORT: String(c.port),
         FORGE_AGENT_DIR: path.join(root, 'agent'),
-        FORGE_AGENT_BIND: '127.0.0.1',
+        FORGE_AGENT_BIND: bind,
       },
     });
     c.child = child;

@@ -6,6 +6,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { FakeContainer, type Image } from './container';
 import { readBody, send } from './akash-provider';
+import { FaultyServer } from './faults';
 
 export interface Offer {
   cloudId: string;
@@ -27,6 +28,13 @@ export interface PiScenario {
   vanishAfterMs?: number;
   /** A pod stays PROVISIONING this long. */
   provisionMs?: number;
+  /**
+   * The address the API listens on and pods announce as their ip, their agents bound to it (default 127.0.0.1; the
+   * chaos suite's network partition runs this fake inside a network namespace).
+   */
+  host?: string;
+  /** An API outage: while true every request is answered 503 (pods and their containers run on). */
+  down?: boolean;
 }
 
 interface Pod {
@@ -43,7 +51,7 @@ interface Pod {
   body: unknown;
 }
 
-export class FakePrimeIntellect {
+export class FakePrimeIntellect extends FaultyServer {
   readonly requests: { method: string; path: string; auth: string | undefined; body: string; status: number }[] = [];
   readonly pods = new Map<string, Pod>();
   private server: http.Server | undefined;
@@ -51,20 +59,31 @@ export class FakePrimeIntellect {
   private timers: NodeJS.Timeout[] = [];
   url = '';
 
-  constructor(readonly scenario: PiScenario) {}
+  constructor(readonly scenario: PiScenario) {
+    super();
+  }
 
-  async start(): Promise<void> {
+  async start(port = 0): Promise<void> {
+    const host = this.scenario.host ?? '127.0.0.1';
     this.server = http.createServer((req, res) => {
       this.handle(req, res).catch((err: unknown) => send(res, 500, { detail: (err as Error).message }));
     });
-    await new Promise<void>((resolve) => this.server!.listen(0, '127.0.0.1', resolve));
-    const addr = this.server.address();
-    this.url = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+    this.url = await this.listenWith(this.server, host, port);
+  }
+
+  /** The machine behind a pod is lost: its container dies and the pod is gone (404), as with vanishAfterMs. */
+  lose(id: string): void {
+    const p = this.pods.get(id);
+    if (!p) return;
+    p.container?.kill();
+    p.status = 'GONE';
   }
 
   async stop(): Promise<void> {
     for (const t of this.timers) clearTimeout(t);
+    this.faults.clear();
     for (const p of this.pods.values()) p.container?.kill();
+    await this.up();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
     this.server?.closeAllConnections();
   }
@@ -83,7 +102,13 @@ export class FakePrimeIntellect {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = await readBody(req);
     const url = new URL(req.url ?? '/', 'http://pi');
-    this.requests.push({ method: req.method ?? '', path: url.pathname, auth: req.headers.authorization, body, status: 0 });
+    const seen = { method: req.method ?? '', path: url.pathname, auth: req.headers.authorization, body, status: 0 };
+    this.requests.push(seen);
+    if (await this.faults.gate(req, res)) {
+      seen.status = res.statusCode;
+      return;
+    }
+    if (this.scenario.down) return this.reply(req, res, 503, { detail: 'Service Unavailable' });
     const rl = this.scenario.rateLimit;
     if (rl && rl.count > 0) {
       rl.count--;
@@ -121,7 +146,17 @@ export class FakePrimeIntellect {
       return this.reply(req, res, 200, { total_count: data.length, offset: 0, limit: 100, data });
     }
     if (path === '/api/v1/pods' && req.method === 'POST') {
-      const b = JSON.parse(body) as { pod?: { name?: string; cloudId?: string; gpuType?: string; gpuCount?: number; maxPrice?: number; customTemplateId?: string; envVars?: { key: string; value: string }[] } };
+      const b = JSON.parse(body) as {
+        pod?: {
+          name?: string;
+          cloudId?: string;
+          gpuType?: string;
+          gpuCount?: number;
+          maxPrice?: number;
+          customTemplateId?: string;
+          envVars?: { key: string; value: string }[];
+        };
+      };
       const pod = b.pod;
       const offer = this.scenario.offers.find((o) => o.cloudId === pod?.cloudId);
       if (!pod?.name || !offer || !pod.customTemplateId) return this.reply(req, res, 422, { detail: 'invalid pod request' });
@@ -133,6 +168,7 @@ export class FakePrimeIntellect {
       const p: Pod = { id, name: pod.name, status: 'PROVISIONING', priceHr: offer.price, createdAt: new Date().toISOString(), gpuName: offer.gpuType, gpuCount: offer.gpuCount, env, template: pod.customTemplateId, body: b };
       this.pods.set(id, p);
       this.timers.push(setTimeout(() => void this.activate(p), this.scenario.provisionMs ?? 100));
+      await this.faults.created();
       return this.reply(req, res, 200, this.describe(p));
     }
     const m = /^\/api\/v1\/pods\/(pod\d+)(\/log)?$/.exec(path);
@@ -153,7 +189,7 @@ export class FakePrimeIntellect {
   private async activate(p: Pod): Promise<void> {
     if (p.status !== 'PROVISIONING') return;
     const image = this.scenario.templates[p.template]!;
-    p.container = await FakeContainer.start(['sh', '-c', 'eval "$FORGE_AGENT_BOOT"'], p.env, image);
+    p.container = await FakeContainer.start(['sh', '-c', 'eval "$FORGE_AGENT_BOOT"'], p.env, image, this.scenario.host);
     p.status = 'ACTIVE';
     const vanish = this.scenario.vanishAfterMs;
     if (vanish !== undefined) {
@@ -182,7 +218,7 @@ export class FakePrimeIntellect {
       status: p.status === 'GONE' ? 'TERMINATED' : p.status,
       installationStatus: active ? 'FINISHED' : 'PENDING',
       createdAt: p.createdAt,
-      ip: active ? '127.0.0.1' : null,
+      ip: active ? (this.scenario.host ?? '127.0.0.1') : null,
       primePortMapping: active ? [{ internal: '8080', external: String(p.container?.port ?? 0), protocol: 'TCP', usedBy: null, description: null }] : [],
     };
   }

@@ -4,15 +4,19 @@
  *   - never a crash (the parser never throws; the server never answers 5xx),
  *   - every rejection names a field (an issue path for the parser; a problem+json `errors` list for the API).
  * Inputs: arbitrary JSON, valid specs with 1–4 random mutations (re-signed half of the time, so that mutations also
- * reach the checks behind the signature), random query strings, job ids, cancel bodies and raw bytes.
+ * reach the checks behind the signature; values include control and bidi characters and numbers past every bound),
+ * random query strings, job ids, cancel bodies and raw bytes. Every spec the parser accepts is within the bounds.
  * CI runs FORGE_FUZZ_RUNS (default 10 000) spec inputs through the parser and as many POST /jobs bodies through the
  * API; `FORGE_FUZZ_RUNS=100000 npx jest test/fuzz` is the long run (RELIABILITY.md). FORGE_FUZZ_SEED replays a run.
  */
 import fc from 'fast-check';
 import { randomUUID } from 'node:crypto';
-import { parseTrainingJobSpec } from '../../spec/parse';
-import { generateKeyPair, signSpec, type KeyPair } from '../../spec/signing';
-import { makeUnsignedSpec } from '../spec/fixtures';
+import { MAX_FALLBACKS, MAX_HOURS_LIMIT, MAX_RETRIES_LIMIT } from '../../jobspec/constants';
+import { findControlCharacters } from '../../jobspec/control-chars';
+import { parseTrainingJobSpec } from '../../jobspec/parse';
+import type { TrainingJobSpec } from '../../jobspec/schema';
+import { generateKeyPair, signSpec, type KeyPair } from '../../jobspec/signing';
+import { makeUnsignedSpec } from '../jobspec/fixtures';
 import { tempDir, testConfig } from '../helpers/forge';
 import { startApi, type ApiHarness } from '../api/harness';
 
@@ -32,8 +36,23 @@ function paths(value: unknown, prefix: (string | number)[] = []): (string | numb
 }
 const SPEC_PATHS = paths(makeUnsignedSpec({}, KEYS[0])).filter((p) => p.length > 0);
 
+/** C0 (NUL, tab, newline), DEL, C1 and the bidi overrides and isolates: no string of a spec may hold one. */
+const CONTROLS = ['\u0000', '\u0001', '\t', '\n', '\r', '\u001b', '\u001f', '\u007f', '\u0080', '\u0085', '\u009f', '\u202a', '\u202b', '\u202c', '\u202d', '\u202e', '\u2066', '\u2067', '\u2068', '\u2069'];
+/** A short string with a control character somewhere in it (often inside an otherwise valid value). */
+const withControl: fc.Arbitrary<string> = fc
+  .tuple(fc.constantFrom('', 'main', 'local', 'jobs/x', 'file-edit', 'https://git.example.com/x.git'), fc.constantFrom(...CONTROLS), fc.string({ maxLength: 6 }))
+  .map(([a, c, b]) => a + c + b);
+/** Numbers past every bound a workflow relies on (retries, hours, dates), and near them. */
+const huge: fc.Arbitrary<number> = fc.oneof(
+  fc.constantFrom(101, 1e9, 1e10, 2 ** 31, 2 ** 53 - 1, 8761, 8.64e15, 253_402_300_800, 1e300, Number.MAX_VALUE),
+  fc.double({ min: 1e6, max: 1e300, noNaN: true }),
+  fc.integer({ min: 100, max: 2 ** 53 - 1 }),
+);
+
 /** Values that tend to break parsers: extremes, wrong types, odd strings, prototype keys. */
 const nasty: fc.Arbitrary<unknown> = fc.oneof(
+  withControl,
+  huge,
   fc.constantFrom(null, true, false, 0, -1, -0, 1e308, -1e308, 2 ** 53 + 1, 0.1, '', ' ', '\u0000', '\ud800', '💥', '__proto__', 'constructor', '../../etc/passwd', 'a'.repeat(10_000), [], {}, [[[]]], { __proto__: { x: 1 } }),
   fc.string({ unit: 'binary', maxLength: 64 }),
   fc.integer(),
@@ -81,13 +100,26 @@ const mutatedSpec: fc.Arbitrary<unknown> = fc
 
 const specInput: fc.Arbitrary<unknown> = fc.oneof({ weight: 4, arbitrary: mutatedSpec }, { weight: 1, arbitrary: fc.jsonValue({ maxDepth: 4 }) });
 
+/** What every accepted spec satisfies, so that no workflow trips over it (issue 13 point 4, issue 14 point 2). */
+function withinBounds(spec: TrainingJobSpec): boolean {
+  if (findControlCharacters(spec).length > 0) throw new Error(`accepted a control character: ${JSON.stringify(findControlCharacters(spec))}`);
+  const { max_retries: retries, fallbacks = [] } = spec.backend;
+  if (retries > MAX_RETRIES_LIMIT || fallbacks.length > MAX_FALLBACKS || spec.resources.max_hours > MAX_HOURS_LIMIT) {
+    throw new Error(`accepted out of bounds: max_retries ${retries}, ${fallbacks.length} fallbacks, max_hours ${spec.resources.max_hours}`);
+  }
+  // The date computations of the workflow (a deadline max_hours from now) and of anyone showing created_at.
+  new Date(Date.now() + spec.resources.max_hours * 3600_000).toISOString();
+  new Date(spec.created_at * 1000).toISOString();
+  return true;
+}
+
 describe('spec parser', () => {
   test(`${RUNS} generated inputs: never throws; every rejection names a field`, () => {
     let rejected = 0;
     fc.assert(
       fc.property(specInput, (input) => {
         const r = parseTrainingJobSpec(input);
-        if (r.ok) return true;
+        if (r.ok) return withinBounds(r.spec);
         rejected++;
         return r.issues.length > 0 && r.issues.every((i) => typeof i.path === 'string' && i.path.length > 0 && typeof i.message === 'string' && i.message.length > 0);
       }),

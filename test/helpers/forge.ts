@@ -9,10 +9,11 @@ import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { NativeConnection, Runtime, DefaultLogger, type Worker } from '@temporalio/worker';
 import type { ResultHooks } from '../../activities/results';
 import { parseConfig, type ForgeConfig } from '../../common/config';
+import { orchestratorSettings } from '../../workers/config/orchestrator';
 import { createOrchestratorWorker } from '../../workers/orchestrator';
 import type { JobStatus } from '../../workflows/messages';
-import { jobWorkflowId } from '../../workflows/names';
-import type { SignedSpec } from '../spec/fixtures';
+import { jobWorkflowId } from '../../common/names';
+import type { SignedSpec } from '../jobspec/fixtures';
 
 let runtimeInstalled = false;
 /** Temporal's worker logs only warnings in tests. */
@@ -44,6 +45,14 @@ export interface TestBackend {
   hourly_usd?: number;
   max_concurrent?: number;
 }
+
+/** Operator settings that keep tests fast: short backoff, quick heartbeats and admission polls, no result integration. */
+export const FAST_SETTINGS = {
+  retry_backoff: { initial_seconds: 0.2, max_seconds: 1 },
+  follow_heartbeat_seconds: 3,
+  admission_poll_seconds: 0.5,
+  results: { enabled: false },
+} as const;
 
 /**
  * A fast operator config: short backoff, quick heartbeats and polls. `starts` records every trainer start. Result
@@ -94,7 +103,7 @@ export async function startWorker(config: ForgeConfig, home: string, taskQueue: 
     home,
     taskQueue,
     workflowBundlePath: process.env.FORGE_TEST_WORKFLOW_BUNDLE,
-    env: { FORGE_ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS: '1' },
+    settings: orchestratorSettings({ FORGE_ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS: '1' }),
     ...(resultHooks ? { resultHooks } : {}),
   });
   const running = worker.run();
@@ -190,4 +199,4 @@ export function readStarts(file: string): { job: string; attempt: number; pid: n
 }
 
 /** Alive and not a zombie (PID 1 of a container may never reap an orphan). */
-export { pidAlive as processAlive } from '../../activities/backends/local-process';
+export { pidAlive as processAlive } from '../../activities/backends/local/local-process';

@@ -15,7 +15,7 @@ import { verifyEvent, type Event } from 'nostr-tools';
 import WebSocket from 'ws';
 import { z } from 'zod';
 import { ARTIFACT_MANIFEST_VERSION, signArtifactManifest, type ArtifactManifest } from '../../common/artifact-manifest';
-import type { KeyPair } from '../../spec/signing';
+import type { KeyPair } from '../../jobspec/signing';
 
 const GIT_ENV = {
   ...process.env,

@@ -21,10 +21,10 @@ import { parseConfig } from '../../common/config';
 import { temporalEnvSchema } from '../../common/temporal';
 import { apiEnvSchema } from '../../client/api/env';
 import { ROLES } from '../../workers/main';
-import { ORCHESTRATOR_POOL, orchestratorEnvSchema } from '../../workers/orchestrator';
+import { ORCHESTRATOR_POOL, orchestratorEnvSchema } from '../../workers/config/orchestrator';
 import { poolEnvSchema, workerProcessEnvSchema } from '../../workers/pool';
-import { grpoEnvSchema } from '../../workers/grpo';
-import { rolloutEnvSchema } from '../../workers/rollout';
+import { grpoEnvSchema } from '../../workers/config/grpo';
+import { rolloutEnvSchema } from '../../workers/config/rollout';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const INFRA = path.join(ROOT, 'infra');
@@ -50,9 +50,9 @@ const ENV_SCHEMAS: z.ZodObject[] = [
   poolEnvSchema('ROLLOUT', ORCHESTRATOR_POOL),
   poolEnvSchema('GRPO', ORCHESTRATOR_POOL),
 ];
-/** Read outside zod schemas: common/paths.ts, common/config.ts, workers/main.ts, infra/setup.ts; NODE_ENV and
- * PYTHONUNBUFFERED for the runtimes; FORGE_HOST_ID names a GRPO host (the RL issue's workers/grpo.ts). */
-const OTHER_ENV = new Set(['FORGE_HOME', 'FORGE_CONFIG', 'FORGE_ROLE', 'FORGE_SETUP_WAIT_SECONDS', 'FORGE_HOST_ID', 'NODE_ENV', 'PYTHONUNBUFFERED']);
+/** Read outside zod schemas: common/paths.ts, common/config.ts, common/orchestrator-key.ts, workers/main.ts,
+ * infra/setup.ts; NODE_ENV and PYTHONUNBUFFERED for the runtimes; FORGE_HOST_ID names a GRPO host (workers/grpo.ts). */
+const OTHER_ENV = new Set(['FORGE_HOME', 'FORGE_CONFIG', 'FORGE_ORCHESTRATOR_KEY_FILE', 'FORGE_ROLE', 'FORGE_SETUP_WAIT_SECONDS', 'FORGE_HOST_ID', 'NODE_ENV', 'PYTHONUNBUFFERED']);
 
 function checkEnv(where: string, env: Record<string, string>): string[] {
   const problems: string[] = [];
@@ -173,7 +173,7 @@ describe('infra/docker-compose.yml', () => {
   });
 
   test('Temporal on PostgreSQL, the Web UI, setup, API, orchestrator, GPU rollout and GRPO workers', () => {
-    expect(Object.keys(services).sort()).toEqual(['api', 'grpo', 'orchestrator', 'postgresql', 'rollout', 'rollout-inference', 'setup', 'temporal', 'temporal-ui']);
+    expect(Object.keys(services).sort()).toEqual(['api', 'grpo', 'orchestrator', 'postgresql', 'registry', 'rollout', 'rollout-inference', 'setup', 'temporal', 'temporal-ui']);
     expect((services.temporal!.environment as Json).DB).toBe('postgres12');
     expect(String(services['temporal-ui']!.image)).toMatch(/^temporalio\/ui:/);
     // The GPUs: GRPO hosts, and the inference server each rollout worker fronts.
@@ -201,6 +201,47 @@ describe('infra/docker-compose.yml', () => {
       if (name === 'rollout') expect((s.environment as Json).FORGE_INFERENCE_URL).toBe('http://rollout-inference:8000');
     }
     expect(problems).toEqual([]);
+  });
+
+  test('Temporal gRPC and the Web UI are published on loopback only; the API asks owners to sign', () => {
+    const published = (name: string): string[] => ((services[name]!.ports as unknown[] | undefined) ?? []).map((p) => String(p));
+    expect(published('temporal')).toEqual(['127.0.0.1:7233:7233']);
+    expect(published('temporal-ui')).toEqual(['127.0.0.1:8233:8080']);
+    // Nothing else but the (authenticated) API is published at all: workers' metrics and health stay inside.
+    for (const name of Object.keys(services)) {
+      if (['temporal', 'temporal-ui', 'api'].includes(name)) continue;
+      expect([name, published(name)]).toEqual([name, []]);
+    }
+    const api = services.api!.environment as Json;
+    expect(api.FORGE_API_AUTH).toBe('owners');
+    expect(String(api.FORGE_API_TOKEN)).toMatch(/^\$\{FORGE_API_TOKEN:\?/);
+    expect(api.FORGE_API_ALLOWED_HOSTS).toBe('${FORGE_API_ALLOWED_HOSTS:-}');
+  });
+
+  test('the orchestrator and the API mount no shared volume: the key is a secret file, the registry a git remote', () => {
+    const named = new Set(Object.keys((compose.volumes as Json | undefined) ?? {}));
+    const secrets = (compose.secrets as Record<string, Json> | undefined) ?? {};
+    for (const name of ['orchestrator', 'api', 'setup']) {
+      const s = services[name]!;
+      // Short syntax "source:target[:mode]" (or the long one): only bind mounts of read-only files, no named volume.
+      const mounts = ((s.volumes as unknown[] | undefined) ?? []).map((v) => (typeof v === 'string' ? { source: v.split(':')[0]!, readOnly: v.endsWith(':ro') } : { source: String((v as Json).source), readOnly: (v as Json).read_only === true }));
+      expect([name, mounts.filter((m) => named.has(m.source) || !/^[./$~]/.test(m.source))]).toEqual([name, []]);
+      expect([name, mounts.filter((m) => !m.readOnly)]).toEqual([name, []]);
+    }
+    for (const name of ['orchestrator', 'api']) {
+      const env = services[name]!.environment as Json;
+      expect(services[name]!.secrets).toEqual(['orchestrator-key']);
+      expect(env.FORGE_ORCHESTRATOR_KEY_FILE).toBe('/run/secrets/orchestrator-key');
+    }
+    expect(secrets['orchestrator-key']).toMatchObject({ file: expect.stringMatching(/orchestrator-key\.json\}?$/) });
+    // The setup role makes no key in a volume any more; the registry is the `registry` service's git remote.
+    expect(services.setup!.command).toEqual(['setup']);
+    const repo = String((parseConfig(JSON.parse(read('config/forge.json'))).results.registry.repo));
+    expect(repo).toBe('git://registry/registry.git');
+    expect(String((services.registry!.command as string[]).join(' '))).toMatch(/git daemon .*--enable=receive-pack/);
+    expect(services.registry!.volumes).toEqual(['registry-data:/srv/git']);
+    expect((services.orchestrator!.depends_on as Json).registry).toEqual({ condition: 'service_healthy' });
+    expect(services.registry!.ports).toBeUndefined();
   });
 
   test('the example operator config mounted into the containers is valid', () => {
@@ -261,6 +302,19 @@ describe('infra/k8s', () => {
     }
     expect(problems).toEqual([]);
     expect(docs.length).toBeGreaterThanOrEqual(12);
+  });
+
+  test('nothing is exposed outside the cluster: no LoadBalancer or NodePort Service; the API asks owners to sign', () => {
+    for (const svc of byKind('Service')) {
+      const spec = svc.spec as Json;
+      expect([nameOf(svc), spec.type ?? 'ClusterIP']).toEqual([nameOf(svc), 'ClusterIP']);
+      // Temporal's frontend and Web UI are not ours to publish (they stay ClusterIP in Temporal's own chart).
+      for (const port of (spec.ports as Json[]) ?? []) expect([nameOf(svc), port.port]).not.toEqual([nameOf(svc), 7233]);
+    }
+    const api = byKind('Deployment').find((d) => nameOf(d) === 'forge-api')!;
+    const env = ((((api.spec as Json).template as Json).spec as Json).containers as Json[])[0]!.env as { name: string; value?: string }[];
+    expect(env.find((e) => e.name === 'FORGE_API_AUTH')?.value).toBe('owners');
+    expect(env.find((e) => e.name === 'FORGE_API_ALLOWED_HOSTS')?.value?.split(',')).toContain('forge-api.chrysalis-forge.svc.cluster.local');
   });
 
   test('the validators are strict: a misspelt field and a wrong type fail', () => {
@@ -350,6 +404,24 @@ describe('infra/k8s', () => {
     expect((scaled.find((s) => nameOf(s) === 'forge-orchestrator')!.spec as Json).minReplicaCount).toBeGreaterThanOrEqual(1);
   });
 
+  test('the orchestrator and the API need no shared volume: FORGE_HOME an emptyDir, the key from its Secret, no PersistentVolumeClaim', () => {
+    for (const deployment of ['forge-orchestrator', 'forge-api']) {
+      const pod = (((byKind('Deployment').find((d) => nameOf(d) === deployment)!.spec as Json).template as Json).spec as Json);
+      const volumes = pod.volumes as Json[];
+      expect(volumes.filter((v) => v.persistentVolumeClaim !== undefined || v.hostPath !== undefined || v.nfs !== undefined)).toEqual([]);
+      // Every volume is the pod's own (emptyDir) or read-only provisioned data (Secret, ConfigMap).
+      const shared = volumes.filter((v) => v.emptyDir === undefined && v.secret === undefined && v.configMap === undefined);
+      expect([deployment, shared.map((v) => v.name)]).toEqual([deployment, []]);
+      const mounts = ((pod.containers as Json[])[0]!.volumeMounts as Json[]).map((m) => [m.mountPath, volumes.find((v) => v.name === m.name)]);
+      const home = String((byKind('ConfigMap').find((m) => nameOf(m) === 'forge-env')!.data as Json).FORGE_HOME);
+      expect(mounts.find(([at]) => at === home)?.[1]).toMatchObject({ emptyDir: {} });
+      expect(mounts.find(([at]) => at === `${home}/keys`)?.[1]).toMatchObject({ secret: { secretName: 'forge-orchestrator-key' } });
+    }
+    // The registry is a remote every replica reaches, not a path of a replica's FORGE_HOME.
+    const config = JSON.parse(String((byKind('ConfigMap').find((m) => nameOf(m) === 'forge-config')!.data as Json)['config.json'])) as { results: { registry: { repo: string } } };
+    expect(config.results.registry.repo).not.toMatch(/^file:/);
+  });
+
   test('the ConfigMaps hold a valid operator config and valid env', () => {
     const config = byKind('ConfigMap').find((m) => nameOf(m) === 'forge-config')!;
     expect(() => parseConfig(JSON.parse(String((config.data as Json)['config.json'])), 'forge-config')).not.toThrow();
@@ -369,7 +441,14 @@ describe('infra/akash', () => {
       const text = read(`akash/${f}`);
       const sdl = SDL.fromString(text, 'beta3');
       expect(sdl.groups().length).toBeGreaterThan(0);
-      const manifest = sdl.manifest() as { services: { name: string; args: string[] | null; env: string[] | null; resources: { gpu?: { units: { val: number | Record<string, number> } } } }[] }[];
+      const manifest = sdl.manifest() as {
+        services: {
+          name: string;
+          args: string[] | null;
+          env: string[] | null;
+          resources: { gpu?: { units: { val: number | Record<string, number> } } };
+        }[];
+      }[];
       const inference = manifest.flatMap((g) => g.services).find((s) => s.name === 'inference');
       expect(inference?.resources.gpu).toBeDefined();
       const services = manifest.flatMap((g) => g.services);
@@ -391,5 +470,52 @@ describe('infra/akash', () => {
     const bad = read('akash/rl-workers.sdl.yaml').replace(/ {10}attributes:\n {12}vendor:\n {14}nvidia:\n {16}- model: a100\n {16}- model: h100\n/, '');
     expect(bad).not.toEqual(read('akash/rl-workers.sdl.yaml'));
     expect(() => SDL.fromString(bad, 'beta3')).toThrow();
+  });
+});
+
+// ---- RL secrets -----------------------------------------------------------------------------------------------------
+
+describe('RL endpoints and session tokens in the manifests', () => {
+  /** The operator's value (interpolated, or from a Secret), never a literal in the manifest. */
+  const fromOperator = (v: unknown): boolean => typeof v === 'string' && /^\$\{[A-Z_]+(:-)?\}$/.test(v);
+  const WEIGHTS = '--allow-weight-updates';
+
+  test('docker compose: the inference server takes weight updates only with an admin token; RL roles hold the session key', () => {
+    const services = (parse(read('docker-compose.yml')) as { services: Record<string, Json> }).services;
+    const envOf = (name: string): Json => (services[name]!.environment as Json | undefined) ?? {};
+    const inference = Object.entries(services).filter(([, s]) => (s.command as string[] | undefined)?.includes(WEIGHTS)).map(([n]) => n);
+    expect(inference).toEqual(['rollout-inference']);
+    for (const name of [...inference, 'rollout']) expect([name, fromOperator(envOf(name).FORGE_INFERENCE_ADMIN_TOKEN)]).toEqual([name, true]);
+    for (const name of ['orchestrator', 'rollout', 'grpo']) expect([name, fromOperator(envOf(name).FORGE_RL_SESSION_KEY)]).toEqual([name, true]);
+  });
+
+  test('kubernetes: the admin token and the session key come from the forge-rl Secret', () => {
+    const containers = readdirSync(path.join(INFRA, 'k8s'))
+      .filter((f) => f.endsWith('.yaml'))
+      .flatMap((f) => parseAllDocuments(read(`k8s/${f}`)).map((d) => d.toJS() as Json))
+      .filter((d) => d.kind === 'Deployment')
+      .flatMap((d) =>
+        ((((d.spec as Json).template as Json).spec as Json).containers as Json[]).map((c) => ({ deployment: String((d.metadata as Json).name), c })),
+      );
+    const secretKey = (c: Json, name: string): string | undefined => {
+      const e = ((c.env as Json[] | undefined) ?? []).find((x) => x.name === name);
+      const ref = ((e?.valueFrom as Json | undefined)?.secretKeyRef as Json | undefined) ?? undefined;
+      return ref && ref.name === 'forge-rl' ? String(ref.key) : undefined;
+    };
+    const inference = containers.filter(({ c }) => ((c.args as string[] | undefined) ?? []).includes(WEIGHTS));
+    expect(inference.map(({ deployment }) => deployment)).toEqual(['forge-rollout']);
+    for (const { c } of inference) expect(secretKey(c, 'FORGE_INFERENCE_ADMIN_TOKEN')).toBe('inference-admin-token');
+    const role = (r: string): Json => containers.find(({ c }) => (c.args as string[] | undefined)?.[0] === r)!.c;
+    expect(secretKey(role('rollout'), 'FORGE_INFERENCE_ADMIN_TOKEN')).toBe('inference-admin-token');
+    for (const r of ['rollout', 'grpo', 'orchestrator']) expect([r, secretKey(role(r), 'FORGE_RL_SESSION_KEY')]).toEqual([r, 'session-key']);
+  });
+
+  test('akash: the inference server listens beyond loopback, so it gets the admin token; rollout and grpo the session key', () => {
+    const services = (parse(read('akash/rl-workers.sdl.yaml')) as { services: Record<string, Json> }).services;
+    const envOf = (name: string): Record<string, string> =>
+      Object.fromEntries(((services[name]!.env as string[] | undefined) ?? []).map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
+    expect(services.inference!.args as string[]).toContain(WEIGHTS);
+    for (const name of ['inference', 'rollout']) expect([name, fromOperator(envOf(name).FORGE_INFERENCE_ADMIN_TOKEN)]).toEqual([name, true]);
+    for (const name of ['rollout', 'grpo']) expect([name, fromOperator(envOf(name).FORGE_RL_SESSION_KEY)]).toEqual([name, true]);
   });
 });

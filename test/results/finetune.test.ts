@@ -14,16 +14,18 @@ import path from 'node:path';
 import { base58 } from '@scure/base';
 import type { Client, Connection } from '@temporalio/client';
 import { GitArtifactSource } from '../../client/api/git-artifacts';
+import { modelSigningKeyFrom } from '../../common/model-signing';
 import { orchestratorKey } from '../../common/orchestrator-key';
-import { DEFAULT_TRAINER_IMAGE } from '../../spec/constants';
-import { specSigningPayload, verifyBytes } from '../../spec/signing';
-import { publicKeyFromDidKey } from '../../spec/did-key';
+import { DEFAULT_TRAINER_IMAGE } from '../../jobspec/constants';
+import { specSigningPayload, verifyBytes } from '../../jobspec/signing';
+import { publicKeyFromDidKey } from '../../jobspec/did-key';
 import type { JobStatus } from '../../workflows/messages';
-import { makeSignedSpec } from '../spec/fixtures';
+import { makeSignedSpec } from '../jobspec/fixtures';
 import { runJob, startWorker, states, tempDir, testClient, testConfig, type RunningWorker } from '../helpers/forge';
 import { requireBuilt, runCommand } from '../helpers/cli';
 import { git, gitBytes, makeBareRepo } from '../helpers/results';
 import { startApi, type ApiHarness } from '../api/harness';
+import { flipByte, independentDsseCheck, modelSigningVerify } from '../helpers/model-signing';
 import { TRAINER, TRAINER_ENV, initTinyModel, makeDataRepo, requireTrainer, reverseExamples } from '../trainer/helpers';
 
 const TQ = 'test-results-finetune';
@@ -93,6 +95,7 @@ beforeAll(async () => {
     worker: false,
     artifacts: new GitArtifactSource({ home, git: config.results.git, signerDid: () => orchestratorKey(home).did }),
     identity: () => orchestratorKey(home).did,
+    modelSigningKey: () => modelSigningKeyFrom(orchestratorKey(home).secretKey).publicKeyPem,
   });
 }, 120_000);
 afterAll(async () => {
@@ -161,6 +164,55 @@ test('a finetune: committed, evaluated (rows in evals.jsonl) and promoted into a
     signer_did: did,
   });
   expect(verifyBytes(entry.signature_ed25519 as string, specSigningPayload(entry), publicKeyFromDidKey(did))).toBe(true);
+  // ... and points at the signed provenance committed next to the manifest.
+  expect(a.artifacts!.provenance).toEqual({ path: `models/job-${a.job_id}/provenance.intoto.json`, sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+  expect(entry.artifacts).toMatchObject({ provenance: a.artifacts!.provenance });
+}, 240_000);
+
+test('the committed model: model_signing verify key (the PyPI tool) accepts it, one flipped byte fails it; the DSSE provenance names spec, attempt and data commit', async () => {
+  const a = await jobA;
+  const repoDir = outputRepo.slice('file://'.length);
+  const checkout = path.join(home, 'clone-for-model-signing');
+  git(home, 'clone', '--quiet', '--branch', `jobs/${a.job_id}`, outputRepo, checkout);
+  const dir = path.join(checkout, 'models', `job-${a.job_id}`);
+  expect(readdirSync(dir)).toEqual(expect.arrayContaining(['manifest.json', 'manifest.sig', 'model.sig', 'provenance.intoto.json', 'model.safetensors']));
+
+  // The public key as GET /identity publishes it.
+  const identity = (await (await fetch(`${api.url}/identity`)).json()) as { did: string; model_signing_public_key_pem: string };
+  expect(identity.did).toBe(orchestratorKey(home).did);
+  const ok = modelSigningVerify(dir, identity.model_signing_public_key_pem, home);
+  expect(ok.output).toContain('Verification succeeded');
+  expect(ok.status).toBe(0);
+  flipByte(path.join(dir, 'model.safetensors'), 100);
+  const bad = modelSigningVerify(dir, identity.model_signing_public_key_pem, home);
+  expect(bad.status).not.toBe(0);
+  expect(bad.output).toMatch(/Hash mismatch for 'model.safetensors'/);
+
+  // The provenance, checked with node:crypto alone; its sha256 is what the status (and the registry entry) records.
+  const text = gitBytes(repoDir, 'show', `${a.artifacts!.commit}:models/job-${a.job_id}/provenance.intoto.json`);
+  expect(createHash('sha256').update(text).digest('hex')).toBe(a.artifacts!.provenance!.sha256);
+  const statement = independentDsseCheck(text.toString('utf8'), orchestratorKey(home).did) as {
+    subject: { name: string; digest: { sha256: string } }[];
+    predicateType: string;
+    predicate: {
+      buildDefinition: {
+        externalParameters: Record<string, unknown>;
+        internalParameters: Record<string, unknown>;
+        resolvedDependencies: Record<string, unknown>[];
+      };
+      runDetails: { byproducts: Record<string, unknown>[] };
+    };
+  };
+  expect(statement.predicateType).toBe('https://slsa.dev/provenance/v1');
+  expect(statement.subject).toEqual(a.artifacts!.files.map((f) => ({ name: f.path, digest: { sha256: f.sha256 } })));
+  const spec = statement.predicate.buildDefinition.externalParameters.spec as Record<string, unknown>;
+  const manifest = JSON.parse(readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as { spec_sha256: string; owner_did: string };
+  expect(spec).toMatchObject({ job_id: a.job_id, owner_did: manifest.owner_did, sha256: manifest.spec_sha256 });
+  expect(statement.predicate.buildDefinition.externalParameters).toMatchObject({ base_model: { name: model, revision: 'main' }, trainer_image: DEFAULT_TRAINER_IMAGE });
+  expect(statement.predicate.buildDefinition.internalParameters).toMatchObject({ backend: 'local', attempt: 1 });
+  const dataCommit = git(dataRepo.replace(/^file:\/\//, ''), 'rev-parse', 'main').trim();
+  expect(statement.predicate.buildDefinition.resolvedDependencies).toContainEqual(expect.objectContaining({ name: 'data', uri: dataRepo, digest: { gitCommit: dataCommit } }));
+  expect(statement.predicate.runDetails.byproducts).toContainEqual({ name: 'manifest.json', digest: { sha256: a.artifacts!.manifest_sha256 } });
 }, 240_000);
 
 test('an eval job evaluates its base model: its suite is its run (no EVALUATING), rows appended, nothing promoted', async () => {
@@ -187,12 +239,16 @@ test('a worse second job is not promoted, and the registry is unchanged', async 
   expect(rows().filter((r) => r.job_id === b.job_id)).toHaveLength(20);
 }, 240_000);
 
-/** A man in the middle between the CLI and the API that flips one byte of one file. */
-async function tamperingProxy(upstream: string, victim: string): Promise<{ url: string; close(): Promise<void> }> {
+/** A man in the middle between the CLI and the API that flips one byte of one file (the last, or the one `at`). */
+async function tamperingProxy(upstream: string, victim: string, at = -1): Promise<{ url: string; close(): Promise<void> }> {
   const server = http.createServer(async (req, res) => {
     const r = await fetch(`${upstream}${req.url}`, { method: req.method ?? 'GET', headers: { accept: String(req.headers.accept ?? '*/*') } });
     let body = Buffer.from(await r.arrayBuffer());
-    if (req.url?.endsWith(`/artifacts/${encodeURIComponent(victim)}`)) body = Buffer.concat([body.subarray(0, -1), Buffer.from([body.at(-1)! ^ 1])]);
+    if (req.url?.endsWith(`/artifacts/${encodeURIComponent(victim)}`)) {
+      body = Buffer.from(body);
+      const i = at < 0 ? body.length + at : at;
+      body[i] = body[i]! ^ 1;
+    }
     res.writeHead(r.status, { 'content-type': r.headers.get('content-type') ?? 'application/octet-stream', 'content-length': String(body.length) });
     res.end(body);
   });
@@ -211,10 +267,14 @@ test('cf-fetch-artifacts: the committed files, verified against GET /identity; t
   for (const f of a.artifacts!.files) {
     expect(createHash('sha256').update(readFileSync(path.join(dest, f.path))).digest('hex')).toBe(f.sha256);
   }
-  // manifest.json and manifest.sig byte for byte as committed.
-  for (const f of ['manifest.json', 'manifest.sig']) {
+  // manifest.json, manifest.sig, model.sig and the provenance byte for byte as committed: the folder checks with model_signing.
+  expect(JSON.parse(ok.stdout)).toMatchObject({ signatures: ['model.sig', 'provenance.intoto.json'] });
+  for (const f of ['manifest.json', 'manifest.sig', 'model.sig', 'provenance.intoto.json']) {
     expect(readFileSync(path.join(dest, f))).toEqual(gitBytes(repoDir, 'show', `${a.artifacts!.commit}:models/job-${a.job_id}/${f}`));
   }
+
+  const pem = modelSigningKeyFrom(orchestratorKey(home).secretKey).publicKeyPem;
+  expect(modelSigningVerify(dest, pem, home).output).toContain('Verification succeeded');
 
   // The status over the API (and cf-check-training) shows where the model went and how it did.
   const check = await runCommand('cf-check-training', [a.job_id], { FORGE_API_URL: api.url });
@@ -231,6 +291,17 @@ test('cf-fetch-artifacts: the committed files, verified against GET /identity; t
     expect(existsSync(refusedDest) ? readdirSync(refusedDest) : []).toEqual([]);
   } finally {
     await proxy.close();
+  }
+  // model.sig altered on the way (one byte of its signed payload): refused as well, nothing kept.
+  const sigProxy = await tamperingProxy(api.url, 'model.sig', 300);
+  try {
+    const refusedDest = path.join(home, 'tampered-sig');
+    const bad = await runCommand('cf-fetch-artifacts', ['--job-id', a.job_id, '--dest', refusedDest], { FORGE_API_URL: sigProxy.url, FORGE_HOME: home });
+    expect(bad.code).toBe(7);
+    expect(bad.stderr).toMatch(/refusing job .*model\.sig/);
+    expect(existsSync(refusedDest) ? readdirSync(refusedDest) : []).toEqual([]);
+  } finally {
+    await sigProxy.close();
   }
 }, 240_000);
 

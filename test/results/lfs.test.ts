@@ -15,7 +15,7 @@ import type { Client, Connection } from '@temporalio/client';
 import { checkoutArtifacts, resultsDir, type ArtifactsRecord } from '../../activities/artifacts';
 import { orchestratorKey } from '../../common/orchestrator-key';
 import type { JobStatus } from '../../workflows/messages';
-import { makeSignedSpec } from '../spec/fixtures';
+import { makeSignedSpec } from '../jobspec/fixtures';
 import { fakeTrainer, runJob, startWorker, states, tempDir, testClient, testConfig, type RunningWorker } from '../helpers/forge';
 import { requireBuilt, runCommand } from '../helpers/cli';
 import { git, gitBytes, makeBareRepo } from '../helpers/results';

@@ -1,16 +1,21 @@
 /**
  * The elite registry on a real git repository: the promotion rule, concurrent promotions from separate registry
  * clients (as from separate workers) that race on the same task type — the better one wins, the other one's other
- * task types are kept, nothing is lost — and a tampered registry that is refused.
+ * task types are kept, nothing is lost — a tampered registry that is refused, and a git:// registry served by a git
+ * daemon (docker-compose's `registry` service) that replicas share through the network.
  */
-import { randomUUID } from 'node:crypto';
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
 import { promises as fs, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { decidePromotions, EliteRegistry, RegistryError, type EliteEntry, type Elites, type PromotionCandidate } from '../../activities/registry';
 import type { EvalSummary } from '../../activities/evals';
 import { parseConfig } from '../../common/config';
+import { verifyDsse } from '../../common/dsse';
 import { orchestratorKey } from '../../common/orchestrator-key';
-import { tempDir } from '../helpers/forge';
+import { gitUrlProblem } from '../../jobspec/git-names';
+import { pollUntil, tempDir } from '../helpers/forge';
+import { freePort } from '../helpers/ports';
 import { git } from '../helpers/results';
 
 const home = tempDir('forge-registry-');
@@ -110,4 +115,67 @@ test('a registry whose elites.json was changed without the orchestrator key is r
   git(work, 'push', '--quiet', 'origin', 'main');
   await expect(client(`file://${repo}`).promote(candidate([summary('toy', 10)]))).rejects.toThrow(RegistryError);
   await expect(client(`file://${repo}`).read()).rejects.toThrow(/elites\.sig does not verify/);
+});
+
+test('a git:// registry (a git daemon, as docker-compose serves it): replicas promote and read through the network; specs cannot name git://', async () => {
+  const served = path.join(home, 'daemon');
+  await fs.mkdir(served, { recursive: true });
+  git(served, 'init', '--quiet', '--bare', '--initial-branch=main', path.join(served, 'registry.git'));
+  const port = await freePort();
+  const daemon = spawn('git', ['daemon', `--base-path=${served}`, '--export-all', '--enable=receive-pack', '--reuseaddr', '--listen=127.0.0.1', `--port=${port}`, served], { stdio: 'ignore' });
+  const url = `git://127.0.0.1:${port}/registry.git`;
+  try {
+    // Ready when it answers (the daemon binds after it starts).
+    await pollUntil(async () => (spawnSync('git', ['ls-remote', url]).status === 0 ? true : undefined), 'git daemon answering');
+    // Two registry clients, as two replicas with their own FORGE_HOME would be.
+    const [a, b] = [client(url), client(url)];
+    const toy = candidate([summary('toy', 8)]);
+    expect(await a.promote(toy)).toEqual([expect.objectContaining({ task_type: 'toy', promoted: true })]);
+    expect(await b.promote(candidate([summary('vcs', 5)]))).toEqual([expect.objectContaining({ task_type: 'vcs', promoted: true })]);
+    const { elites } = await client(url).read();
+    expect(Object.keys(elites!.elites).sort()).toEqual(['toy', 'vcs']);
+    expect(elites!.elites.toy!.job_id).toBe(toy.job_id);
+    expect(git(path.join(served, 'registry.git'), 'rev-list', '--count', 'main').trim()).toBe('2');
+  } finally {
+    daemon.kill();
+  }
+  expect(gitUrlProblem(url)).toMatch(/must be a git URL/);
+});
+
+test('a promotion commits the signed evaluation statement (eval suite hashes and results) the entry points at', async () => {
+  const repo = path.join(home, 'registry-evaluation');
+  const c = candidate([summary('toy', 8), summary('math', 3)]);
+  c.artifacts.provenance = { path: `${c.artifacts.path}/provenance.intoto.json`, sha256: 'f'.repeat(64) };
+  await client(`file://${repo}`).promote(c);
+  const { elites } = await client(`file://${repo}`).read();
+  const entry = elites!.elites.toy!;
+  expect(entry.evaluation).toEqual({ path: `evaluations/job-${c.job_id}.intoto.json`, sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+  expect(elites!.elites.math!.evaluation).toEqual(entry.evaluation);
+  const text = git(repo, 'show', `main:${entry.evaluation!.path}`);
+  expect(createHash('sha256').update(text, 'utf8').digest('hex')).toBe(entry.evaluation!.sha256);
+  // The DSSE envelope verifies with the orchestrator's did:key alone; the statement carries suites and results.
+  const checked = verifyDsse(JSON.parse(text), orchestratorKey(home).did);
+  if (!checked.ok) throw new Error(checked.reason);
+  const st = checked.statement as {
+    subject: unknown[];
+    predicateType: string;
+    predicate: { buildDefinition: { externalParameters: { eval_suites: unknown[] } }; runDetails: { byproducts: unknown[] } };
+  };
+  expect(st.predicateType).toBe('https://slsa.dev/provenance/v1');
+  expect(st.subject).toEqual([
+    { name: `${c.artifacts.path}/manifest.json`, digest: { sha256: 'd'.repeat(64) } },
+    { name: c.artifacts.provenance.path, digest: { sha256: 'f'.repeat(64) } },
+  ]);
+  expect(st.predicate.buildDefinition.externalParameters.eval_suites).toEqual([
+    { task_type: 'toy', sha256: 'e'.repeat(64) },
+    { task_type: 'math', sha256: 'e'.repeat(64) },
+  ]);
+  expect(st.predicate.runDetails.byproducts).toContainEqual({
+    name: 'eval_results:toy',
+    annotations: { tasks: 20, successes: 8, success_rate: 0.4, mean_latency_ms: 12 },
+  });
+  // Tampered: one result changed in the payload no longer verifies.
+  const env = JSON.parse(text) as { payload: string };
+  const forged = Buffer.from(Buffer.from(env.payload, 'base64').toString('utf8').replace('"successes":8', '"successes":9')).toString('base64');
+  expect(verifyDsse({ ...JSON.parse(text), payload: forged }, orchestratorKey(home).did).ok).toBe(false);
 });

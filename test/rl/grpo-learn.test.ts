@@ -92,7 +92,14 @@ afterAll(async () => {
 });
 
 test('reward rises, staleness stays within max_off_policy_steps, every step is logged', async () => {
-  const input = runInput({ jobId: JOB, maxSteps: STEPS, model: await tinyModel(), rl: { max_off_policy_steps: K }, settings: testSettings(q), checkpointInterval: 10 });
+  const input = runInput({
+    jobId: JOB,
+    maxSteps: STEPS,
+    model: await tinyModel(),
+    rl: { max_off_policy_steps: K },
+    settings: testSettings(q),
+    checkpointInterval: 10,
+  });
   const handle = await startRun(client, q, input);
   const result = (await handle.result()) as GrpoRunResult;
   expect(result.steps).toBe(STEPS);
@@ -115,18 +122,27 @@ test('reward rises, staleness stays within max_off_policy_steps, every step is l
   const recorded = await recordedVersions(client, handle.workflowId);
   expect(recorded.updates.map((u) => u.step)).toEqual(steps.map((s) => s.step));
   for (const u of recorded.updates) for (const v of u.versions) expect(u.step - 1 - v).toBeLessThanOrEqual(K);
+  // Rollout ids: one per dispatch, each ending in a random part the workflow drew (nobody can upload under it first).
+  const ids = recorded.rollouts.map((r) => r.rolloutId);
+  expect(new Set(ids).size).toBe(ids.length);
+  for (const id of ids) expect(id).toMatch(/^job-.+-grpo-1\.s\d+\.p\d+\.v\d+\.[0-9a-f]{20}$/);
+  expect(new Set(ids.map((id) => id.slice(-20))).size).toBe(ids.length);
   // Asynchronous: some updates did use a rollout one version old (the pipeline overlapped).
   expect(recorded.updates.some((u) => u.versions.some((v) => u.step - 1 - v === 1))).toBe(true);
 
   const status = await handle.query('status');
   expect(status).toMatchObject({ phase: 'done', policy_version: STEPS, latest: { step: STEPS } });
+  // An honest worker: the trainer host's re-scoring (the eval suite's checker) agrees with every reward it reported.
+  expect(status).toMatchObject({ rejected_rollouts: [] });
   const files = result.files.map((f) => f.path);
   expect(files).toEqual(expect.arrayContaining(['model.safetensors', 'config.json', 'training_log.jsonl', 'metrics.json']));
 });
 
 (MQTT ? test : test.skip)('Tashi coordination: every version is announced retained over MQTT 5, and rollout workers prefetch it', async () => {
   expect(logged).toHaveLength(STEPS);
-  const messages = announced.filter((m) => m.payload.length > 0).map((m) => JSON.parse(m.payload) as { job_id: string; version: number; sha256: string; url: string });
+  const messages = announced
+    .filter((m) => m.payload.length > 0)
+    .map((m) => JSON.parse(m.payload) as { job_id: string; version: number; sha256: string; url: string });
   const byVersion = new Map(messages.map((m) => [m.version, m]));
   for (const line of logged) expect(byVersion.get(line.step)).toMatchObject({ job_id: JOB, version: line.step, sha256: line.sha256 });
   expect(byVersion.get(0)?.url).toMatch(/\/v1\/policy\/0\/model\.safetensors$/);

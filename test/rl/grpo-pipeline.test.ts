@@ -59,7 +59,13 @@ afterAll(async () => {
 });
 
 async function run(jobId: string, steps: number, k: number) {
-  const input = runInput({ jobId, maxSteps: steps, model: await tinyModel(), rl: { max_off_policy_steps: k, prompts_per_step: 4 }, settings: testSettings(q) });
+  const input = runInput({
+    jobId,
+    maxSteps: steps,
+    model: await tinyModel(),
+    rl: { max_off_policy_steps: k, prompts_per_step: 4 },
+    settings: testSettings(q),
+  });
   const handle = await startRun(client, q, input);
   const result = (await handle.result()) as GrpoRunResult;
   expect(result.steps).toBe(steps);
@@ -70,7 +76,7 @@ async function run(jobId: string, steps: number, k: number) {
   const recorded = await recordedVersions(client, handle.workflowId);
   if (k > 0) recordHistory('grpoRun-pipelined.json', handle.workflowId); // the pipelined path, for replay
   for (const u of recorded.updates) for (const v of u.versions) expect(u.step - 1 - v).toBeLessThanOrEqual(k);
-  return { lines, recorded };
+  return { lines, recorded, workflowId: handle.workflowId };
 }
 
 test('with max_off_policy_steps 1 the next update is sent while one runs, and the trainer hardly waits', async () => {
@@ -86,8 +92,19 @@ test('with max_off_policy_steps 1 the next update is sent while one runs, and th
 }, 120_000);
 
 test('with max_off_policy_steps 0 (synchronous) no update is ever pipelined', async () => {
-  const { recorded } = await run('3b0f6c2e-8a41-4d7e-9c55-0e2d7b9f4a11', 4, 0);
+  const { recorded, workflowId } = await run('3b0f6c2e-8a41-4d7e-9c55-0e2d7b9f4a11', 4, 0);
   expect(recorded.updates.filter((u) => u.pipelined)).toEqual([]);
+  // The Web UI's view of the run: its current details and the summaries of its activity calls.
+  const id = workflowId;
+  const meta = await client.workflow.getHandle(id).query<{ currentDetails?: string | null }>('__temporal_workflow_metadata');
+  expect(meta.currentDetails).toContain('| phase | done |');
+  expect(meta.currentDetails).toMatch(/\| step \| 4 \/ 4, policy v4 \|/);
+  expect(meta.currentDetails).toMatch(/\| reward \| -?\d+\.\d{3} ± \d+\.\d{3}, loss /);
+  const events = (await client.workflow.getHandle(id).fetchHistory()).events ?? [];
+  const summaries = events.flatMap((e) => (e.activityTaskScheduledEventAttributes && e.userMetadata?.summary?.data ? [JSON.parse(Buffer.from(e.userMetadata.summary.data).toString('utf8')) as string] : []));
+  expect(summaries).toContain('acquire a trainer host for attempt 1');
+  expect(summaries).toContainEqual(expect.stringMatching(/^rollout step 1 #0 \(.+\) with policy v\d+$/));
+  expect(summaries).toContainEqual(expect.stringMatching(/^update the policy with step 4 on .+$/));
 }, 120_000);
 
 test('a host whose trainer takes one update at a time is never sent two', async () => {

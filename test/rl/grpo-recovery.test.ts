@@ -152,7 +152,11 @@ test('a killed rollout worker and a killed trainer host cost only a retry and a 
 
   // Rollouts A held were retried and completed by B.
   const history = await handle.fetchHistory();
-  const types = new Map((history.events ?? []).filter((e) => e.activityTaskScheduledEventAttributes).map((e) => [String(e.eventId), e.activityTaskScheduledEventAttributes!.activityType?.name]));
+  const types = new Map(
+    (history.events ?? [])
+      .filter((e) => e.activityTaskScheduledEventAttributes)
+      .map((e) => [String(e.eventId), e.activityTaskScheduledEventAttributes!.activityType?.name]),
+  );
   const retried = (history.events ?? []).filter(
     (e) => e.activityTaskStartedEventAttributes && types.get(String(e.activityTaskStartedEventAttributes.scheduledEventId)) === 'rollout' && (e.activityTaskStartedEventAttributes.attempt ?? 1) > 1,
   );

@@ -12,15 +12,21 @@ import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { createRlCollectActivities } from '../../activities/rl/collect';
 import type { StepLine } from '../../activities/rl/types';
+import type { RolloutHooks } from '../../activities/rl/rollout';
 import { rlSettings, type RlSettings } from '../../common/rl-config';
 import { repoRoot } from '../../common/paths';
-import { resolveRl, type RlParams } from '../../spec/rl';
+import { loadSessionKey, sessionToken } from '../../common/rl-session';
+import { historyJson, payloadsOf, registerTestSecret, scanHistory } from '../helpers/history-secrets';
+import { resolveRl, type RlParams } from '../../jobspec/rl';
 import type { GrpoRunInput, GrpoRunResult } from '../../workflows/grpo-run';
+import { grpoSettings } from '../../workers/config/grpo';
+import { rolloutSettings } from '../../workers/config/rollout';
 import { createGrpoWorker, type GrpoWorker } from '../../workers/grpo';
 import { createRolloutWorker, type RolloutWorker } from '../../workers/rollout';
 import { findTemporalCli } from '../../infra/dev-server';
 import { temporalAddress } from '../helpers/forge';
 import { MAIN } from '../helpers/processes';
+import { makeSignedSpec } from '../jobspec/fixtures';
 export { exited } from '../helpers/processes';
 
 export const FORGE_TRAINER = path.join(repoRoot(), '.tools', 'venv', 'bin', 'forge-trainer');
@@ -45,13 +51,17 @@ export function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = proces
   });
 }
 
+/** Where tinyModel() makes its model: a directory the operator config must list in results.git.file_roots. */
+export function tinyModelRoot(): string {
+  return process.env.FORGE_TEST_DIR ?? os.tmpdir();
+}
+
 /**
  * A tiny random model (forge-trainer init-tiny, seed 0), made once per jest run (under the run's FORGE_TEST_DIR) and
  * shared by the RL test files.
  */
 export async function tinyModel(): Promise<string> {
-  const root = process.env.FORGE_TEST_DIR ?? os.tmpdir();
-  const dir = path.join(root, 'rl-tiny-model');
+  const dir = path.join(tinyModelRoot(), 'rl-tiny-model');
   if (existsSync(path.join(dir, 'config.json'))) return dir;
   const tmp = `${dir}.tmp-${process.pid}`;
   await run(FORGE_TRAINER, ['init-tiny', '--out', tmp, '--seed', '0'], { ...process.env, OMP_NUM_THREADS: '1' });
@@ -121,13 +131,51 @@ export function testSettings(q: Queues, extra: Partial<RlSettings> = {}): RlSett
     rolloutTimeoutSeconds: 120,
     updateTimeoutSeconds: 120,
     statusIntervalSeconds: 0,
+    // TOPLOC verification is the subject of grpo-verify.test.ts (which sets it); elsewhere it would only slow the
+    // learning and recovery runs (a prefill per checked completion, BENCHMARKS.md "Rollout verification").
+    verifyFraction: 0,
     ...extra,
   };
 }
 
+/** The RL session key of a test's FORGE_HOME (made here if missing), registered as a secret no history may hold. */
+export function testSessionKey(home: string): Buffer {
+  const key = loadSessionKey({}, home);
+  registerTestSecret(key.toString('utf8'));
+  return key;
+}
+
+/** Every session id named in a history's payloads. */
+function sessionIdsOf(history: string): string[] {
+  const ids = new Set<string>();
+  const visit = (v: unknown): void => {
+    if (Array.isArray(v)) return v.forEach(visit);
+    if (v === null || typeof v !== 'object') return;
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+      if (k === 'sessionId' && typeof x === 'string') ids.add(x);
+      else visit(x);
+    }
+  };
+  payloadsOf(history).forEach(visit);
+  return [...ids];
+}
+
+/** The histories of these workflows hold neither the RL session key nor the token of any session they name. */
+export async function expectNoRlSecrets(client: Client, workflowIds: string[], home: string): Promise<void> {
+  const key = testSessionKey(home);
+  for (const id of workflowIds) {
+    const text = historyJson(await client.workflow.getHandle(id).fetchHistory());
+    const sessions = sessionIdsOf(text);
+    const known = [key.toString('utf8'), ...sessions.map((s) => sessionToken(key, s))];
+    expect({ id, findings: scanHistory(text, known) }).toEqual({ id, findings: [] });
+  }
+}
+
 export function rolloutEnv(q: Queues, inferenceUrl: string, home: string, hostId: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  testSessionKey(home);
   return {
     FORGE_INFERENCE_URL: inferenceUrl,
+    FORGE_HOME: home, // the RL session key: FORGE_HOME/secrets/rl-session.key, shared with the run's orchestrator
     FORGE_ROLLOUT_TASK_QUEUE: q.rollout,
     FORGE_HOST_ID: hostId,
     FORGE_ROLLOUT_CACHE_DIR: path.join(home, `cache-${hostId}`),
@@ -138,8 +186,10 @@ export function rolloutEnv(q: Queues, inferenceUrl: string, home: string, hostId
 }
 
 export function grpoEnv(q: Queues, home: string, hostId: string, extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  testSessionKey(home);
   return {
     FORGE_HOST_ID: hostId,
+    FORGE_HOME: home, // the RL session key, as rolloutEnv
     FORGE_GRPO_TASK_QUEUE: q.grpo,
     FORGE_GRPO_STATE_DIR: path.join(home, 'grpo-state'),
     FORGE_GRPO_WORK_DIR: path.join(home, `grpo-work-${hostId}`),
@@ -155,10 +205,10 @@ export interface InProcess<T> {
   stop(): Promise<void>;
 }
 
-export async function startRollout(env: NodeJS.ProcessEnv, address = temporalAddress()): Promise<InProcess<RolloutWorker>> {
+export async function startRollout(env: NodeJS.ProcessEnv, address = temporalAddress(), hooks?: RolloutHooks): Promise<InProcess<RolloutWorker>> {
   quietRuntime();
   const connection = await NativeConnection.connect({ address });
-  const r = await createRolloutWorker({ connection, namespace: 'default', env });
+  const r = await createRolloutWorker({ connection, namespace: 'default', settings: rolloutSettings(env), ...(hooks ? { hooks } : {}) });
   const running = r.worker.run();
   return {
     value: r,
@@ -174,7 +224,7 @@ export async function startRollout(env: NodeJS.ProcessEnv, address = temporalAdd
 export async function startGrpo(env: NodeJS.ProcessEnv, address = temporalAddress()): Promise<InProcess<GrpoWorker>> {
   quietRuntime();
   const connection = await NativeConnection.connect({ address });
-  const g = await createGrpoWorker({ connection, namespace: 'default', env });
+  const g = await createGrpoWorker({ connection, namespace: 'default', settings: grpoSettings(env) });
   const running = g.run();
   let stopped: Promise<void> | undefined;
   return {
@@ -199,7 +249,8 @@ export async function startRunWorker(q: Queues, home: string, address = temporal
     namespace: 'default',
     taskQueue: q.orchestrator,
     workflowBundle: { codePath: process.env.FORGE_TEST_WORKFLOW_BUNDLE! },
-    activities: createRlCollectActivities({ home }),
+    // The RL session key of `home`, as rolloutEnv / grpoEnv (not a FORGE_RL_SESSION_KEY of the developer's shell).
+    activities: createRlCollectActivities({ home, env: {} }),
     shutdownGraceTime: '1 second',
   });
   const running = worker.run();
@@ -236,6 +287,21 @@ export interface RunOptions {
   checkpointInterval?: number;
   learningRate?: number;
   taskTypes?: string[];
+}
+
+/** A signed rl job spec of 8 steps on `toy` with the given base model (a local path) and output repo. */
+export function rlJobSpec(model: string, outputRepo: string, overrides: object = {}) {
+  return makeSignedSpec({
+    job_type: 'rl',
+    base_model: { name: model, source: 'local', revision: 'main' },
+    objective: { optimize_for: 'success_rate', task_types: ['toy'], target_metric: 0.5, max_steps: 8 },
+    hyperparameters: { learning_rate: 3e-3, batch_size: 8, gradient_accumulation_steps: 1, warmup_steps: 0, weight_decay: 0 },
+    artifacts: { output_repo: outputRepo, output_branch: 'jobs/${job_id}', save_checkpoints: false, checkpoint_interval_steps: 4 },
+    backend: { provider: 'local', region: 'any', max_cost_usd: 1, max_retries: 1 },
+    resources: { max_hours: 0.25 },
+    rl: { group_size: 8, prompts_per_step: 8, max_completion_tokens: 8 },
+    ...overrides,
+  });
 }
 
 export function runInput(o: RunOptions): GrpoRunInput {

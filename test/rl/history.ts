@@ -2,7 +2,7 @@
 import type { Client } from '@temporalio/client';
 import { defaultPayloadConverter } from '@temporalio/common';
 import type { temporal } from '@temporalio/proto';
-import type { RolloutInput, UpdateInput } from '../../activities/rl/types';
+import { dispatchedId, type RolloutInput, type UpdateInput } from '../../activities/rl/types';
 
 export interface RecordedRun {
   runs: number;
@@ -31,7 +31,11 @@ export async function recordedVersions(client: Client, workflowId: string): Prom
     for (const e of history.events ?? []) {
       const started = e.workflowExecutionStartedEventAttributes;
       if (started?.continuedExecutionRunId) previous = started.continuedExecutionRunId;
-      const closed = e.activityTaskCompletedEventAttributes ?? e.activityTaskFailedEventAttributes ?? e.activityTaskTimedOutEventAttributes ?? e.activityTaskCanceledEventAttributes;
+      const closed =
+        e.activityTaskCompletedEventAttributes ??
+        e.activityTaskFailedEventAttributes ??
+        e.activityTaskTimedOutEventAttributes ??
+        e.activityTaskCanceledEventAttributes;
       if (closed) updateRunning.delete(String(closed.scheduledEventId));
       const a = e.activityTaskScheduledEventAttributes;
       if (!a) continue;
@@ -40,7 +44,11 @@ export async function recordedVersions(client: Client, workflowId: string): Prom
         rollouts.set(input.rolloutId, { rolloutId: input.rolloutId, step: input.step, version: input.policy.version });
       } else if (a.activityType?.name === 'grpoUpdate') {
         const input = decode<UpdateInput>(a.input);
-        ofRun.push({ step: input.step, groups: input.groups.map((g) => g.rolloutId), pipelined: [...updateRunning.values()].includes(input.step - 1) });
+        ofRun.push({
+          step: input.step,
+          groups: input.groups.map((g) => g.rolloutId),
+          pipelined: [...updateRunning.values()].includes(input.step - 1),
+        });
         updateRunning.set(String(e.eventId), input.step);
       }
     }
@@ -50,6 +58,6 @@ export async function recordedVersions(client: Client, workflowId: string): Prom
   return {
     runs,
     rollouts: [...rollouts.values()],
-    updates: updates.map((u) => ({ step: u.step, versions: u.groups.map((id) => rollouts.get(id)!.version), pipelined: u.pipelined })),
+    updates: updates.map((u) => ({ step: u.step, versions: u.groups.map((id) => rollouts.get(dispatchedId(id))!.version), pipelined: u.pipelined })),
   };
 }

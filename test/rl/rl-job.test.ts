@@ -9,15 +9,31 @@ import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import type { Client, Connection, WorkflowHandle } from '@temporalio/client';
 import type { JobStatus } from '../../workflows/messages';
-import { makeSignedSpec } from '../spec/fixtures';
 import { fakeTrainer, startJob, startWorker, states, tempDir, testClient, testConfig, waitForStatus, type RunningWorker } from '../helpers/forge';
 import { git, makeBareRepo } from '../helpers/results';
-import { grpoEnv, queues, readSteps, recordHistory, rolloutEnv, serveModel, startGrpo, startRollout, tinyModel, type InProcess, type Served } from './harness';
+import { parseCurvesSvg } from '../helpers/curves-svg';
+import {
+  expectNoRlSecrets,
+  grpoEnv,
+  queues,
+  readSteps,
+  recordHistory,
+  rlJobSpec,
+  rolloutEnv,
+  serveModel,
+  startGrpo,
+  startRollout,
+  tinyModel,
+  tinyModelRoot,
+  type InProcess,
+  type Served,
+} from './harness';
 
 const home = tempDir('forge-rl-job-');
 const q = queues('test-rl-job');
 const config = testConfig({ local: { trainers: { ok: fakeTrainer('ok', 1) } } }, undefined, {
-  results: { max_minutes: 5, git: { file_roots: [home] }, evals: { serve_env: { OMP_NUM_THREADS: '1' } } },
+  // The shared tiny model lies outside this file's home: the operator's policy must allow its directory.
+  results: { max_minutes: 5, git: { file_roots: [home, tinyModelRoot()] }, evals: { serve_env: { OMP_NUM_THREADS: '1' } } },
   rl: {
     grpo_task_queue: q.grpo,
     rollout_task_queue: q.rollout,
@@ -37,17 +53,7 @@ let outputRepo: string;
 const stops: InProcess<unknown>[] = [];
 
 function rlSpec(overrides: object = {}) {
-  return makeSignedSpec({
-    job_type: 'rl',
-    base_model: { name: model, source: 'local', revision: 'main' },
-    objective: { optimize_for: 'success_rate', task_types: ['toy'], target_metric: 0.5, max_steps: 8 },
-    hyperparameters: { learning_rate: 3e-3, batch_size: 8, gradient_accumulation_steps: 1, warmup_steps: 0, weight_decay: 0 },
-    artifacts: { output_repo: outputRepo, output_branch: 'jobs/${job_id}', save_checkpoints: false, checkpoint_interval_steps: 4 },
-    backend: { provider: 'local', region: 'any', max_cost_usd: 1, max_retries: 1 },
-    resources: { max_hours: 0.25 },
-    rl: { group_size: 8, prompts_per_step: 8, max_completion_tokens: 8 },
-    ...overrides,
-  });
+  return rlJobSpec(model, outputRepo, overrides);
 }
 
 function policyProcesses(jobId: string): string[] {
@@ -95,6 +101,11 @@ test('an rl job trains with GRPO, then its policy is committed and evaluated lik
   expect(git(bare, 'ls-tree', '--name-only', s.artifacts!.commit, `models/job-${spec.job_id}/`)).toContain('manifest.sig');
   const log = git(bare, 'show', `${s.artifacts!.commit}:models/job-${spec.job_id}/training_log.jsonl`);
   expect(readSteps(log).map((l) => l.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+  // training_curves.svg beside it: mean reward, KL and staleness by step, exactly the log's.
+  const curves = parseCurvesSvg(git(bare, 'show', `${s.artifacts!.commit}:models/job-${spec.job_id}/training_curves.svg`)).series;
+  expect(curves.get('reward_mean')).toEqual(readSteps(log).map((l) => ({ step: l.step, value: l.reward_mean })));
+  expect(curves.get('kl')).toEqual(readSteps(log).map((l) => ({ step: l.step, value: l.kl })));
+  expect(curves.get('staleness_mean')).toEqual(readSteps(log).map((l) => ({ step: l.step, value: l.staleness_mean })));
   expect(s.evals).toEqual([expect.objectContaining({ task_type: 'toy', tasks: 20 })]);
 
   // A policy that cannot be loaded: the trainer says permanent (exit 1) → EXIT_CODE, abandoned without a retry.
@@ -104,6 +115,8 @@ test('an rl job trains with GRPO, then its policy is committed and evaluated lik
   expect(b.last_error).toMatchObject({ class: 'EXIT_CODE', backend: 'forge-grpo', attempt: 1 });
   expect(b.last_error!.detail).toMatch(/could not load the policy/);
   expect(policyProcesses(spec.job_id)).toEqual([]);
+  // No secret in the histories: neither the RL session key nor the token of the session the run held.
+  await expectNoRlSecrets(client, [handle.workflowId, `job-${spec.job_id}-grpo-1`], home);
   recordHistory('trainingJob-rl-completed.json', handle.workflowId);
   recordHistory('grpoRun-completed.json', `job-${spec.job_id}-grpo-1`);
   recordHistory('trainingJob-rl-abandoned-exit-code.json', badHandle.workflowId);

@@ -10,7 +10,6 @@ import { startDevServer, type DevServer } from '../../infra/dev-server';
 import { freePort } from '../helpers/ports';
 
 declare global {
-  // eslint-disable-next-line no-var
   var __forgeDevServer: DevServer | undefined;
 }
 
@@ -28,6 +27,9 @@ export default async function globalSetup(): Promise<void> {
   process.env.FORGE_TEST_TEMPORAL_ADDRESS = given ?? server!.address;
   process.env.FORGE_TEST_WORKFLOW_BUNDLE = bundlePath;
   process.env.FORGE_TEST_DIR = dir;
+  // The test harnesses are the embedded stack: an orchestrator key is made in each FORGE_HOME on first use, and the
+  // registry may default to FORGE_HOME/registry (common/provisioning.ts). Tests of a provisioned replica unset it.
+  process.env.FORGE_EMBEDDED = '1';
 }
 
 const noop = (): void => undefined;

@@ -4,11 +4,11 @@
  * was watching is recognized with its real exit code.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import type { JobStatus } from '../../workflows/messages';
-import { makeSignedSpec } from '../spec/fixtures';
+import { makeSignedSpec } from '../jobspec/fixtures';
 import { fakeTrainer, readStarts, startJob, tempDir, testConfig, waitForStatus } from '../helpers/forge';
 import { freePort } from '../helpers/ports';
 
@@ -32,7 +32,8 @@ async function startStack(port: number, uiPort: number, apiPort: number): Promis
     cwd: ROOT,
     detached: true, // its own process group: the test kills the whole stack at once, as a crash would
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, FORGE_HOME: home, FORGE_CONFIG: configFile, FORGE_TEMPORAL_PORT: String(port), FORGE_UI_PORT: String(uiPort), FORGE_API_PORT: String(apiPort), TEMPORAL_ADDRESS: '' },
+    // FORGE_EMBEDDED cleared: npm start itself says it is the embedded stack (its orchestrator key is made at start).
+    env: { ...process.env, FORGE_EMBEDDED: '', FORGE_HOME: home, FORGE_CONFIG: configFile, FORGE_TEMPORAL_PORT: String(port), FORGE_UI_PORT: String(uiPort), FORGE_API_PORT: String(apiPort), TEMPORAL_ADDRESS: '' },
   });
   p.stdout?.on('data', (d: Buffer) => (output += d.toString()));
   p.stderr?.on('data', (d: Buffer) => (output += d.toString()));
@@ -69,6 +70,9 @@ test('SIGKILL of the whole stack while trainers run, then npm start again: every
   // The HTTP API is part of the stack: its URL is in the banner and it reaches Temporal.
   expect(output).toContain(`API:        http://127.0.0.1:${apiPort}`);
   expect((await fetch(`http://127.0.0.1:${apiPort}/healthz`)).status).toBe(200);
+  expect(existsSync(path.join(home, 'keys', 'orchestrator.json'))).toBe(true);
+  // The reaper's schedule is made by npm start (and found as it is on the restart below).
+  expect(output).toContain('[forge] reaper schedule forge-reaper created: every 300 s on forge-orchestrator');
 
   let connection = await Connection.connect({ address: `127.0.0.1:${port}` });
   let client = new Client({ connection });
@@ -85,6 +89,7 @@ test('SIGKILL of the whole stack while trainers run, then npm start again: every
   // 'quick' and 'exit-3' finish while nothing watches; 'ok' is still running when the stack comes back.
   await new Promise((r) => setTimeout(r, 3500));
   stack = await startStack(port, uiPort, apiPort);
+  expect(output).toContain('[forge] reaper schedule forge-reaper unchanged: every 300 s on forge-orchestrator');
 
   connection = await Connection.connect({ address: `127.0.0.1:${port}` });
   client = new Client({ connection });

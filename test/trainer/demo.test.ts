@@ -8,7 +8,7 @@ import path from 'node:path';
 import type { Client, Connection } from '@temporalio/client';
 import { runDemo } from '../../client/demo/finetune-tiny';
 import { demoPaths, ensureGitRepo, ensureOwnerKey, ensureTinyModel } from '../../client/demo/prepare';
-import { DEFAULT_TRAINER_IMAGE } from '../../spec/constants';
+import { DEFAULT_TRAINER_IMAGE } from '../../jobspec/constants';
 import { startWorker, tempDir, testClient, testConfig, type RunningWorker } from '../helpers/forge';
 import { TRAINER, TRAINER_ENV, requireTrainer } from './helpers';
 

@@ -7,9 +7,9 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, promises as fs, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client, Connection } from '@temporalio/client';
-import { DEFAULT_TRAINER_IMAGE } from '../../spec/constants';
+import { DEFAULT_TRAINER_IMAGE } from '../../jobspec/constants';
 import type { JobStatus } from '../../workflows/messages';
-import { makeSignedSpec } from '../spec/fixtures';
+import { makeSignedSpec } from '../jobspec/fixtures';
 import { startJob, startWorker, states, tempDir, testClient, testConfig, waitForStatus, type RunningWorker } from '../helpers/forge';
 import { PYTHON, TRAINER, TRAINER_ENV, initTinyModel, makeDataRepo, readEvents, requireTrainer, reverseExamples } from './helpers';
 

@@ -1,12 +1,15 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ConfigError, defaultConfig, loadConfig, parseConfig } from '../../common/config';
-import { DEFAULT_TRAINER_IMAGE } from '../../spec/constants';
+import { ConfigError, defaultConfig, loadConfig, outageSeconds, parseConfig } from '../../common/config';
+import { DEFAULT_TRAINER_IMAGE } from '../../jobspec/constants';
 
-test('the default config runs the reference trainer on one local backend', () => {
-  const c = defaultConfig();
+test('the default config runs the reference trainer on one local backend (and P2PFL when its venv is installed)', () => {
+  const c = defaultConfig(false);
   expect(Object.keys(c.backends)).toEqual(['local']);
+  const fed = defaultConfig(true).backends.p2pfl;
+  expect(fed).toMatchObject({ kind: 'p2pfl', nodes: 2, rounds: 2, protocol: 'memory', enabled: true });
+  expect(fed?.trainers[DEFAULT_TRAINER_IMAGE]?.command).toEqual([expect.stringMatching(/\.tools\/p2pfl-venv\/bin\/python$/), '-m', 'forge_trainer.p2pfl_experiment']);
   expect(c.backends.local?.trainers[DEFAULT_TRAINER_IMAGE]?.command[0]).toMatch(/\.tools\/venv\/bin\/forge-trainer$/);
   expect(c.retry_backoff).toEqual({ initial_seconds: 10, max_seconds: 600 });
   expect(c.allowed_owners).toBeUndefined();
@@ -45,4 +48,25 @@ test('FORGE_CONFIG: unreadable or not JSON says which file', () => {
   writeFileSync(bad, '{ nope');
   expect(() => loadConfig({ FORGE_CONFIG: bad })).toThrow(/bad\.json: not valid JSON/);
   expect(() => loadConfig({ FORGE_CONFIG: path.join(dir, 'missing.json') })).toThrow(/missing\.json: cannot read it/);
+});
+
+test('backend_outage_seconds: 1800 by default, set at the top level, overridden by a backend of its own', () => {
+  expect(outageSeconds(defaultConfig(), 'local')).toBe(1800);
+  const c = parseConfig({
+    backend_outage_seconds: 60,
+    backends: {
+      a: { kind: 'local' },
+      b: { kind: 'local', backend_outage_seconds: 5 },
+      pi: { kind: 'prime-intellect', hourly_usd: 3, api_key: 'k', backend_outage_seconds: 900 },
+    },
+  });
+  expect(['a', 'b', 'pi', 'unknown'].map((name) => outageSeconds(c, name))).toEqual([60, 5, 900, 60]);
+  expect(() => parseConfig({ backend_outage_seconds: 0, backends: { a: { kind: 'local' } } })).toThrow(/backend_outage_seconds/);
+});
+
+test('history_events_per_run: 1000 by default, at least 100, a whole number', () => {
+  expect(defaultConfig().history_events_per_run).toBe(1000);
+  const backends = { a: { kind: 'local' } };
+  expect(parseConfig({ history_events_per_run: 100, backends }).history_events_per_run).toBe(100);
+  for (const bad of [99, 250.5, '500']) expect(() => parseConfig({ history_events_per_run: bad, backends })).toThrow(/history_events_per_run/);
 });

@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { applyEditBlocks, checkAnswer, defaultSuiteDir, EvalSuiteError, loadSuite, renderPrompt, suiteTaskTypes } from '../../activities/eval-suite';
-import { describeNotificationTarget, notificationTargetKind } from '../../spec/notification-target';
+import { describeNotificationTarget, notificationTargetKind } from '../../jobspec/notification-target';
 
 test('the shipped suite: file-edit, toy and vcs, every task file valid', () => {
   const dir = defaultSuiteDir();

@@ -1,5 +1,5 @@
-/** Exit statuses → failure classes (spec/failure.ts): the trainer contract, and a trainer killed from outside. */
-import { classifyExitCode, isRetryable } from '../../spec/failure';
+/** Exit statuses → failure classes (jobspec/failure.ts): the trainer contract, and a trainer killed from outside. */
+import { classifyExitCode, isRetryable } from '../../jobspec/failure';
 
 test.each([
   [0, undefined],

@@ -1,4 +1,4 @@
-import { generateKeyPair } from '../../spec/signing';
+import { generateKeyPair } from '../../jobspec/signing';
 import { jobPriority } from '../../common/job-priority';
 
 test("an owner's did:key is its fairness key; a key over Temporal's 64 bytes is left out", () => {

@@ -1,6 +1,6 @@
 import { canTransition, isTerminal, JOB_STATES, type JobState } from '../../workflows/lifecycle/states';
 
-test('the edges of DESIGN.md §4', () => {
+test('the edges of docs/architecture.md §4', () => {
   const allowed = JOB_STATES.flatMap((from) => JOB_STATES.filter((to) => canTransition(from, to)).map((to) => `${from}→${to}`));
   expect(allowed.sort()).toEqual(
     [

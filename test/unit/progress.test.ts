@@ -1,4 +1,4 @@
-import { progressDecile } from '../../spec/progress';
+import { progressDecile } from '../../jobspec/progress';
 
 test('progress deciles: unknown, 0..10, clamped', () => {
   expect(progressDecile(undefined)).toBe(-1);

@@ -30,7 +30,7 @@ test('capacity failures fail over to the next backend, wrapping around', () => {
 });
 
 test('non-retryable failures abandon at once', () => {
-  for (const failure of ['EXIT_CODE', 'REJECTED', 'BUDGET', 'INVALID_SPEC'] as const) {
+  for (const failure of ['EXIT_CODE', 'REJECTED', 'BUDGET', 'INVALID_SPEC', 'INTERNAL', 'EVAL_ROWS_REFUSED'] as const) {
     expect(planAfterFailure({ ...base, failure })).toMatchObject({ action: 'abandon', failure });
   }
 });

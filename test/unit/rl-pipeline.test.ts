@@ -28,7 +28,11 @@ describe('bounded staleness', () => {
 
   it('a simulated asynchronous pipeline never exceeds the bound, and overlaps when k ≥ 1', () => {
     // Events: finish a random in-flight rollout batch, or finish the update in flight.
-    const scenario = fc.record({ k: fc.integer({ min: 0, max: 3 }), maxSteps: fc.integer({ min: 1, max: 25 }), choices: fc.array(fc.nat(), { minLength: 200, maxLength: 200 }) });
+    const scenario = fc.record({
+      k: fc.integer({ min: 0, max: 3 }),
+      maxSteps: fc.integer({ min: 1, max: 25 }),
+      choices: fc.array(fc.nat(), { minLength: 200, maxLength: 200 }),
+    });
     fc.assert(
       fc.property(scenario, ({ k, maxSteps, choices }) => {
         let version = 0;

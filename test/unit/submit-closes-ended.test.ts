@@ -1,14 +1,15 @@
 /**
  * admitAndSubmit (activities/control.ts) releases a deployment whose trainer had already ended when the submit looked,
- * as its follower would have, and says so (Submission.closed): the workflow then needs no close step.
+ * as its follower would have, and says so (Submission.closed): the workflow then needs no close step — unless its
+ * outputs are still on it (a remote success), which stays open for the commit.
  */
 import { parseConfig } from '../../common/config';
 import { createControlActivities } from '../../activities/control';
 import type { Backend, DeploymentRef, DeploymentState } from '../../activities/backends/types';
-import { trainingJobSpecSchema } from '../../spec/schema';
-import { makeSignedSpec } from '../spec/fixtures';
+import { trainingJobSpecSchema } from '../../jobspec/schema';
+import { makeSignedSpec } from '../jobspec/fixtures';
 
-function fakeBackend(state: DeploymentState): Backend & { closed: string[] } {
+function fakeBackend(state: DeploymentState, outputsOnDeployment = false): Backend & { closed: string[] } {
   const closed: string[] = [];
   return {
     name: 'fake',
@@ -25,15 +26,15 @@ function fakeBackend(state: DeploymentState): Backend & { closed: string[] } {
       submittedAt: new Date().toISOString(),
       data: {},
     }),
-    status: async () => (state === 'FAILED' ? { state, costUsd: 0, failure: { class: 'EXIT_CODE', detail: 'exit 3' } } : { state, costUsd: 0 }),
+    status: async () => (state === 'FAILED' ? { state, costUsd: 0, failure: { class: 'EXIT_CODE', detail: 'exit 3' } } : { state, costUsd: 0, ...(outputsOnDeployment && { outputsOnDeployment }) }),
     logs: async () => ({ lines: [], cursor: '' }),
     collectArtifacts: async () => [],
     close: async (d) => void closed.push(d.id),
   };
 }
 
-async function submitOn(state: DeploymentState) {
-  const b = fakeBackend(state);
+async function submitOn(state: DeploymentState, outputsOnDeployment = false) {
+  const b = fakeBackend(state, outputsOnDeployment);
   const config = parseConfig({ backends: { fake: { kind: 'local', trainers: { x: { command: ['/bin/true'] } } } } });
   const acts = createControlActivities({ config, backends: new Map([['fake', b]]), pollIntervalMs: () => 1000, fairness: 'off' });
   const raw = makeSignedSpec({ backend: { provider: 'fake' } });
@@ -50,6 +51,13 @@ test.each(['SUCCEEDED', 'FAILED'] as const)('a trainer already %s at submit is c
 
 test('a running one is left to its follower', async () => {
   const { outcome, closed } = await submitOn('RUNNING');
+  expect(outcome && 'submission' in outcome && outcome.submission.closed).toBeUndefined();
+  expect(closed).toEqual([]);
+});
+
+test('a remote success whose outputs are still on its deployment is left open (the workflow closes it after the commit)', async () => {
+  const { outcome, closed } = await submitOn('SUCCEEDED', true);
+  expect(outcome && 'submission' in outcome && outcome.submission).toMatchObject({ status: { state: 'SUCCEEDED', outputsOnDeployment: true } });
   expect(outcome && 'submission' in outcome && outcome.submission.closed).toBeUndefined();
   expect(closed).toEqual([]);
 });

@@ -1,7 +1,7 @@
 /** Worker pools from env (workers/pool.ts) and the image entrypoint's role choice (workers/main.ts). */
 import { deploymentOptions, poolWorkerOptions, readPool, readWorkerProcessEnv } from '../../workers/pool';
 import { ROLES, resolveRole } from '../../workers/main';
-import { ORCHESTRATOR_POOL } from '../../workers/orchestrator';
+import { ORCHESTRATOR_POOL } from '../../workers/config/orchestrator';
 
 describe('pool env', () => {
   test('defaults, then every knob', () => {

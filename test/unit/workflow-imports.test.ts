@@ -58,7 +58,7 @@ describe('workflow code imports', () => {
   });
 
   it('finds a zod import when there is one (the walk itself works)', () => {
-    const reached = packagesReached(path.join(ROOT, 'spec', 'parse.ts'));
+    const reached = packagesReached(path.join(ROOT, 'jobspec', 'parse.ts'));
     expect([...reached.keys()]).toContain('zod');
   });
 });

@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { Client, Connection, WorkflowHandle } from '@temporalio/client';
 import { temporal } from '@temporalio/proto';
 import type { JobStatus } from '../../workflows/messages';
-import { makeSignedSpec } from '../spec/fixtures';
+import { makeSignedSpec } from '../jobspec/fixtures';
 import { fakeTrainer, pollUntil, readStarts, startJob, tempDir, testClient, testConfig, waitForStatus } from '../helpers/forge';
 import { freePort } from '../helpers/ports';
 import { exited, spawnWorker as spawnOrchestrator } from '../helpers/processes';
@@ -121,4 +121,25 @@ test('SIGTERM drains: in-flight activities handed back, exit 0, another worker c
   await exited(second);
   expect(second.exitCode).toBe(0);
   expect(readFileSync(path.join(home, 'worker.log'), 'utf8')).not.toMatch(/Error|unhandled/i);
+}, 120_000);
+
+test('a worker whose queued jobs were woken for their slot exits at once on SIGTERM: no admission poll timer outlives its wait', async () => {
+  // max_concurrent 1 and a 60 s admission poll: the jobs far back sleep 60 s, and each is woken early when the job
+  // before it releases the slot. A woken wait's timer must go with it, or it holds the stopping process for up to 60 s.
+  const queue = `${TQ}-woken`;
+  const file = path.join(home, 'config-woken.json');
+  const capped = { max_concurrent: 1, trainers: { ok: fakeTrainer('ok', 0.5) } };
+  writeFileSync(file, JSON.stringify(testConfig({ capped }, undefined, { admission_poll_seconds: 60 })));
+  const env = { FORGE_ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS: String(GRACE_SECONDS) };
+  const worker = spawnOrchestrator({ home, configFile: file, taskQueue: queue, env });
+  workers.push(worker);
+  const specs = Array.from({ length: 6 }, () => makeSignedSpec({ trainer: { image: 'ok' }, backend: { provider: 'capped' } }));
+  const handles = await Promise.all(specs.map((s) => startJob(client, queue, s)));
+  const results = (await Promise.all(handles.map((h) => h.result()))) as JobStatus[];
+  expect(results.map((r) => r.state)).toEqual(specs.map(() => 'COMPLETED'));
+  const t0 = Date.now();
+  worker.kill('SIGTERM');
+  await exited(worker);
+  expect(worker.exitCode).toBe(0);
+  expect(Date.now() - t0).toBeLessThan((GRACE_SECONDS + 8) * 1000);
 }, 120_000);

@@ -7,9 +7,10 @@ import path from 'node:path';
 import { NativeConnection, Runtime, DefaultLogger, type Worker } from '@temporalio/worker';
 import type { Client, Connection, WorkflowHandle } from '@temporalio/client';
 import type { JobStatus } from '../../workflows/messages';
+import { orchestratorSettings } from '../../workers/config/orchestrator';
 import { createOrchestratorWorker } from '../../workers/orchestrator';
 import { deploymentOptions, readWorkerProcessEnv } from '../../workers/pool';
-import { makeSignedSpec } from '../spec/fixtures';
+import { makeSignedSpec } from '../jobspec/fixtures';
 import { fakeTrainer, startJob, tempDir, temporalAddress, testClient, testConfig, waitForStatus } from '../helpers/forge';
 
 const TQ = 'test-versioning';
@@ -32,7 +33,7 @@ async function startVersioned(buildId: string): Promise<Worker> {
     home,
     taskQueue: TQ,
     workflowBundlePath: process.env.FORGE_TEST_WORKFLOW_BUNDLE,
-    env: { FORGE_ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS: '1' },
+    settings: orchestratorSettings({ FORGE_ORCHESTRATOR_SHUTDOWN_GRACE_SECONDS: '1' }),
     deployment: deploymentOptions(env),
   });
   running.push({ worker, done: worker.run(), native });

@@ -3,11 +3,11 @@
  * CANCELLED with the trainer process really gone; a bad or stale signature is refused and the job goes on.
  */
 import { WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/client';
-import { generateKeyPair, signCancelRequest } from '../../spec/signing';
+import { generateKeyPair, signCancelRequest } from '../../jobspec/signing';
 import type { JobStatus } from '../../workflows/messages';
 import { cancelJob } from '../../client/cancel-job';
 import { ForgeJobState } from '../../workflows/search-attributes';
-import { makeSignedSpec } from '../spec/fixtures';
+import { makeSignedSpec } from '../jobspec/fixtures';
 import { fakeTrainer, processAlive, readStarts, startJob, tempDir, testConfig, useForge, waitForStatus } from '../helpers/forge';
 
 const TQ = 'test-cancel';

@@ -5,9 +5,9 @@
  */
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { generateKeyPair } from '../../spec/signing';
+import { generateKeyPair } from '../../jobspec/signing';
 import type { JobStatus } from '../../workflows/messages';
-import { makeSignedSpec } from '../spec/fixtures';
+import { makeSignedSpec } from '../jobspec/fixtures';
 import { fakeTrainer, startJob, tempDir, testConfig, useForge, waitForStatus } from '../helpers/forge';
 
 const TQ = 'test-fair-admission';
@@ -21,10 +21,11 @@ test('one slot, owner A queues 6 jobs before owner B queues 2: B is served secon
   // A's first job holds the only slot until everything else queues behind it (the test releases it, whatever the load).
   const aSpecs = Array.from({ length: 6 }, (_, i) => makeSignedSpec({ trainer: { image: i === 0 ? 'hold' : 'ok' } }, a));
   const bSpecs = Array.from({ length: 2 }, () => makeSignedSpec({ trainer: { image: 'ok' } }, b));
-  const handles = [];
-  for (const s of aSpecs) handles.push(await startJob(forge.client, TQ, s));
-  // The rest of A's queue up before B arrives.
+  // A's first job takes the slot before the others start (else one of them may be admitted first), then the rest of
+  // A's queue up before B arrives.
+  const handles = [await startJob(forge.client, TQ, aSpecs[0]!)];
   await waitForStatus(handles[0]!, (s) => s.state === 'RUNNING');
+  for (const s of aSpecs.slice(1)) handles.push(await startJob(forge.client, TQ, s));
   await Promise.all(handles.slice(1).map((h) => waitForStatus(h, (s) => s.state !== 'CREATED')));
   await Promise.all(handles.slice(1).map((h) => waitForStatus(h, (s) => s.state === 'QUEUED')));
   for (const s of bSpecs) handles.push(await startJob(forge.client, TQ, s));

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import type { JobStatus } from '../../workflows/messages';
 import { findTemporalCli } from '../../infra/dev-server';
 import { ForgeJobState } from '../../workflows/search-attributes';
-import { makeSignedSpec } from '../spec/fixtures';
+import { makeSignedSpec } from '../jobspec/fixtures';
 import {
   fakeTrainer,
   processAlive,

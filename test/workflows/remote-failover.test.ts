@@ -8,9 +8,9 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import type { Client, WorkflowHandle } from '@temporalio/client';
-import { agentToken } from '../../activities/backends/remote-agent-script';
+import { agentToken } from '../../activities/backends/remote/remote-agent-script';
 import { parseConfig, type ForgeConfig } from '../../common/config';
-import { DEFAULT_TRAINER_IMAGE } from '../../spec/constants';
+import { DEFAULT_TRAINER_IMAGE } from '../../jobspec/constants';
 import type { JobStatus } from '../../workflows/messages';
 import { ForgeCostUsd } from '../../workflows/search-attributes';
 import { FakeAkashConsole } from '../fakes/akash-console';
@@ -18,7 +18,7 @@ import { FakeAkashProvider } from '../fakes/akash-provider';
 import { FakePrimeIntellect } from '../fakes/prime-intellect';
 import { http as request, startApi, type ApiHarness } from '../api/harness';
 import { FAKE_TRAINER, fakeTrainer, startJob, startWorker, states, testClient, waitForStatus, type RunningWorker } from '../helpers/forge';
-import { makeSignedSpec } from '../spec/fixtures';
+import { makeSignedSpec } from '../jobspec/fixtures';
 
 const TQ = 'test-remote-failover';
 const AKASH_KEY = 'akash-console-key-SECRET-7f3a9c';
@@ -197,7 +197,9 @@ test('GET /backends/:name/health asks each backend for real, bounded by a timeou
   const api: ApiHarness = await startApi({ taskQueue: `${TQ}-api`, config, home, worker: false, healthTimeoutMs: 1500 });
   try {
     const listed = await request(api.url, 'GET', '/backends');
-    expect((listed.json as { backends: { name: string; kind: string; hourly_usd: number }[] }).backends.map((b) => [b.name, b.kind, b.hourly_usd])).toEqual([
+    expect(
+      (listed.json as { backends: { name: string; kind: string; hourly_usd: number }[] }).backends.map((b) => [b.name, b.kind, b.hourly_usd]),
+    ).toEqual([
       ['akash', 'akash', 2],
       ['prime-intellect', 'prime-intellect', 3],
       ['pi-hung', 'prime-intellect', 3],

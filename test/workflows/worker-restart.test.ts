@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Client, Connection } from '@temporalio/client';
 import type { JobStatus } from '../../workflows/messages';
-import { makeSignedSpec } from '../spec/fixtures';
+import { makeSignedSpec } from '../jobspec/fixtures';
 import { exited, spawnWorker as spawnOrchestrator } from '../helpers/processes';
 import { fakeTrainer, readStarts, startJob, tempDir, testClient, testConfig, waitForStatus } from '../helpers/forge';
 
