@@ -243,7 +243,7 @@ export const forgeConfigSchema = z.strictObject({
   /** RL jobs: trainer-host and rollout queues, timeouts, price (common/rl-config.ts). */
   rl: rlConfigSchema.default(defaultRlConfig),
   /**
-   * Cost-aware admission (activities/admission.ts): `order` "price" tries the cheapest candidate first when the
+   * Cost-aware admission (activities/control/admission.ts): `order` "price" tries the cheapest candidate first when the
    * spec's backend.region is "any" ("list": provider, then fallbacks); `budget` "fit" admits a backend only when its
    * hourly price × max_hours fits the job's remaining max_cost_usd, "stop" admits it anyway and relies on the
    * follower stopping the attempt when the budget is spent.

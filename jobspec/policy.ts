@@ -1,7 +1,7 @@
 /**
  * The operator's policy for a valid, signed spec: what it may make the orchestrator do with the operator's
  * credentials, files and time. One pure function, used by the API's POST /jobs (403 naming the field) and by the
- * workflow's own validation (activities/control.ts validateSpec), so a bare Temporal client is refused the same way.
+ * workflow's own validation (activities/control/activities.ts validateSpec), so a bare Temporal client is refused the same way.
  * No I/O here: resolving symlinks is the caller's `resolvePath` (common/spec-policy.ts builds a policy from the
  * operator config).
  */

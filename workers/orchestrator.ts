@@ -6,8 +6,8 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createBackends } from '../activities/backends/registry';
-import { capsCountedByEntity, createCapacityActivities } from '../activities/capacity';
-import { createControlActivities } from '../activities/control';
+import { capsCountedByEntity, createCapacityActivities } from '../activities/control/capacity';
+import { createControlActivities } from '../activities/control/activities';
 import { createReaperActivities } from '../activities/reaper';
 import { reaperRegistry } from '../activities/reaper-metrics';
 import { createResultActivities, type ResultHooks } from '../activities/results';
@@ -46,7 +46,7 @@ export function defaultWorkflowBundle(): string | undefined {
 
 export async function createOrchestratorWorker(o: OrchestratorWorkerOptions): Promise<Worker> {
   const { env, pool } = o.settings;
-  // max_concurrent is counted by each backend's admission entity (activities/capacity.ts), not by the backends here.
+  // max_concurrent is counted by each backend's admission entity (activities/control/capacity.ts), not by the backends here.
   const backends = createBackends(capsCountedByEntity(o.config), o.home);
   const activities = createControlActivities({
     config: o.config,

@@ -1,6 +1,6 @@
 /**
  * bench/capacity (issue 15): `npm run bench:capacity`. What asking the admission entity of a capped backend
- * (workflows/backend-capacity.ts) costs a job, measured as the control activities call it (activities/capacity.ts
+ * (workflows/backend-capacity.ts) costs a job, measured as the control activities call it (activities/control/capacity.ts
  * CapacityGate: Update-with-start for acquire, Update for release), against a Temporal CLI dev server in memory and one
  * orchestrator worker (with its admission entities' worker) in this process. Prints a Markdown section for BENCHMARKS.md.
  *
@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { NativeConnection, Runtime, DefaultLogger } from '@temporalio/worker';
-import { CapacityGate } from '../../activities/capacity';
+import { CapacityGate } from '../../activities/control/capacity';
 import { parseConfig } from '../../common/config';
 import { startDevServer } from '../../infra/dev-server';
 import { orchestratorSettings } from '../../workers/config/orchestrator';
@@ -133,7 +133,7 @@ async function main(): Promise<void> {
     out.push(
       '### Admission entity (max_concurrent across replicas)',
       '',
-      `Measured on ${new Date().toISOString().slice(0, 10)} by \`bench/capacity\`: \`CAPACITY_CYCLES=${CYCLES} CAPACITY_WAITERS=${WAITERS} CAPACITY_POLLS=${POLLS} CAPACITY_PARALLEL=${PARALLEL} CAPACITY_PARALLEL_CYCLES=${PARALLEL_CYCLES} CAPACITY_CAP=${CAP} CAPACITY_POLL_MS=${POLL_MS} npm run bench:capacity\`; ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'CPU'}, Node ${process.version}, Temporal CLI dev server in memory, one orchestrator worker in the same process. Round trips in ms, as the control activities make them (activities/capacity.ts).`,
+      `Measured on ${new Date().toISOString().slice(0, 10)} by \`bench/capacity\`: \`CAPACITY_CYCLES=${CYCLES} CAPACITY_WAITERS=${WAITERS} CAPACITY_POLLS=${POLLS} CAPACITY_PARALLEL=${PARALLEL} CAPACITY_PARALLEL_CYCLES=${PARALLEL_CYCLES} CAPACITY_CAP=${CAP} CAPACITY_POLL_MS=${POLL_MS} npm run bench:capacity\`; ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'CPU'}, Node ${process.version}, Temporal CLI dev server in memory, one orchestrator worker in the same process. Round trips in ms, as the control activities make them (activities/control/capacity.ts).`,
       '',
       '| call | n | p50 ms | p99 ms | max ms |',
       '|---|---|---|---|---|',

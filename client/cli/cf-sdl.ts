@@ -4,7 +4,7 @@
  * nothing is deployed, no network is used. Generated and validated exactly as the backend does (akash-sdl.ts).
  */
 import { readFileSync } from 'node:fs';
-import { hourlyBudget } from '../../activities/admission';
+import { hourlyBudget } from '../../activities/control/admission';
 import { akashSdlOptions, buildSdl, SdlError } from '../../activities/backends/akash/akash-sdl';
 import { agentToken } from '../../activities/backends/remote/remote-agent-script';
 import { readSecret } from '../../activities/backends/remote/remote-state';

@@ -1,5 +1,5 @@
-/** The pure ranking of cost-aware admission (activities/admission.ts). */
-import { fitsBudget, hourlyBudget, priceOrderAllowed, rankCandidates, type CandidateLook, type Look, type RankInput } from '../../activities/admission';
+/** The pure ranking of cost-aware admission (activities/control/admission.ts). */
+import { fitsBudget, hourlyBudget, priceOrderAllowed, rankCandidates, type CandidateLook, type Look, type RankInput } from '../../activities/control/admission';
 
 const room = (hourlyUsd: number): Look => ({ kind: 'room', hourlyUsd });
 const busy: Look = { kind: 'busy', detail: 'full' };

@@ -1,13 +1,13 @@
 /**
- * How admitAndSubmit and closeDeployment (activities/control.ts) use a capped backend's admission entity, with the
+ * How admitAndSubmit and closeDeployment (activities/control/activities.ts) use a capped backend's admission entity, with the
  * entity's own rule (workflows/capacity/slots.ts) in memory in place of the workflow: the slot is taken before the
  * submit, given back when the deployment is closed or the submit is refused, and a job admitted on one capped backend
  * leaves the queue of the other.
  */
-import { CapacityGate, type SlotRequest } from '../../activities/capacity';
+import { CapacityGate, type SlotRequest } from '../../activities/control/capacity';
 import type { Backend, DeploymentRef } from '../../activities/backends/types';
 import { BackendError } from '../../activities/backends/types';
-import { createControlActivities } from '../../activities/control';
+import { createControlActivities } from '../../activities/control/activities';
 import { parseConfig } from '../../common/config';
 import { trainingJobSpecSchema } from '../../jobspec/schema';
 import { acquire, emptyCapacity, release, type AcquireResult, type CapacityState, type ReleaseRequest } from '../../workflows/capacity/slots';

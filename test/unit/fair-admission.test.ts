@@ -1,6 +1,6 @@
-/** Per-owner round robin of admission (activities/fair-admission.ts): the pure rule and its wake-ups. */
+/** Per-owner round robin of admission (activities/control/fair-admission.ts): the pure rule and its wake-ups. */
 import fc from 'fast-check';
-import { FairAdmission, OwnerRoundRobin } from '../../activities/fair-admission';
+import { FairAdmission, OwnerRoundRobin } from '../../activities/control/fair-admission';
 
 describe('OwnerRoundRobin', () => {
   test('nobody waiting: anyone may take a slot', () => {

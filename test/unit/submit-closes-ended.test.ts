@@ -1,10 +1,10 @@
 /**
- * admitAndSubmit (activities/control.ts) releases a deployment whose trainer had already ended when the submit looked,
+ * admitAndSubmit (activities/control/activities.ts) releases a deployment whose trainer had already ended when the submit looked,
  * as its follower would have, and says so (Submission.closed): the workflow then needs no close step — unless its
  * outputs are still on it (a remote success), which stays open for the commit.
  */
 import { parseConfig } from '../../common/config';
-import { createControlActivities } from '../../activities/control';
+import { createControlActivities } from '../../activities/control/activities';
 import type { Backend, DeploymentRef, DeploymentState } from '../../activities/backends/types';
 import { trainingJobSpecSchema } from '../../jobspec/schema';
 import { makeSignedSpec } from '../jobspec/fixtures';

@@ -8,7 +8,7 @@ import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { findTemporalCli } from '../../infra/dev-server';
-import { CapacityGate } from '../../activities/capacity';
+import { CapacityGate } from '../../activities/control/capacity';
 import { capacityQuery } from '../../workflows/capacity/messages';
 import type { CapacityState } from '../../workflows/capacity/slots';
 import { capacityTaskQueue, capacityWorkflowId } from '../../common/names';

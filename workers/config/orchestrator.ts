@@ -25,7 +25,7 @@ export const orchestratorEnvSchema = z.object({
   FORGE_WORKFLOW_BUNDLE: z.string().optional(),
   /** Another queue than forge-orchestrator: tests, or a blue/green roll-out. */
   FORGE_ORCHESTRATOR_TASK_QUEUE: z.string().min(1).default(TASK_QUEUE_ORCHESTRATOR),
-  /** Free slots go to waiting owners in round robin ("owner", activities/fair-admission.ts), or first come ("off"). */
+  /** Free slots go to waiting owners in round robin ("owner", activities/control/fair-admission.ts), or first come ("off"). */
   FORGE_ADMISSION_FAIRNESS: z.enum(['owner', 'off']).default('owner'),
   ...sessionKeyEnvShape,
 });

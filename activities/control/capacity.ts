@@ -9,10 +9,10 @@
 import { Context } from '@temporalio/activity';
 import { WithStartWorkflowOperation, WorkflowNotFoundError, WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { capacityUpdate, CAPACITY_UNCHANGED, type CapacityActivities, type CapacityBatch, type CapacityBatchResult, type CapacityInput } from '../workflows/capacity/messages';
-import type { BackendConfig, ForgeConfig } from '../common/config';
-import type { AcquireResult, ReleaseRequest, SlotOp, SlotOpResult } from '../workflows/capacity/slots';
-import { capacityTaskQueue, capacityWorkflowId, WORKFLOW_TYPE_BACKEND_CAPACITY } from '../common/names';
+import { capacityUpdate, CAPACITY_UNCHANGED, type CapacityActivities, type CapacityBatch, type CapacityBatchResult, type CapacityInput } from '../../workflows/capacity/messages';
+import type { BackendConfig, ForgeConfig } from '../../common/config';
+import type { AcquireResult, ReleaseRequest, SlotOp, SlotOpResult } from '../../workflows/capacity/slots';
+import { capacityTaskQueue, capacityWorkflowId, WORKFLOW_TYPE_BACKEND_CAPACITY } from '../../common/names';
 
 export interface SlotRequest {
   workflowId: string;

@@ -6,7 +6,7 @@
  * `OwnerRoundRobin` is the pure rule (no clock, no I/O: time is passed in). `FairAdmission` keeps one per backend in
  * the worker process and lets waiting jobs be woken as soon as they are due (a slot was granted or freed), instead of
  * at their next admission poll. The control activities consult it under each backend's admission lock
- * (activities/control.ts): a job takes a free slot only when its owner is due.
+ * (activities/control/activities.ts): a job takes a free slot only when its owner is due.
  *
  * Scope: the waiting set is what this worker process sees. With one orchestrator worker it is exact; with several,
  * each one rotates the owners of the jobs it sees, which still starves no one. Entries of jobs that stop asking
