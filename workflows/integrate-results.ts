@@ -21,7 +21,7 @@ export interface IntegrateInput {
   artifacts: ArtifactsRecord | null;
   /** How long evaluation (with its retries) may take. */
   maxMinutes: number;
-  /** Evaluated already, on a backend (workflows/eval-attempts.ts): only promotion is left. Absent in older inputs. */
+  /** Evaluated already, on a backend (workflows/job/eval-attempts.ts): only promotion is left. Absent in older inputs. */
   summaries?: EvalSummary[];
 }
 

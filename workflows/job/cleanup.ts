@@ -3,10 +3,10 @@
  * budget (backend_outage_seconds, carried in JobSettings), the close retried for 4 × that budget and then handed to
  * the reaper (close pending), and the end of a job after an unexpected error (ABANDONED, class INTERNAL).
  */
-import { ActivityFailure, ChildWorkflowFailure, isCancellation, patched, proxyActivities, proxyLocalActivities, workflowInfo } from '@temporalio/workflow';
-import type { ControlActivities, JobSettings } from '../activities/control';
-import type { DeploymentRef } from '../activities/backends/types';
-import type { JobRecord } from './lifecycle/job-record';
+import { ActivityFailure, CancellationScope, ChildWorkflowFailure, isCancellation, patched, proxyActivities, proxyLocalActivities, workflowInfo } from '@temporalio/workflow';
+import type { ControlActivities, JobSettings } from '../../activities/control/activities';
+import type { DeploymentRef } from '../../activities/backends/types';
+import type { JobRecord } from '../lifecycle/job-record';
 
 /** An unexpected error ends the job ABANDONED (INTERNAL) after its deployments are closed, not a failed execution. */
 export const PATCH_INTERNAL = 'forge-internal-abandon';
@@ -100,4 +100,14 @@ export async function abandonInternal(job: JobRecord, err: unknown, settings: Jo
   job.abandonInternal(
     `unexpected error in the orchestrator: ${innermost(err)} (${cleanup}); report it to the operator with the workflow history (temporal workflow show -w ${workflowInfo().workflowId}) and submit the job again`,
   );
+}
+
+/** The close of histories from before PATCH_INTERNAL: a failed close fails the execution. */
+export async function closeEach(job: JobRecord): Promise<void> {
+  for (const d of job.openDeployments()) await close(job, d);
+}
+
+/** Closes a deployment kept open for its outputs (none in histories from before PATCH_REMOTE_OUTPUTS). */
+export async function closeKept(job: JobRecord): Promise<void> {
+  if (job.openDeployments().length) await CancellationScope.nonCancellable(() => closeAllOrHandOver(job, undefined));
 }

@@ -9,17 +9,17 @@
  * from EVALUATING); when the plan gives up, EVALUATING → FAILED → ABANDONED.
  */
 import { isCancellation, proxyActivities, sleep } from '@temporalio/workflow';
-import type { JobSettings } from '../activities/control';
-import type { EvalSummary } from '../activities/evals';
-import type { IngestEvalsInput, ResultActivities } from '../activities/results';
-import type { ResultSettings } from '../common/results-config';
-import { type FailureInfo, typedFailure } from '../jobspec/failure';
-import type { TrainingJobSpec } from '../jobspec/schema';
-import { backendCandidates } from '../jobspec/candidates';
+import type { JobSettings } from '../../activities/control/activities';
+import type { EvalSummary } from '../../activities/evals';
+import type { IngestEvalsInput, ResultActivities } from '../../activities/results';
+import type { ResultSettings } from '../../common/results-config';
+import { type FailureInfo, typedFailure } from '../../jobspec/failure';
+import type { TrainingJobSpec } from '../../jobspec/schema';
+import { backendCandidates } from '../../jobspec/candidates';
 import { innermostCause } from './cleanup';
-import type { EvalAttemptRequest } from './lifecycle/eval-placement';
-import type { JobRecord } from './lifecycle/job-record';
-import { planAfterFailure, type RetryPlan } from './lifecycle/retry-plan';
+import type { EvalAttemptRequest } from '../lifecycle/eval-placement';
+import type { JobRecord } from '../lifecycle/job-record';
+import { planAfterFailure, type RetryPlan } from '../lifecycle/retry-plan';
 
 /** How an attempt runs: training (default), or evaluating `evalRun`; `quiet` keeps the job's state (EVALUATING). */
 export interface AttemptMode {

@@ -21,17 +21,17 @@ import {
   startChild,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { JobSettings } from '../activities/control';
-import type { DeploymentRef } from '../activities/backends/types';
-import { RL_BACKEND, RL_BACKEND_KIND } from '../common/rl-names';
-import { type FailureInfo, typedFailure } from '../jobspec/failure';
-import { fnv1a } from '../common/prng';
-import { resolveRl } from '../jobspec/rl-defaults';
-import type { TrainingJobSpec } from '../jobspec/schema';
-import { grpoRun, type GrpoRunInput, type RlProgress } from './grpo-run';
-import type { JobRecord } from './lifecycle/job-record';
-import { isoAfter } from './lifecycle/time-bounds';
-import { grpoWorkflowId } from '../common/names';
+import type { JobSettings } from '../../activities/control/activities';
+import type { DeploymentRef } from '../../activities/backends/types';
+import { RL_BACKEND, RL_BACKEND_KIND } from '../../common/rl-names';
+import { type FailureInfo, typedFailure } from '../../jobspec/failure';
+import { fnv1a } from '../../common/prng';
+import { resolveRl } from '../../jobspec/rl-defaults';
+import type { TrainingJobSpec } from '../../jobspec/schema';
+import { grpoRun, type GrpoRunInput, type RlProgress } from '../grpo-run';
+import type { JobRecord } from '../lifecycle/job-record';
+import { isoAfter } from '../lifecycle/time-bounds';
+import { grpoWorkflowId } from '../../common/names';
 
 /** The child's latest progress, written by trainingJob's rlProgress signal handler. */
 export class RlProgressBox {

@@ -19,7 +19,7 @@ export interface EvalModelRef {
   path: string;
 }
 
-/** What an eval attempt is asked to do; it travels in the admission input (activities/control.ts). */
+/** What an eval attempt is asked to do; it travels in the admission input (activities/control/activities.ts). */
 export interface EvalAttemptRequest {
   taskTypes: string[];
   model?: EvalModelRef;

@@ -4,12 +4,12 @@
  * (job.cancelled). A failed delivery is recorded in the status; the job stays as it ended.
  */
 import { patched, proxyActivities } from '@temporalio/workflow';
-import type { JobSettings } from '../../activities/control';
+import type { JobSettings } from '../../activities/control/activities';
 import type { NotificationEvent } from '../../activities/notify';
 import type { ResultActivities } from '../../activities/results';
 import { describeNotificationTarget } from '../../jobspec/notification-target';
 import type { TrainingJobSpec } from '../../jobspec/schema';
-import { innermostCause } from '../cleanup';
+import { innermostCause } from '../job/cleanup';
 import type { JobRecord } from './job-record';
 
 const PATCH_NOTIFY = 'forge-notifications';

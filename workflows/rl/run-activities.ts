@@ -4,7 +4,7 @@
  */
 import { proxyActivities } from '@temporalio/workflow';
 import type { RlCollectActivities } from '../../activities/rl/collect';
-import type { AcquireActivities, HostActivities } from '../../activities/rl/grpo-host';
+import type { AcquireActivities, HostActivities } from '../../activities/rl/host/activities';
 import type { RolloutActivities } from '../../activities/rl/rollout';
 import type { HostLease } from '../../activities/rl/types';
 import type { RlSettings } from '../../common/rl-config';
