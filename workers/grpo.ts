@@ -10,7 +10,8 @@
 import os from 'node:os';
 import path from 'node:path';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
-import { createAcquireActivities, createHostActivities, TrainerHost } from '../activities/rl/grpo-host';
+import { createAcquireActivities, createHostActivities } from '../activities/rl/host/activities';
+import { TrainerHost } from '../activities/rl/host/trainer-host';
 import { PolicyBus } from '../activities/rl/policy-bus';
 import { rlRegistry } from '../activities/rl/metrics';
 import { loadSessionKey } from '../common/rl-session';
