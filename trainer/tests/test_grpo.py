@@ -17,12 +17,23 @@ from typing import Any
 
 import pytest
 import torch
+from jsonschema import Draft202012Validator
 
 from conftest import JOB_ID, TRAINER
-from forge_trainer.grpo import STEP_KEYS, grpo_loss, lr_multiplier
+from forge_trainer.grpo_loss import grpo_loss, lr_multiplier
+from forge_trainer.grpo_protocol import STEP_KEYS
 
 TOKEN = "rollout-token-0123456789"  # noqa: S105 - a test token
 ADMIN = "admin-token-0123456789ab"
+# The host wire as the orchestrator reads it: JSON Schema generated from its zod schemas
+# (activities/rl/host/wire-schemas.ts; test/rl/grpo-wire-schema.test.ts keeps the file current).
+WIRE_SCHEMA_FILE = Path(__file__).parents[1] / "schemas" / "grpo-wire-v1.schema.json"
+WIRE_SCHEMA = json.loads(WIRE_SCHEMA_FILE.read_text(encoding="utf-8"))
+
+
+def wire(message: str, value: Any) -> None:
+    """`value` is the host wire's `message` as the trainer host would parse it (raises ValidationError if not)."""
+    Draft202012Validator({**WIRE_SCHEMA, "$ref": f"#/$defs/{message}"}).validate(value)
 
 
 # ---- the objective ------------------------------------------------------------------------------------------------
@@ -177,6 +188,7 @@ def test_updates_versions_weights_checkpoints_resume_and_export(
     servers.append(a)
     assert a.serving["version"] == 0 and a.serving["resumed_from"] is None
     assert a.serving["pipeline_depth"] == 2  # what the orchestrator may send at once (the lease carries it)
+    wire("serving", a.serving)
     assert a.call("GET", "/health", token=None)[1]["version"] == 0
 
     # Tokens: weights and uploads need the rollout token, updates the admin token.
@@ -200,10 +212,13 @@ def test_updates_versions_weights_checkpoints_resume_and_export(
     nope = [{"rollout_id": "nope", "advantages": [0.0]}]
     status, missing = a.call("POST", "/v1/update", {"step": 1, "groups": nope}, ADMIN)
     assert status == 409 and missing["error"]["missing"] == ["nope"]
+    wire("error", missing)
 
     body = {"step": 1, "groups": g1, "rollout_tokens_per_s": 12.5}
+    wire("updateRequest", body)
     status, step1 = a.call("POST", "/v1/update", body, ADMIN)
     assert status == 200, step1
+    wire("step", step1)
     assert step1["version"] == 1 and step1["sha256"] != policy["sha256"]
     assert set(STEP_KEYS) <= set(step1)
     assert step1["reward_mean"] == pytest.approx(0.375) and step1["staleness_max"] == 0
@@ -220,6 +235,13 @@ def test_updates_versions_weights_checkpoints_resume_and_export(
     g2 = {"step": 2, "groups": [{"rollout_id": "r2", "advantages": advantages(rewards)}]}
     status, step2 = a.call("POST", "/v1/update", g2, ADMIN)
     assert status == 200 and step2["staleness_max"] == 1 and step2["checkpoint"]  # interval 2
+    wire("step", step2)
+    status, texts = a.call("POST", "/v1/rollout-texts", {"rollout_ids": ["r3"]}, ADMIN)  # not yet used by a step
+    assert status == 200 and set(texts["rollouts"]) == {"r3"}
+    wire("rolloutTexts", texts)
+    status, verified = a.call("POST", "/v1/verify-rollouts", {"rollout_ids": [], "refused_workers": []}, ADMIN)
+    assert status == 200
+    wire("verifyAnswer", verified)
     assert a.call("PUT", "/v1/rollouts/r4", rollout(0, rewards, 4))[0] == 200
     g3 = {"step": 3, "groups": [{"rollout_id": "r4", "advantages": advantages(rewards)}]}
     status, stale = a.call("POST", "/v1/update", g3, ADMIN)
@@ -242,6 +264,7 @@ def test_updates_versions_weights_checkpoints_resume_and_export(
     assert json.loads((state / "owner.json").read_text())["session_id"] == "session-b"
     status, exported = b.call("POST", "/v1/export", {}, ADMIN)
     assert status == 200
+    wire("export", exported)
     names = {f["path"] for f in exported["files"]}
     assert {"model.safetensors", "config.json", "training_log.jsonl", "metrics.json"} <= names
     metrics = json.loads((state / "final" / "metrics.json").read_text())
@@ -284,7 +307,8 @@ def test_checkpoints_hold_the_sessions_own_log_and_a_stopped_session_takes_no_up
     import io
 
     from forge_trainer.contract import Events
-    from forge_trainer.grpo import GrpoConfig, GrpoSession, UpdateRefused, UpdateRequest
+    from forge_trainer.grpo import GrpoSession
+    from forge_trainer.grpo_protocol import GrpoConfig, UpdateRefused, UpdateRequest
 
     state = tmp_path / "state"
     raw = json.loads(write_config(tmp_path / "a.json", tiny_model, "a", checkpoint_interval_steps=100).read_text())
@@ -327,7 +351,8 @@ def test_a_dead_event_reader_does_not_break_a_step_and_a_step_failing_after_its_
     import io
 
     from forge_trainer.contract import Events
-    from forge_trainer.grpo import GrpoConfig, GrpoSession, UpdateRefused, UpdateRequest
+    from forge_trainer.grpo import GrpoSession
+    from forge_trainer.grpo_protocol import GrpoConfig, UpdateRefused, UpdateRequest
 
     read_end, write_end = os.pipe()
     os.close(read_end)  # the host died: nobody reads the events
@@ -372,7 +397,8 @@ def test_a_pipelined_update_waits_for_the_step_before_it(tiny_model: Path, tmp_p
     import threading
 
     from forge_trainer.contract import Events
-    from forge_trainer.grpo import GrpoConfig, GrpoSession, UpdateRefused, UpdateRequest
+    from forge_trainer.grpo import GrpoSession
+    from forge_trainer.grpo_protocol import GrpoConfig, UpdateRefused, UpdateRequest
 
     raw = json.loads(write_config(tmp_path / "a.json", tiny_model, "a", pipeline_wait_seconds=30).read_text())
     a = GrpoSession(GrpoConfig.from_json(raw), tmp_path / "state", tmp_path / "wa", Events(out=io.StringIO()))

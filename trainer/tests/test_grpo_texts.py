@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from forge_trainer.grpo import Rollout, Sample, decode_completion, parse_rollout, rollout_view
+from forge_trainer.grpo_protocol import Rollout, Sample, decode_completion, parse_rollout, rollout_view
 
 
 class Letters:

@@ -102,7 +102,8 @@ def test_session_verifies_by_claimed_version_and_refuses_uploads_of_refused_work
     import io
 
     from forge_trainer.contract import Events
-    from forge_trainer.grpo import GrpoConfig, GrpoSession, UpdateRefused, UpdateRequest
+    from forge_trainer.grpo import GrpoSession
+    from forge_trainer.grpo_protocol import GrpoConfig, UpdateRefused, UpdateRequest
     from forge_trainer.rollout_verify import RolloutVerifier, VerifyRequest
     from forge_trainer.serve import Engine, parse_request
     from test_grpo import write_config

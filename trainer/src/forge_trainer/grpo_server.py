@@ -55,7 +55,8 @@ from types import FrameType
 from typing import Any
 
 from forge_trainer.contract import Events, PermanentError, dumps
-from forge_trainer.grpo import GrpoConfig, GrpoSession, UpdateRefused, UpdateRequest
+from forge_trainer.grpo import GrpoSession
+from forge_trainer.grpo_protocol import GrpoConfig, UpdateRefused, UpdateRequest
 from forge_trainer.httpbounds import BoundedHTTPServer, bearer_ok
 from forge_trainer.rollout_verify import RolloutVerifier, VerifyRequest
 

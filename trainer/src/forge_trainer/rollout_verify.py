@@ -40,7 +40,7 @@ class VerifyRequest:
 
     @staticmethod
     def from_json(body: Any) -> VerifyRequest:
-        from forge_trainer.grpo import UpdateRefused
+        from forge_trainer.grpo_protocol import UpdateRefused
 
         if not isinstance(body, dict):
             raise UpdateRefused("the body must be a JSON object", status=400)
