@@ -80,8 +80,18 @@ fi
 
 # 4. Compile TypeScript to dist/ (and bundle the workflows) when any source is newer than the last build.
 build_stamp=dist/.build-stamp
-if [ ! -f "$build_stamp" ] || [ -n "$(find spec workflows activities workers client common infra bench test/fakes tsconfig.json tsconfig.build.json package-lock.json \
+# Compiled files whose source is gone (moved or deleted): they would linger in dist/, importable, until removed.
+stale_dist() {
+  [ -d dist ] || return 0
+  find dist -name '*.js' ! -path dist/workflow-bundle.js -print | while read -r js; do
+    src=${js#dist/}
+    [ -f "${src%.js}.ts" ] || echo "$js"
+  done
+}
+if [ ! -f "$build_stamp" ] || [ -n "$(stale_dist | head -1)" ] ||
+  [ -n "$(find jobspec workflows activities workers client common infra bench test/fakes tsconfig.json tsconfig.build.json package-lock.json \
       -newer "$build_stamp" \( -name '*.ts' -o -name '*.json' \) -print -quit 2>/dev/null)" ]; then
+  stale_dist | xargs -r rm -f
   say "compiling TypeScript (tsc -p tsconfig.build.json)"
   node_modules/.bin/tsc -p tsconfig.build.json >&2 || die "TypeScript build failed (errors above)"
   # The cf-* commands are package bins: executable, so `npm link` and direct calls both work.
