@@ -1,22 +1,12 @@
-import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { expectCommittedAsGenerated } from '../helpers/generated-file';
 import { TRAINING_JOB_SCHEMA_ID, trainingJobJsonSchema } from '../../jobspec/json-schema';
 
 const SCHEMA_FILE = join(__dirname, '..', '..', 'jobspec', 'training-job-v1.schema.json');
 
 describe('training-job-v1 JSON Schema', () => {
-  const generated = `${JSON.stringify(trainingJobJsonSchema(), null, 2)}\n`;
-
   it('is committed as jobspec/training-job-v1.schema.json, exactly as generated', () => {
-    // The file is written here and only here, so jobspec/ itself stays free of I/O.
-    if (process.env.UPDATE_SCHEMA === '1') writeFileSync(SCHEMA_FILE, generated);
-    const committed = readFileSync(SCHEMA_FILE, 'utf8');
-    if (committed !== generated) {
-      throw new Error(
-        'jobspec/training-job-v1.schema.json is out of date with jobspec/schema.ts; regenerate it with\n' +
-          '  UPDATE_SCHEMA=1 npx jest test/jobspec/json-schema\nand commit the result.',
-      );
-    }
+    expectCommittedAsGenerated(SCHEMA_FILE, trainingJobJsonSchema(), 'jobspec/schema.ts', __filename);
   });
 
   it('describes what a submitter writes', () => {

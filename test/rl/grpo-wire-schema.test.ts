@@ -2,24 +2,15 @@
  * The trainer host's wire (activities/rl/host/wire-schemas.ts) as JSON Schema: committed as
  * trainer/schemas/grpo-wire-v1.schema.json, where the trainer's tests check the real process's answers against it.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { expectCommittedAsGenerated } from '../helpers/generated-file';
 import { GRPO_WIRE_SCHEMA_ID, grpoWireJsonSchema, servingSchema, stepSchema } from '../../activities/rl/host/wire-schemas';
 
 const SCHEMA_FILE = join(__dirname, '..', '..', 'trainer', 'schemas', 'grpo-wire-v1.schema.json');
 
 describe('grpo-wire-v1 JSON Schema', () => {
-  const generated = `${JSON.stringify(grpoWireJsonSchema(), null, 2)}\n`;
-
   it('is committed as trainer/schemas/grpo-wire-v1.schema.json, exactly as generated', () => {
-    if (process.env.UPDATE_SCHEMA === '1') writeFileSync(SCHEMA_FILE, generated);
-    const committed = readFileSync(SCHEMA_FILE, 'utf8');
-    if (committed !== generated) {
-      throw new Error(
-        'trainer/schemas/grpo-wire-v1.schema.json is out of date with activities/rl/host/wire-schemas.ts; regenerate it with\n' +
-          '  UPDATE_SCHEMA=1 npx jest test/rl/grpo-wire-schema\nand commit the result.',
-      );
-    }
+    expectCommittedAsGenerated(SCHEMA_FILE, grpoWireJsonSchema(), 'activities/rl/host/wire-schemas.ts', __filename);
   });
 
   it('names every message, and leaves out what old trainers do not send', () => {
