@@ -4,6 +4,7 @@
  */
 import type { FailureInfo } from '../../jobspec/failure';
 import type { TrainingJobSpec } from '../../jobspec/schema';
+import type { SignedSpec } from '../../jobspec/signed-spec';
 import type { CollectProgress } from './remote/remote-agent';
 
 export type DeploymentState = 'PENDING' | 'RUNNING' | 'SUCCEEDED' | 'FAILED';
@@ -100,9 +101,10 @@ export interface ComputeBackend {
   /**
    * Idempotent per (job, attempt): a second call returns the first call's deployment and starts nothing.
    * `options.maxHourlyUsd` (from admission: the job's remaining budget over max_hours) lowers the price cap of
-   * backends that bid or rent at a price; a backend never exceeds its own configured cap either.
+   * backends that bid or rent at a price; a backend never exceeds its own configured cap either. The trainer gets
+   * `signed.raw`, the spec as its owner signed it (it checks the signature again).
    */
-  submit(spec: TrainingJobSpec, rawSpec: unknown, attempt: number, options?: SubmitOptions): Promise<DeploymentRef>;
+  submit(signed: SignedSpec, attempt: number, options?: SubmitOptions): Promise<DeploymentRef>;
   status(deployment: DeploymentRef): Promise<DeploymentStatus>;
   /** Idempotent: stops and releases everything the deployment holds. */
   close(deployment: DeploymentRef): Promise<void>;

@@ -27,8 +27,10 @@ import {
   type ControlDeps,
   type Submission,
   type SubmitOutcome,
+  type SubmitRequest,
   type ValidationResult,
 } from './types';
+import type { SignedSpec } from '../../jobspec/signed-spec';
 
 export type * from './types';
 export { firstSubmission } from './types';
@@ -60,17 +62,20 @@ export function createControlActivities(deps: ControlDeps) {
     return { index: outcome.index, submission: { ...outcome.submission, closed: true } };
   };
 
-  const activities = {
-    /** Schema, signature, operator policy (allowed owners, known backends, jobspec/policy.ts). Runs as a local activity. */
-    async validateSpec(raw: unknown): Promise<ValidationResult> {
-      // The same check as the API's POST /jobs (common/accept-spec.ts): a bare Temporal client is refused here,
-      // before anything runs.
-      const a = acceptSpec(raw, { config: deps.config, backends: deps.backends, home: deps.home ?? forgeHome() });
-      if (!a.ok) return { ok: false, issues: specIssuesOf(a.errors) };
-      const { spec } = a.signed;
-      const candidates = backendCandidates(spec);
-      const c = deps.config;
-      return {
+  /**
+   * Schema, signature, operator policy: the same check as the API's POST /jobs (common/accept-spec.ts), so a bare
+   * Temporal client is refused here, before anything runs. The workflow gets the typed spec, its hash and the job's
+   * settings (not the signed JSON again: it has that as its input).
+   */
+  const accept = (raw: unknown): { result: ValidationResult; signed?: SignedSpec } => {
+    const a = acceptSpec(raw, { config: deps.config, backends: deps.backends, home: deps.home ?? forgeHome() });
+    if (!a.ok) return { result: { ok: false, issues: specIssuesOf(a.errors) } };
+    const { spec } = a.signed;
+    const candidates = backendCandidates(spec);
+    const c = deps.config;
+    return {
+      signed: a.signed,
+      result: {
         ok: true,
         spec,
         specHash: a.signed.sha256,
@@ -84,7 +89,14 @@ export function createControlActivities(deps: ControlDeps) {
           outageSeconds: Object.fromEntries(candidates.map((name) => [name, outageSeconds(c, name)])),
           historyEventsPerRun: c.history_events_per_run,
         },
-      };
+      },
+    };
+  };
+
+  const activities = {
+    /** Schema, signature, operator policy (allowed owners, known backends, common/spec-policy.ts). A local activity. */
+    async validateSpec(raw: unknown): Promise<ValidationResult> {
+      return accept(raw).result;
     },
 
     /**
@@ -123,7 +135,9 @@ export function createControlActivities(deps: ControlDeps) {
      * Null when none has capacity now (the workflow then waits in awaitAdmission). A backend that refuses the
      * submission comes back as a failure of that backend, for the workflow to classify.
      */
-    async admitAndSubmit(input: AdmissionInput & { rawSpec: unknown; attempt: number }): Promise<SubmitOutcome | null> {
+    async admitAndSubmit(request: SubmitRequest): Promise<SubmitOutcome | null> {
+      const { signed, ...rest } = request;
+      const input: AdmissionInput & { attempt: number } = { ...rest, spec: signed.spec };
       const { job_id: jobId, owner_did: owner } = input.spec;
       await leaveEarlierAttempts(input, input.attempt);
       const r = await ranking(input, input.attempt);
@@ -145,7 +159,7 @@ export function createControlActivities(deps: ControlDeps) {
               ...(c.maxHourlyUsd !== undefined && { maxHourlyUsd: c.maxHourlyUsd }),
               ...(input.evalRun && { evalRun: evalRunInputs(input.evalRun, deps.config.results.evals.suite_dir ?? defaultSuiteDir()) }),
             };
-            const deployment = await b.submit(input.spec, input.rawSpec, input.attempt, options);
+            const deployment = await b.submit(signed, input.attempt, options);
             fair?.granted(c.name, jobId, owner);
             await leaveOthers(input, c.name, input.attempt); // the queues of capped candidates it may wait in
             return { index: c.index, submission: { deployment, status: await b.status(deployment) } };
@@ -188,11 +202,11 @@ export function createControlActivities(deps: ControlDeps) {
 
     /** validateSpec, then (when the job starts with one) the first admitAndSubmit: one local activity (AcceptResult). */
     async acceptAndSubmit(input: { rawSpec: unknown; workflowId: string }): Promise<AcceptResult> {
-      const v = await activities.validateSpec(input.rawSpec);
-      const admission = v.ok ? firstSubmission(v.spec, input.workflowId) : undefined;
-      if (!v.ok || !admission) return v;
+      const { result: v, signed } = accept(input.rawSpec);
+      const admission = signed ? firstSubmission(signed, input.workflowId) : undefined;
+      if (!admission) return v;
       try {
-        return { ...v, first: await activities.admitAndSubmit({ ...admission, rawSpec: input.rawSpec }) };
+        return { ...v, first: await activities.admitAndSubmit(admission) };
       } catch (err) {
         // A typed refusal (every candidate refused the job) is the attempt's failure, as when admitAndSubmit runs
         // alone; anything else fails the activity, which retries validation and the idempotent submission together.

@@ -4,6 +4,7 @@
  */
 import type { SpecIssue } from '../../jobspec/parse';
 import type { TrainingJobSpec } from '../../jobspec/schema';
+import type { SignedSpec } from '../../jobspec/signed-spec';
 import type { FailureInfo } from '../../jobspec/failure';
 import type { ResultSettings } from '../../common/results-config';
 import type { RlSettings } from '../../common/rl-config';
@@ -74,6 +75,9 @@ export interface AdmissionInput {
   evalRun?: EvalAttemptRequest;
 }
 
+/** admitAndSubmit's input: the admission's, with the signed spec a backend ships, for attempt n. */
+export type SubmitRequest = Omit<AdmissionInput, 'spec'> & { signed: SignedSpec; attempt: number };
+
 export interface AdmissionResult {
   index: number;
   hourlyUsd: number;
@@ -98,11 +102,12 @@ export type SubmitOutcome = { index: number; submission: Submission } | { index:
 export type AcceptResult = ValidationResult & { first?: SubmitOutcome | null };
 
 /** Whether a validated job's first step is submitting attempt 1 to its backends (and with which admission input). */
-export function firstSubmission(spec: TrainingJobSpec, workflowId: string): (AdmissionInput & { attempt: 1 }) | undefined {
+export function firstSubmission(signed: SignedSpec, workflowId: string): SubmitRequest | undefined {
+  const { spec } = signed;
   // Only finetune jobs: eval and rl jobs may take other paths (the eval suite, grpoRun) depending on the operator
   // config, and a job under another workflow id is refused by the workflow. A spent budget submits nothing.
   if (spec.job_type !== 'finetune' || workflowIdMismatch(workflowId, spec.job_id) !== undefined || spec.backend.max_cost_usd <= 0) return undefined;
-  return { candidates: backendCandidates(spec), preferred: 0, spec, attempt: 1, budgetUsd: spec.backend.max_cost_usd };
+  return { candidates: backendCandidates(spec), preferred: 0, signed, attempt: 1, budgetUsd: spec.backend.max_cost_usd };
 }
 
 export interface ControlDeps {

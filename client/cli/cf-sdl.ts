@@ -38,7 +38,7 @@ export const spec: CommandSpec = {
 const PLACEHOLDER_TOKEN = 'dry-run-agent-token';
 
 /** The spec as the API would receive it (key order kept: it is the spec the container gets) and parsed. */
-function readSpec(file: string): { raw: unknown; spec: TrainingJobSpec } {
+function readSpec(file: string): { raw: Record<string, unknown>; spec: TrainingJobSpec } {
   let text: string;
   try {
     text = readFileSync(file === '-' ? 0 : file, 'utf8');
@@ -53,7 +53,7 @@ function readSpec(file: string): { raw: unknown; spec: TrainingJobSpec } {
   }
   const parsed = parseTrainingJobSpec(json);
   if (!parsed.ok) throw new CliError(EXIT.USAGE, `${file} is not a valid training-job-v1 spec:\n${formatSpecIssues(parsed.issues)}`);
-  return { raw: json, spec: parsed.spec };
+  return { raw: json as Record<string, unknown>, spec: parsed.spec }; // an object: it parsed as a spec
 }
 
 function operatorConfig(file: string | undefined): ForgeConfig | undefined {
@@ -117,7 +117,7 @@ if (require.main === module) {
     }
     let built;
     try {
-      built = await buildSdl(job, akashSdlOptions(picked.config, { spec: job, rawSpec: raw, attempt, token, capUsd }));
+      built = await buildSdl(job, akashSdlOptions(picked.config, { signed: { spec: job, raw }, attempt, token, capUsd }));
     } catch (err) {
       if (err instanceof SdlError) throw new CliError(EXIT.USAGE, `${picked.name}: ${err.message}`);
       throw err;

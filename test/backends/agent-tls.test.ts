@@ -17,7 +17,7 @@ import { trainingJobSpecSchema } from '../../jobspec/schema';
 import { FAKE_TRAINER_SH, FakeContainer } from '../fakes/container';
 import { FakePrimeIntellect } from '../fakes/prime-intellect';
 import { pollUntil } from '../helpers/forge';
-import { makeSignedSpec } from '../jobspec/fixtures';
+import { makeSignedSpec, signedOf } from '../jobspec/fixtures';
 
 const TOKEN = 'f'.repeat(40);
 const tmp = (prefix: string): string => mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -84,7 +84,7 @@ test('prime-intellect with agent_tls: the pod gets the certificate, status and o
     const backend = new PrimeIntellectBackend('pi', config, tmp('pi-home-'));
     const raw = makeSignedSpec({ trainer: { image: 'ok' }, backend: { provider: 'pi', max_cost_usd: 5 } });
     const spec = trainingJobSpecSchema.parse(raw);
-    const ref = await backend.submit(spec, raw, 1);
+    const ref = await backend.submit(signedOf(raw), 1);
     expect(fake.pods.get(ref.id)?.env.FORGE_AGENT_TLS_CERT_B64).toBe(Buffer.from(agentTls(KEY, 'pi', spec.job_id, 1).cert).toString('base64'));
     const done = await pollUntil(async () => {
       const st = await backend.status(ref);

@@ -29,7 +29,7 @@ import { trainingJobSpecSchema } from '../../jobspec/schema';
 import { FakeAkashChain } from '../fakes/akash-chain';
 import { FakeAkashProvider } from '../fakes/akash-provider';
 import { FAKE_TRAINER_SH } from '../fakes/container';
-import { makeSignedSpec } from '../jobspec/fixtures';
+import { makeSignedSpec, signedOf } from '../jobspec/fixtures';
 
 const CHAIN_ID = 'akashnet-test';
 /** BIP-39's public test vector: a wallet funded nowhere but on the fake chain. */
@@ -165,11 +165,10 @@ describe('chain mode against a local node and provider', () => {
     expect(await backend.health()).toMatchObject({ ok: true, detail: expect.stringMatching(new RegExp(`^chain mode, wallet ${address}: 50000000 uakt`)) });
 
     const raw = makeSignedSpec({ backend: { provider: 'akash', max_cost_usd: 10 } });
-    const spec = trainingJobSpecSchema.parse(raw);
-    const ref = await backend.submit(spec, raw, 1);
+    const ref = await backend.submit(signedOf(raw), 1);
     expect(ref.data).toMatchObject({ mode: 'chain', owner: address, denom: 'uakt' });
     expect(Number(ref.data.dseq)).toBeGreaterThanOrEqual(1000);
-    expect(await backend.submit(spec, raw, 1)).toEqual(ref); // the same dseq: no second deployment
+    expect(await backend.submit(signedOf(raw), 1)).toEqual(ref); // the same dseq: no second deployment
     expect(chain.applied).toEqual(['MsgCreateCertificate', 'MsgCreateDeployment']);
     expect(chain.deployments.get(String(ref.data.dseq))?.version).toBe(Buffer.from(String(ref.data.manifest_version), 'hex').toString('base64'));
 
@@ -193,7 +192,7 @@ describe('chain mode against a local node and provider', () => {
     const certFile = path.join(home, 'akash', 'akash', 'cert.json');
     expect((JSON.parse(readFileSync(certFile, 'utf8')) as { cert: string }).cert).toBe(chain.certificates.get(address)?.[0]);
     const raw2 = makeSignedSpec({ backend: { provider: 'akash', max_cost_usd: 10 } });
-    const ref2 = await backend.submit(trainingJobSpecSchema.parse(raw2), raw2, 1);
+    const ref2 = await backend.submit(signedOf(raw2), 1);
     expect(chain.certificates.get(address)).toHaveLength(1);
     await backend.close(ref2);
   });
@@ -203,7 +202,7 @@ describe('chain mode against a local node and provider', () => {
     try {
       const backend = new AkashBackend('akash', config(), tmp('akash-chain-home-'));
       const raw = makeSignedSpec({ backend: { provider: 'akash', max_cost_usd: 10 } });
-      const ref = await backend.submit(trainingJobSpecSchema.parse(raw), raw, 1);
+      const ref = await backend.submit(signedOf(raw), 1);
       const before = good.manifests.length;
       await expect(backend.status(ref)).rejects.toThrow(/the server certificate is not the one published for it/);
       expect(good.manifests).toHaveLength(before);
@@ -217,7 +216,7 @@ describe('chain mode against a local node and provider', () => {
     const home = tmp('akash-chain-home-');
     const backend = new AkashBackend('akash', config(), home);
     const raw = makeSignedSpec({ backend: { provider: 'akash', max_cost_usd: 10 } });
-    const ref = await backend.submit(trainingJobSpecSchema.parse(raw), raw, 1);
+    const ref = await backend.submit(signedOf(raw), 1);
     const listed = await backend.listOpen();
     expect(listed).toEqual([{ ref, jobId: raw.job_id, attempt: 1, createdAt: ref.submittedAt }]);
     // The same wallet seen from a replica that recorded no attempt (its own FORGE_HOME): found from the chain alone.

@@ -16,9 +16,9 @@ describe('akash manifest source', () => {
   const spec = trainingJobSpecSchema.parse(raw);
 
   test('a JSON signed spec and a text one come back as they were submitted', () => {
-    expect(specFromSource(manifestSourceOf(spec, raw), '7')).toEqual({ spec, rawSpec: raw });
+    expect(specFromSource(manifestSourceOf({ spec, raw }), '7')).toEqual({ signed: { spec, raw } });
     const text = `${JSON.stringify(raw, null, 2)}\n`;
-    expect(specFromSource(manifestSourceOf(spec, text), '7')).toEqual({ spec, rawSpec: text });
+    expect(specFromSource(manifestSourceOf({ spec, raw: text }), '7')).toEqual({ signed: { spec, raw: text } });
   });
 
   test("an eval attempt's inputs round-trip through the source as stored (JSON), and a source without them still parses", () => {
@@ -26,16 +26,16 @@ describe('akash manifest source', () => {
       suite: { toy: '{"tasks": []}\n', vcs: '{"tasks": [{"id": "v1"}]}\n' },
       model: { kind: 'git' as const, repo: 'file:///srv/models.git', branch: 'jobs/x', commit: 'a'.repeat(40), path: 'models/job-x' },
     };
-    const source = manifestSourceOf(spec, raw, evalRun);
+    const source = manifestSourceOf({ spec, raw }, evalRun);
     const stored = manifestSourceSchema.parse(JSON.parse(JSON.stringify(source)));
-    expect(specFromSource(stored, '7')).toEqual({ spec, rawSpec: raw, evalRun });
+    expect(specFromSource(stored, '7')).toEqual({ signed: { spec, raw }, evalRun });
     // Suite only (an eval job: its base model), and as a record on disk keeps it.
     const suiteOnly = { suite: { toy: 'x' } };
-    expect(specFromSource(manifestSourceSchema.parse(JSON.parse(JSON.stringify(manifestSourceOf(spec, raw, suiteOnly)))), '7').evalRun).toEqual(suiteOnly);
+    expect(specFromSource(manifestSourceSchema.parse(JSON.parse(JSON.stringify(manifestSourceOf({ spec, raw }, suiteOnly)))), '7').evalRun).toEqual(suiteOnly);
     // A training attempt's source, and a record from before eval attempts ran on Akash: no evalRun, nothing else changes.
-    const training = manifestSourceOf(spec, raw);
+    const training = manifestSourceOf({ spec, raw });
     expect(training).not.toHaveProperty('evalRun');
-    expect(specFromSource(training, '7')).toEqual({ spec, rawSpec: raw });
+    expect(specFromSource(training, '7')).toEqual({ signed: { spec, raw } });
     const old = { manifestVersion: 'ab', createdAt: 'now', bidDeadline: 'now', capAmount: 1, capUsd: 1, source: { spec: training.spec, raw: training.raw, kind: 'json' } };
     expect(recordSchema.parse(old).source).toEqual({ spec: training.spec, raw: training.raw, kind: 'json' });
     // A damaged one does not pass as eval inputs.

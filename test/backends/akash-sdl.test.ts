@@ -203,7 +203,7 @@ describe('the example spec of the brief', () => {
 
   test('the backend’s own SDL for it (agent command, contract env) is a valid superset', async () => {
     const config = akashConfig();
-    const built = await buildSdl(s, akashSdlOptions(config, { spec: s, rawSpec: s, attempt: 1, token: 'tok', capUsd: usdPerHour(1000, 3e-6, 6.117) }));
+    const built = await buildSdl(s, akashSdlOptions(config, { signed: { spec: s, raw: { ...s } }, attempt: 1, token: 'tok', capUsd: usdPerHour(1000, 3e-6, 6.117) }));
     const svc = built.sdl.data.services.trainer!;
     expect(svc.image).toBe('chrysalis/trainer:latest');
     expect(svc.command).toEqual(['sh', '-c']);
@@ -285,7 +285,7 @@ describe('cf-sdl (dist/client/cli/cf-sdl.js)', () => {
     // The cap is min(hourly_usd $4, max_cost_usd $50 / max_hours 8 = $6.25) = $4/h.
     const config = akashConfig({ hourly_usd: 4, trainers: { 'chrysalis/trainer:latest': { image: 'ghcr.io/acme/trainer:1' } } });
     const s = trainingJobSpecSchema.parse(raw);
-    const same = await buildSdl(s, akashSdlOptions(config, { spec: s, rawSpec: raw, attempt: 1, token: 'dry-run-agent-token', capUsd: 4 }));
+    const same = await buildSdl(s, akashSdlOptions(config, { signed: { spec: s, raw }, attempt: 1, token: 'dry-run-agent-token', capUsd: 4 }));
     expect(yaml).toBe(same.yaml);
     expect(versionLine?.trim()).toBe(`# manifest version: ${same.manifestVersion}`);
   });

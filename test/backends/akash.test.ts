@@ -15,7 +15,7 @@ import { trainingJobSpecSchema, type TrainingJobSpec } from '../../jobspec/schem
 import { FakeAkashConsole, type ConsoleScenario } from '../fakes/akash-console';
 import { FakeAkashProvider } from '../fakes/akash-provider';
 import { FAKE_TRAINER_SH } from '../fakes/container';
-import { makeSignedSpec, type SignedSpec } from '../jobspec/fixtures';
+import { makeSignedSpec, type SignedSpec, signedOf } from '../jobspec/fixtures';
 
 const OWNER = 'akash1owner000000000000000000000000000000000';
 const CHEAP = 'akash1cheap0000000000000000000000000000000000';
@@ -119,12 +119,12 @@ describe('akash backend, console mode', () => {
     const backend = new AkashBackend('akash', consoleConfig(fake.url), home);
     const { raw, spec } = job('ok');
 
-    const ref = await backend.submit(spec, raw, 1);
+    const ref = await backend.submit(signedOf(raw), 1);
     expect(ref).toMatchObject({ backend: 'akash', kind: 'akash', jobId: spec.job_id, attempt: 1 });
     expect(ref.data).toMatchObject({ mode: 'console', owner: OWNER, denom: 'uakt', cap_usd_hour: 2 });
     expect(ref.data.manifest_version).toMatch(/^[0-9a-f]{64}$/);
     // Idempotent: the same attempt is the same deployment.
-    expect(await backend.submit(spec, raw, 1)).toEqual(ref);
+    expect(await backend.submit(signedOf(raw), 1)).toEqual(ref);
     expect(fake.deployments.size).toBe(1);
 
     const first = await backend.status(ref);
@@ -170,7 +170,7 @@ describe('akash backend, console mode', () => {
   test('a worker that dies between the deployment POST and its record: the retried submit adopts that deployment, one stays open', async () => {
     const home = tmp('akash-home-');
     const config = consoleConfig(fake.url);
-    const { raw, spec } = job('ok');
+    const { raw } = job('ok');
     // The Console creates the deployment; the worker dies before the record of it reaches FORGE_HOME.
     class DiesAfterPost extends ConsoleMarket {
       override async createDeployment(built: BuiltSdl): Promise<{ dseq: string; owner: string; manifest: string }> {
@@ -181,17 +181,17 @@ describe('akash backend, console mode', () => {
     const market = new DiesAfterPost({ url: fake.url, apiKey: async () => API_KEY, depositUsd: 5, timeoutMs: 5000, certificateFile: path.join(home, 'cert.json') });
     const posts = (): number => fake.requests.filter((r) => r.method === 'POST' && r.path === '/v1/deployments').length;
     const before = { posts: posts(), open: new Set(fake.open) };
-    await expect(new AkashBackend('akash', config, home, { market }).submit(spec, raw, 1)).rejects.toThrow(/worker killed after the POST/);
+    await expect(new AkashBackend('akash', config, home, { market }).submit(signedOf(raw), 1)).rejects.toThrow(/worker killed after the POST/);
     const orphans = fake.open.filter((d) => !before.open.has(d));
     expect(orphans).toHaveLength(1);
 
     // The activity's retry, on a fresh worker with the same FORGE_HOME: no record, but no second deployment either.
     const backend = new AkashBackend('akash', config, home);
-    const ref = await backend.submit(spec, raw, 1);
+    const ref = await backend.submit(signedOf(raw), 1);
     expect(ref.data.dseq).toBe(orphans[0]);
     expect(posts() - before.posts).toBe(1);
     expect(fake.open.filter((d) => !before.open.has(d))).toEqual(orphans);
-    expect(await backend.submit(spec, raw, 1)).toEqual(ref);
+    expect(await backend.submit(signedOf(raw), 1)).toEqual(ref);
 
     // The adopted deployment is a whole one: its lease gets the manifest and the trainer runs to the end.
     expect(await until(backend, ref, (s) => s.state === 'SUCCEEDED' || s.state === 'FAILED')).toMatchObject({ state: 'SUCCEEDED' });
@@ -205,7 +205,7 @@ describe('akash backend, console mode', () => {
     const { raw, spec } = job('ok');
     const before = new Set(fake.deployments.keys());
     const sentBefore = cheap.manifests.length;
-    const ref = await new AkashBackend('akash', config, homeA).submit(spec, raw, 1);
+    const ref = await new AkashBackend('akash', config, homeA).submit(signedOf(raw), 1);
     // What replica A would have sent: its record's manifest with the agent token put back.
     const record = JSON.parse(readFileSync(path.join(homeA, 'remote', 'akash', spec.job_id, 'attempt-1.json'), 'utf8')) as { manifest: string };
     const expected = JSON.parse(record.manifest.split('@@FORGE_AGENT_TOKEN@@').join(agentToken(API_KEY, 'akash', spec.job_id, 1))) as unknown;
@@ -231,7 +231,7 @@ describe('akash backend, console mode', () => {
     const evalRun = { suite: { toy: '{"tasks": [{"id": "t1"}]}\n' } };
     const sentBefore = cheap.manifests.length;
     const backendA = new AkashBackend('akash', config, homeA);
-    const ref = await backendA.submit(spec, raw, 1, { evalRun });
+    const ref = await backendA.submit(signedOf(raw), 1, { evalRun });
     expect(JSON.parse(String(ref.data.eval_run))).toEqual(evalRun);
     const record = JSON.parse(readFileSync(path.join(homeA, 'remote', 'akash', spec.job_id, 'attempt-1.json'), 'utf8')) as { manifest: string; source: unknown };
     expect(record.source).toMatchObject({ evalRun });
@@ -257,9 +257,9 @@ describe('akash backend, console mode', () => {
 
   test('an eval attempt whose suite does not fit a container environment is REJECTED before any deployment', async () => {
     const before = fake.deployments.size;
-    const { raw, spec } = job('env');
+    const { raw } = job('env');
     const big = { suite: { toy: 'x'.repeat(128 * 1024) } };
-    await expect(new AkashBackend('akash', consoleConfig(fake.url), tmp('akash-home-')).submit(spec, raw, 1, { evalRun: big })).rejects.toMatchObject({
+    await expect(new AkashBackend('akash', consoleConfig(fake.url), tmp('akash-home-')).submit(signedOf(raw), 1, { evalRun: big })).rejects.toMatchObject({
       failureClass: 'REJECTED',
       message: expect.stringMatching(/FORGE_EVAL_SUITE_B64, over the 98304 .*set results\.evaluation\.backends\.akash to "orchestrator"/),
     });
@@ -267,8 +267,8 @@ describe('akash backend, console mode', () => {
   });
 
   test('a replica whose operator config makes another manifest refuses to send it: LOST, naming the setting', async () => {
-    const { raw, spec } = job('ok');
-    const ref = await new AkashBackend('akash', consoleConfig(fake.url), tmp('akash-home-a-')).submit(spec, raw, 1);
+    const { raw } = job('ok');
+    const ref = await new AkashBackend('akash', consoleConfig(fake.url), tmp('akash-home-a-')).submit(signedOf(raw), 1);
     const other = consoleConfig(fake.url, { trainers: { ok: { image: 'forge/trainer-ok', env: { EXTRA: '1' } } } });
     const s = await until(new AkashBackend('akash', other, tmp('akash-home-b-')), ref, (x) => x.state !== 'PENDING').catch((err: unknown) => err);
     expect(s).toMatchObject({ failureClass: 'LOST', message: expect.stringMatching(/manifest rebuilt on this replica .* is not the one the deployment committed .*backends\.akash .*give every replica the same operator config/) });
@@ -277,9 +277,9 @@ describe('akash backend, console mode', () => {
 
   test('two workers submitting the same attempt at once: both get the oldest deployment, the other is closed', async () => {
     const config = consoleConfig(fake.url);
-    const { raw, spec } = job('ok');
+    const { raw } = job('ok');
     const before = new Set(fake.deployments.keys());
-    const [a, b] = await Promise.all([new AkashBackend('akash', config, tmp('akash-home-')).submit(spec, raw, 1), new AkashBackend('akash', config, tmp('akash-home-')).submit(spec, raw, 1)]);
+    const [a, b] = await Promise.all([new AkashBackend('akash', config, tmp('akash-home-')).submit(signedOf(raw), 1), new AkashBackend('akash', config, tmp('akash-home-')).submit(signedOf(raw), 1)]);
     const made = [...fake.deployments.keys()].filter((d) => !before.has(d));
     expect(made.length).toBeGreaterThanOrEqual(1);
     expect(a.data.dseq).toBe(made[0]);
@@ -291,8 +291,8 @@ describe('akash backend, console mode', () => {
 
   test('a trainer that exits 3 on Akash fails EXIT_CODE with its stderr', async () => {
     const backend = new AkashBackend('akash', consoleConfig(fake.url), tmp('akash-home-'));
-    const { raw, spec } = job('fail');
-    const ref = await backend.submit(spec, raw, 1);
+    const { raw } = job('fail');
+    const ref = await backend.submit(signedOf(raw), 1);
     const s = await until(backend, ref, (x) => x.state === 'FAILED');
     expect(s.exitCode).toBe(3);
     expect(s.failure?.class).toBe('EXIT_CODE');
@@ -303,8 +303,8 @@ describe('akash backend, console mode', () => {
   test('no bid under the cap within the bid timeout: NO_CAPACITY, and the deployment is closed', async () => {
     scenario.bids = [{ provider: DEAR, amount: 5000 }];
     const backend = new AkashBackend('akash', consoleConfig(fake.url), tmp('akash-home-'));
-    const { raw, spec } = job('ok');
-    const ref = await backend.submit(spec, raw, 1);
+    const { raw } = job('ok');
+    const ref = await backend.submit(signedOf(raw), 1);
     const s = await until(backend, ref, (x) => x.state === 'FAILED');
     expect(s.failure?.class).toBe('NO_CAPACITY');
     expect(s.failure?.detail).toMatch(/no Akash bid at or under 1132\.\d+ uakt\/block .* within 1 s; 1 bid\(s\), cheapest 5000 uakt/);
@@ -315,8 +315,8 @@ describe('akash backend, console mode', () => {
   test('a lease the provider closes is LOST; close afterwards is harmless', async () => {
     scenario.leaseDiesAfterMs = 300;
     const backend = new AkashBackend('akash', consoleConfig(fake.url), tmp('akash-home-'));
-    const { raw, spec } = job('slow');
-    const ref = await backend.submit(spec, raw, 1);
+    const { raw } = job('slow');
+    const ref = await backend.submit(signedOf(raw), 1);
     await until(backend, ref, (x) => x.state === 'RUNNING');
     const s = await until(backend, ref, (x) => x.state === 'FAILED');
     expect(s.failure?.class).toBe('LOST');

@@ -13,7 +13,7 @@ import { LocalBackend, type LocalBackendOptions } from '../../activities/backend
 import { linkTree } from '../../common/files';
 import { createBackends, getBackend } from '../../activities/backends/registry';
 import { BackendError, type DeploymentRef, type DeploymentState, type DeploymentStatus } from '../../activities/backends/types';
-import { makeSignedSpec, type SignedSpec } from '../jobspec/fixtures';
+import { makeSignedSpec, type SignedSpec, signedOf } from '../jobspec/fixtures';
 
 const homes: string[] = [];
 const groups: number[] = [];
@@ -55,7 +55,7 @@ function newJob(overrides: object = {}): { raw: SignedSpec; spec: TrainingJobSpe
 }
 
 async function submit(backend: LocalBackend, job = newJob(), attempt = 1): Promise<DeploymentRef> {
-  const ref = await backend.submit(job.spec, job.raw, attempt);
+  const ref = await backend.submit(signedOf(job.raw), attempt);
   groups.push(Number(ref.data.pid));
   return ref;
 }
@@ -179,7 +179,7 @@ describe('LocalBackend: running the trainer', () => {
     const home = await tempHome();
     const backend = new LocalBackend('gpu-box', shConfig('exit 0'), home, FAST);
     const job = newJob({ trainer: { image: 'acme/other:1' } });
-    await expect(backend.submit(job.spec, job.raw, 1)).rejects.toMatchObject({
+    await expect(backend.submit(signedOf(job.raw), 1)).rejects.toMatchObject({
       failureClass: 'REJECTED',
       message:
         'no trainer configured for image "acme/other:1" on backend "gpu-box": ' +
@@ -189,7 +189,7 @@ describe('LocalBackend: running the trainer', () => {
     const missing = shConfig('');
     missing.trainers[DEFAULT_TRAINER_IMAGE] = { command: [path.join(home, 'no-such-trainer'), 'run'], env: {} };
     const job2 = newJob();
-    const err = await new LocalBackend('local', missing, home, FAST).submit(job2.spec, job2.raw, 1).catch((e: unknown) => e);
+    const err = await new LocalBackend('local', missing, home, FAST).submit(signedOf(job2.raw), 1).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(BackendError);
     expect((err as BackendError).failureClass).toBe('REJECTED');
     expect((err as BackendError).message).toMatch(/no-such-trainer.*not found.*bootstrap/);
@@ -269,7 +269,7 @@ describe('LocalBackend: idempotence and recovery', () => {
     const status = await new LocalBackend('local', config, home, FAST).status(ref);
     expect(status).toMatchObject({ state: 'FAILED', exitCode: 75, failure: { class: 'TRANSIENT' } });
     // And a retried submit of that attempt does not start it again.
-    expect((await restarted.submit(job.spec, job.raw, 1)).data.pid).toBe(ref.data.pid);
+    expect((await restarted.submit(signedOf(job.raw), 1)).data.pid).toBe(ref.data.pid);
   });
 
   test('a stale claim of a dead claimer is taken over; one whose wrapper did start is adopted', async () => {
@@ -312,7 +312,7 @@ describe('LocalBackend: idempotence and recovery', () => {
     const dir = path.join(home, 'jobs', job.spec.job_id, 'attempt-1');
     await fs.mkdir(dir, { recursive: true });
     await fs.writeFile(path.join(dir, 'claim-1.json'), JSON.stringify({ token: 'z', pid: process.pid, claimedAt: new Date().toISOString() }));
-    const err = await backend.submit(job.spec, job.raw, 1).catch((e: unknown) => e);
+    const err = await backend.submit(signedOf(job.raw), 1).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(Error);
     expect(err).not.toBeInstanceOf(BackendError);
     expect(existsSync(path.join(dir, 'launch.json'))).toBe(false);
@@ -513,7 +513,7 @@ describe('LocalBackend: logs, quote, health', () => {
     expect(busy.detail).toContain('max_concurrent 1');
     // A re-run admission of the same job finds room again, and its submit returns the running attempt.
     expect((await a.quote(job.spec)).available).toBe(true);
-    expect((await a.submit(job.spec, job.raw, 1)).data.pid).toBe(ref.data.pid);
+    expect((await a.submit(signedOf(job.raw), 1)).data.pid).toBe(ref.data.pid);
     expect((await b.quote(other.spec)).available).toBe(true);
     await a.close(ref);
     expect((await a.quote(other.spec)).available).toBe(true);
@@ -580,12 +580,12 @@ async function submitInKilledWorker(
     };
     const { LocalBackend } = require(${JSON.stringify(path.resolve(__dirname, '../../activities/backends/local/local.ts'))});
     const input = JSON.parse(process.argv[1]);
-    new LocalBackend('local', input.config, input.home).submit(input.spec, input.raw, 1).then((ref) => {
+    new LocalBackend('local', input.config, input.home).submit(input.signed, 1).then((ref) => {
       process.stdout.write(JSON.stringify(ref) + '\\n');
       setInterval(() => {}, 1000);
     }, (err) => { console.error(err); process.exit(1); });
   `;
-  const worker = spawn(process.execPath, ['-e', script, JSON.stringify({ home, config, spec: job.spec, raw: job.raw })], {
+  const worker = spawn(process.execPath, ['-e', script, JSON.stringify({ home, config, signed: signedOf(job.raw) })], {
     cwd: path.resolve(__dirname, '../..'),
     stdio: ['ignore', 'pipe', 'inherit'],
   });

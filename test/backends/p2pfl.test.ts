@@ -12,7 +12,7 @@ import type { DeploymentStatus } from '../../activities/backends/types';
 import { parseConfig, type P2pflBackendConfig } from '../../common/config';
 import { p2pflWebKey } from '../../common/p2pfl-web-key';
 import { trainingJobSpecSchema } from '../../jobspec/schema';
-import { makeSignedSpec } from '../jobspec/fixtures';
+import { makeSignedSpec, signedOf } from '../jobspec/fixtures';
 import { http, startApi, type ApiHarness } from '../api/harness';
 import { testConfig } from '../helpers/forge';
 import { p2pflMissing } from '../helpers/p2pfl';
@@ -70,7 +70,7 @@ maybe('a federated finetune of two P2PFL nodes: progress, its metrics through th
     backend: { provider: 'fed' },
   });
   const spec = trainingJobSpecSchema.parse(raw);
-  const ref = await backend.submit(spec, raw, 1);
+  const ref = await backend.submit(signedOf(raw), 1);
   expect(ref.kind).toBe('p2pfl');
 
   let s: DeploymentStatus = await backend.status(ref);

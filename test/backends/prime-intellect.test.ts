@@ -11,7 +11,7 @@ import { parseConfig, type PrimeIntellectBackendConfig } from '../../common/conf
 import { trainingJobSpecSchema, type TrainingJobSpec } from '../../jobspec/schema';
 import { FakePrimeIntellect, type PiScenario } from '../fakes/prime-intellect';
 import { FAKE_TRAINER_SH } from '../fakes/container';
-import { makeSignedSpec, type SignedSpec } from '../jobspec/fixtures';
+import { makeSignedSpec, type SignedSpec, signedOf } from '../jobspec/fixtures';
 
 const API_KEY = 'pit_secret_0123456789abcdef';
 
@@ -90,9 +90,9 @@ test('quote takes the cheapest in-stock offer under the cap; the pod runs the tr
   const { raw, spec } = job('ok');
   expect(await backend.quote(spec)).toMatchObject({ available: true, hourlyUsd: 1.9 });
 
-  const ref = await backend.submit(spec, raw, 1, { maxHourlyUsd: 2.5 });
+  const ref = await backend.submit(signedOf(raw), 1, { maxHourlyUsd: 2.5 });
   expect(ref).toMatchObject({ backend: 'pi', kind: 'prime-intellect', attempt: 1, data: { price_hr: 1.9, name: `forge-${spec.job_id}-1` } });
-  expect(await backend.submit(spec, raw, 1)).toEqual(ref);
+  expect(await backend.submit(signedOf(raw), 1)).toEqual(ref);
   const created = fake.pods.get(ref.id)!;
   expect(created.body).toMatchObject({
     pod: { name: `forge-${spec.job_id}-1`, cloudId: 'cheap', gpuType: 'H100_80GB', gpuCount: 1, maxPrice: 2.5, customTemplateId: 'tpl-ok', diskSize: 50, vcpus: 4, memory: 16 },
@@ -121,12 +121,12 @@ test('quote takes the cheapest in-stock offer under the cap; the pod runs the tr
 test('a retried submit adopts the pod its earlier try created (found by name) instead of renting a second', async () => {
   const home = tmp('pi-home-');
   const backend = new PrimeIntellectBackend('pi', config(fake.url), home);
-  const { raw, spec } = job('slow');
-  const ref = await backend.submit(spec, raw, 1);
+  const { raw } = job('slow');
+  const ref = await backend.submit(signedOf(raw), 1);
   const before = fake.pods.size;
   // A second worker with no record of it (another FORGE_HOME).
   const other = new PrimeIntellectBackend('pi', config(fake.url), tmp('pi-home-'));
-  expect((await other.submit(spec, raw, 1)).id).toBe(ref.id);
+  expect((await other.submit(signedOf(raw), 1)).id).toBe(ref.id);
   expect(fake.pods.size).toBe(before);
   await backend.close(ref);
 });
@@ -134,8 +134,8 @@ test('a retried submit adopts the pod its earlier try created (found by name) in
 test('a pod that vanishes is LOST', async () => {
   scenario.vanishAfterMs = 400;
   const backend = new PrimeIntellectBackend('pi', config(fake.url), tmp('pi-home-'));
-  const { raw, spec } = job('slow');
-  const ref = await backend.submit(spec, raw, 1);
+  const { raw } = job('slow');
+  const ref = await backend.submit(signedOf(raw), 1);
   await until(backend, ref, (s) => s.state === 'RUNNING');
   const s = await until(backend, ref, (x) => x.state === 'FAILED');
   expect(s.failure).toEqual({ class: 'LOST', detail: `pod ${ref.id} vanished from Prime Intellect (404)` });
@@ -165,7 +165,7 @@ test('no offer under the cap: unavailable to quote, NO_CAPACITY to submit; no te
   const backend = new PrimeIntellectBackend('pi', config(fake.url, { hourly_usd: 1 }), tmp('pi-home-'));
   const { raw, spec } = job('ok');
   expect(await backend.quote(spec)).toMatchObject({ available: false, detail: 'no H100_80GB×1 offer at or under the cap $1/h on Prime Intellect (cheapest $1.90/h)' });
-  await expect(backend.submit(spec, raw, 1)).rejects.toMatchObject({ failureClass: 'NO_CAPACITY' });
+  await expect(backend.submit(signedOf(raw), 1)).rejects.toMatchObject({ failureClass: 'NO_CAPACITY' });
   await expect(backend.quote(job('nope').spec)).rejects.toMatchObject({ failureClass: 'REJECTED', message: expect.stringMatching(/no Prime Intellect template configured for trainer image "nope"/) });
   expect(() => parseConfig({ backends: { pi: { kind: 'prime-intellect', hourly_usd: 1, api_key: 'k', trainers: { x: {} } } } })).toThrow(/backends\.pi\.trainers\.x\.template_id/);
 });

@@ -19,7 +19,7 @@ import { jobWorkflowId, REAPER_SCHEDULE_ID, WORKFLOW_TYPE_REAPER } from '../../c
 import { FakeAkashConsole } from '../fakes/akash-console';
 import { FAKE_TRAINER_SH } from '../fakes/container';
 import { FakePrimeIntellect } from '../fakes/prime-intellect';
-import { makeSignedSpec } from '../jobspec/fixtures';
+import { makeSignedSpec, signedOf } from '../jobspec/fixtures';
 import { startWorker, testClient, type RunningWorker } from '../helpers/forge';
 
 const TQ = 'test-reaper-remote';
@@ -95,7 +95,7 @@ test('a forge-named pod of a job that does not exist is deleted; a pod without t
   if (piConfig?.kind !== 'prime-intellect') throw new Error('prime-intellect config');
   const backend = new PrimeIntellectBackend('pi', piConfig, home);
   const { raw, spec } = job('pi');
-  const orphan = await backend.submit(spec, raw, 1); // no workflow job-<id> was ever started
+  const orphan = await backend.submit(signedOf(raw), 1); // no workflow job-<id> was ever started
   const res = await fetch(`${pi.url}/api/v1/pods/`, {
     method: 'POST',
     headers: { authorization: `Bearer ${PI_KEY}`, 'content-type': 'application/json' },
@@ -116,11 +116,11 @@ test('an Akash deployment of a forge attempt whose job does not exist is closed;
   const backendConfig = config.backends.akash;
   if (backendConfig?.kind !== 'akash') throw new Error('akash config');
   const backend = new AkashBackend('akash', backendConfig, home);
-  const { raw, spec } = job('akash');
-  const orphan = await backend.submit(spec, raw, 1);
+  const { raw } = job('akash');
+  const orphan = await backend.submit(signedOf(raw), 1);
   // The same account deploys something of its own (a forge-like SDL, but without the forge mark on its group).
   const other = job('akash');
-  const built = await buildSdl(other.spec, akashSdlOptions(backendConfig, { spec: other.spec, rawSpec: other.raw, attempt: 1, token: 'someone-else', capUsd: 1, groupMark: false }));
+  const built = await buildSdl(other.spec, akashSdlOptions(backendConfig, { signed: signedOf(other.raw), attempt: 1, token: 'someone-else', capUsd: 1, groupMark: false }));
   const res = await fetch(`${akash.url}/v1/deployments`, {
     method: 'POST',
     headers: { 'x-api-key': AKASH_KEY, 'content-type': 'application/json' },
@@ -147,7 +147,7 @@ test("a lost replica's Akash deployment (its FORGE_HOME gone, its job terminated
   const homeA = tmp('forge-replica-a-');
   const { raw, spec } = job('akash');
   const handle = await client.workflow.start('trainingJob', { taskQueue: `${TQ}-no-worker`, workflowId: jobWorkflowId(spec.job_id), args: [raw] });
-  const orphan = await new AkashBackend('akash', backendConfig, homeA).submit(spec, raw, 2);
+  const orphan = await new AkashBackend('akash', backendConfig, homeA).submit(signedOf(raw), 2);
   await handle.terminate('the operator terminated it');
   rmSync(homeA, { recursive: true, force: true }); // the replica's emptyDir is gone with it
   expect(akash.open).toContain(String(orphan.data.dseq));

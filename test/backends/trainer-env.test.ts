@@ -11,8 +11,7 @@ import { LocalBackend } from '../../activities/backends/local/local';
 import { createBackends } from '../../activities/backends/registry';
 import type { Backend, DeploymentRef } from '../../activities/backends/types';
 import { DEFAULT_TRAINER_IMAGE } from '../../jobspec/constants';
-import { trainingJobSpecSchema } from '../../jobspec/schema';
-import { makeSignedSpec } from '../jobspec/fixtures';
+import { makeSignedSpec, signedOf } from '../jobspec/fixtures';
 
 const SECRETS = { FORGE_API_TOKEN: 'secret-api-token', AWS_SECRET_ACCESS_KEY: 'secret-aws-key', TEMPORAL_API_KEY: 'secret-temporal' };
 const saved: Record<string, string | undefined> = {};
@@ -38,8 +37,7 @@ const PRINT_ENV = 'env > "$FORGE_OUTPUT_DIR/env.txt"; mkdir "$FORGE_OUTPUT_DIR/s
 
 async function runToEnd(backend: Backend): Promise<{ ref: DeploymentRef; env: Map<string, string> }> {
   const raw = makeSignedSpec();
-  const spec = trainingJobSpecSchema.parse(raw);
-  const ref = await backend.submit(spec, raw, 1);
+  const ref = await backend.submit(signedOf(raw), 1);
   const deadline = Date.now() + 10_000;
   for (;;) {
     const s = await backend.status(ref);

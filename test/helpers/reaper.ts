@@ -6,8 +6,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { LocalBackend } from '../../activities/backends/local/local';
 import type { DeploymentRef } from '../../activities/backends/types';
-import { trainingJobSpecSchema } from '../../jobspec/schema';
-import { makeSignedSpec } from '../jobspec/fixtures';
+import { makeSignedSpec, signedOf } from '../jobspec/fixtures';
 import { runCommand, type Run } from './cli';
 import { fakeTrainer, pollUntil, readStarts, temporalAddress, tempDir, testConfig, useForge } from './forge';
 
@@ -37,7 +36,7 @@ export function useReaperForge(taskQueue: string, prefix: string) {
     /** A local trainer whose job was never started in Temporal (its submit's workflow is gone). */
     async orphanTrainer(): Promise<{ jobId: string; ref: DeploymentRef; pid: number }> {
       const raw = makeSignedSpec({ trainer: { image: 'slow' } });
-      const ref = await backend.submit(trainingJobSpecSchema.parse(raw), raw, 1);
+      const ref = await backend.submit(signedOf(raw), 1);
       return { jobId: raw.job_id, ref, pid: await trainerPid(raw.job_id) };
     },
   };

@@ -3,7 +3,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { DEFAULT_TRAINER_IMAGE } from '../../jobspec/constants';
-import type { TrainingJobSpecInput } from '../../jobspec/schema';
+import { specHash } from '../../jobspec/parse';
+import { trainingJobSpecSchema, type TrainingJobSpecInput } from '../../jobspec/schema';
+import type { SignedSpec as AcceptedSpec } from '../../jobspec/signed-spec';
 import { generateKeyPair, signSpec, type KeyPair } from '../../jobspec/signing';
 
 export type UnsignedSpec = Omit<TrainingJobSpecInput, 'signature_ed25519'>;
@@ -66,4 +68,10 @@ export function makeUnsignedSpec(overrides: object = {}, keys: KeyPair = generat
 /** Signed by `keys` (pass your own pair to sign cancel requests for the job later). */
 export function makeSignedSpec(overrides: object = {}, keys: KeyPair = generateKeyPair()): SignedSpec {
   return signSpec(makeUnsignedSpec(overrides, keys), keys.secretKey);
+}
+
+/** A signed spec as acceptSpec hands it on (what Backend.submit takes), without the operator's policy checks. */
+export function signedOf(raw: SignedSpec | Record<string, unknown>): AcceptedSpec {
+  const record = raw as Record<string, unknown>;
+  return { spec: trainingJobSpecSchema.parse(raw), raw: record, sha256: specHash(record) };
 }

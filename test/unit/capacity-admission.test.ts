@@ -11,7 +11,7 @@ import { createControlActivities } from '../../activities/control/activities';
 import { parseConfig } from '../../common/config';
 import { trainingJobSpecSchema } from '../../jobspec/schema';
 import { acquire, emptyCapacity, release, type AcquireResult, type CapacityState, type ReleaseRequest } from '../../workflows/capacity/slots';
-import { makeSignedSpec } from '../jobspec/fixtures';
+import { makeSignedSpec, signedOf } from '../jobspec/fixtures';
 
 /** The entity's rule in memory, one state per backend. */
 class MemoryGate extends CapacityGate {
@@ -40,7 +40,7 @@ function fakeBackend(name: string, refuse = false): Backend {
     kind: 'fake',
     health: async () => ({ ok: true, detail: 'fake' }),
     quote: async () => ({ available: true, hourlyUsd: name === 'cheap' ? 0 : 1 }),
-    submit: async (spec, _raw, attempt): Promise<DeploymentRef> => {
+    submit: async ({ spec }, attempt): Promise<DeploymentRef> => {
       if (refuse) throw new BackendError('NO_CAPACITY', `${name}: no machine after all`);
       return { backend: name, kind: 'fake', id: `${spec.job_id}/${attempt}`, jobId: spec.job_id, attempt, submittedAt: new Date().toISOString(), data: {} };
     },
@@ -61,9 +61,9 @@ function flakyBackend(name: string, api: { down: boolean; quoteDown?: boolean })
       if (api.quoteDown) throw refused();
       return b.quote(spec);
     },
-    submit: async (spec, raw, attempt, options) => {
+    submit: async (signed, attempt, options) => {
       if (api.down) throw refused();
-      return b.submit(spec, raw, attempt, options);
+      return b.submit(signed, attempt, options);
     },
   };
 }
@@ -80,7 +80,7 @@ function setup(backends: Record<string, Backend>, caps: Record<string, number | 
     return {
       raw,
       spec,
-      submit: () => acts.admitAndSubmit({ candidates: [provider, ...fallbacks], preferred: 0, spec, rawSpec: raw, attempt: 1, budgetUsd: 10 }),
+      submit: () => acts.admitAndSubmit({ candidates: [provider, ...fallbacks], preferred: 0, signed: signedOf(raw), attempt: 1, budgetUsd: 10 }),
     };
   };
   return { gate, acts, job };
@@ -127,7 +127,7 @@ test('a transient submit error keeps the slot for the same attempt; the next att
   const { gate, acts, job } = setup({ pi: flakyBackend('pi', api), akash: fakeBackend('akash') }, { pi: 1, akash: 1 });
   const a = job('pi', ['akash']);
   const attempt = (n: number, preferred: number) =>
-    acts.admitAndSubmit({ candidates: ['pi', 'akash'], preferred, spec: a.spec, rawSpec: a.raw, attempt: n, budgetUsd: 10 });
+    acts.admitAndSubmit({ candidates: ['pi', 'akash'], preferred, signed: signedOf(a.raw), attempt: n, budgetUsd: 10 });
   // akash is full; attempt 1 takes pi's slot, then pi's API goes down under its submit: the job waits, holding the slot.
   expect(await job('akash').submit()).toMatchObject({ index: 0 });
   expect(await attempt(1, 0)).toBeNull();

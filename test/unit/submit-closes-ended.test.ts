@@ -6,8 +6,7 @@
 import { parseConfig } from '../../common/config';
 import { createControlActivities } from '../../activities/control/activities';
 import type { Backend, DeploymentRef, DeploymentState } from '../../activities/backends/types';
-import { trainingJobSpecSchema } from '../../jobspec/schema';
-import { makeSignedSpec } from '../jobspec/fixtures';
+import { makeSignedSpec, signedOf } from '../jobspec/fixtures';
 
 function fakeBackend(state: DeploymentState, outputsOnDeployment = false): Backend & { closed: string[] } {
   const closed: string[] = [];
@@ -17,7 +16,7 @@ function fakeBackend(state: DeploymentState, outputsOnDeployment = false): Backe
     closed,
     health: async () => ({ ok: true, detail: 'fake' }),
     quote: async () => ({ available: true, hourlyUsd: 0 }),
-    submit: async (spec, _raw, attempt): Promise<DeploymentRef> => ({
+    submit: async ({ spec }, attempt): Promise<DeploymentRef> => ({
       backend: 'fake',
       kind: 'fake',
       id: `${spec.job_id}/${attempt}`,
@@ -38,8 +37,7 @@ async function submitOn(state: DeploymentState, outputsOnDeployment = false) {
   const config = parseConfig({ backends: { fake: { kind: 'local', trainers: { x: { command: ['/bin/true'] } } } } });
   const acts = createControlActivities({ config, backends: new Map([['fake', b]]), pollIntervalMs: () => 1000, fairness: 'off' });
   const raw = makeSignedSpec({ backend: { provider: 'fake' } });
-  const spec = trainingJobSpecSchema.parse(raw);
-  const outcome = await acts.admitAndSubmit({ candidates: ['fake'], preferred: 0, spec, rawSpec: raw, attempt: 1, budgetUsd: 1 });
+  const outcome = await acts.admitAndSubmit({ candidates: ['fake'], preferred: 0, signed: signedOf(raw), attempt: 1, budgetUsd: 1 });
   return { outcome, closed: b.closed };
 }
 

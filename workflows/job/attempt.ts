@@ -52,7 +52,8 @@ function failureOf(err: unknown): FailureInfo | undefined {
 
 export async function runAttempt(run: JobRun, plan: AttemptPlan): Promise<{ index: number; outcome: AttemptOutcome }> {
   const { job, settings } = run;
-  const { spec, raw: rawSpec } = run.signed;
+  const { signed } = run;
+  const { spec } = signed;
   const { candidates, preferred, attempt, firstTry, mode = {} } = plan;
   const fail = (index: number, failure: FailureInfo) => {
     if (mode.quiet) job.attemptFailed(failure);
@@ -63,19 +64,19 @@ export async function runAttempt(run: JobRun, plan: AttemptPlan): Promise<{ inde
   if (budgetLeft <= 0) return fail(preferred, { class: 'BUDGET', detail: `max_cost_usd $${spec.backend.max_cost_usd} spent` });
 
   // budgetUsd: admission never starts an attempt that could overspend what is left (activities/control/admission.ts).
-  const admission = { candidates, preferred, spec, rawSpec, attempt, budgetUsd: budgetLeft, ...(mode.evalRun && { evalRun: mode.evalRun }) };
+  const asked = { candidates, preferred, attempt, budgetUsd: budgetLeft, ...(mode.evalRun && { evalRun: mode.evalRun }) };
   // Not cancellable: a cancel arriving mid-submit must still learn of the deployment, so that it gets closed.
   const admitBudget = Math.max(...candidates.map((c) => outageOf(settings, c)));
   const admitAndSubmit = () =>
     CancellationScope.nonCancellable(() =>
-      quickFor(admitBudget).admitAndSubmit.executeWithOptions({ summary: `admit and submit attempt ${attempt} (${candidates.join(', ')})` }, [admission]),
+      quickFor(admitBudget).admitAndSubmit.executeWithOptions({ summary: `admit and submit attempt ${attempt} (${candidates.join(', ')})` }, [{ ...asked, signed }]),
     );
   let submitted: SubmitOutcome | null;
   try {
     submitted = firstTry !== undefined ? firstTry : await admitAndSubmit();
     while (!submitted) {
       await control(settings).awaitAdmission.executeWithOptions({ summary: `wait for admission of attempt ${attempt} (${candidates.join(', ')})` }, [
-        { ...admission, pollSeconds: settings.admissionPollSeconds },
+        { ...asked, spec, pollSeconds: settings.admissionPollSeconds },
       ]);
       submitted = await admitAndSubmit();
     }

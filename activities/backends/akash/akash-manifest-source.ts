@@ -6,7 +6,8 @@
  * same manifest again; its version, committed on chain at creation, confirms it.
  */
 import { z } from 'zod';
-import { trainingJobSpecSchema, type TrainingJobSpec } from '../../../jobspec/schema';
+import { trainingJobSpecSchema } from '../../../jobspec/schema';
+import type { ShippedSpec } from '../../../jobspec/signed-spec';
 import { evalContractEnv } from '../trainer-contract';
 import { BackendError, type EvalRunInputs } from '../types';
 
@@ -46,25 +47,26 @@ export function checkEvalSize(evalRun: EvalRunInputs, backend: string): void {
   );
 }
 
-export function manifestSourceOf(spec: TrainingJobSpec, rawSpec: unknown, evalRun?: EvalRunInputs): ManifestSource {
+export function manifestSourceOf(signed: ShippedSpec, evalRun?: EvalRunInputs): ManifestSource {
   const evaluates = evalRun && { evalRun: evalRunSchema.parse(evalRun) };
-  if (typeof rawSpec === 'string') return { spec: JSON.stringify(spec), raw: rawSpec, kind: 'text', ...evaluates };
-  return { spec: JSON.stringify(spec), raw: JSON.stringify(rawSpec), kind: 'json', ...evaluates };
+  const spec = JSON.stringify(signed.spec);
+  if (typeof signed.raw === 'string') return { spec, raw: signed.raw, kind: 'text', ...evaluates };
+  return { spec, raw: JSON.stringify(signed.raw), kind: 'json', ...evaluates };
 }
 
-/** The spec, raw spec and eval inputs back; a source that no longer parses is LOST (the job retries with a new attempt). */
-export function specFromSource(source: ManifestSource, dseq: string): { spec: TrainingJobSpec; rawSpec: unknown; evalRun?: EvalRunInputs } {
+/** The shipped spec and eval inputs back; a source that no longer parses is LOST (the job retries with a new attempt). */
+export function specFromSource(source: ManifestSource, dseq: string): { signed: ShippedSpec; evalRun?: EvalRunInputs } {
   let json: unknown;
-  let rawSpec: unknown;
+  let raw: ShippedSpec['raw'];
   try {
     json = JSON.parse(source.spec);
-    rawSpec = source.kind === 'text' ? source.raw : JSON.parse(source.raw);
+    raw = source.kind === 'text' ? source.raw : z.record(z.string(), z.unknown()).parse(JSON.parse(source.raw));
   } catch (err) {
     throw new BackendError('LOST', `deployment ${dseq}: the spec in its deployment ref is not JSON (${(err as Error).message}); the job retries with a new attempt`);
   }
   const parsed = trainingJobSpecSchema.safeParse(json);
   if (!parsed.success) throw new BackendError('LOST', `deployment ${dseq}: the spec in its deployment ref no longer parses (${parsed.error.issues[0]?.message ?? ''}); the job retries with a new attempt`);
-  return { spec: parsed.data, rawSpec, ...(source.evalRun && { evalRun: source.evalRun }) };
+  return { signed: { spec: parsed.data, raw }, ...(source.evalRun && { evalRun: source.evalRun }) };
 }
 
 /** A rebuilt manifest whose version is not the one on chain is never sent: the replicas' operator configs differ. */

@@ -11,6 +11,7 @@ import { SDL } from '@akashnetwork/akashjs/build/sdl/SDL/SDL';
 import { MAINNET_ID, SANDBOX_ID, USDC_IBC_DENOMS } from '@akashnetwork/akashjs/build/config/network';
 import type { AkashBackendConfig } from '../../../common/config';
 import type { TrainingJobSpec } from '../../../jobspec/schema';
+import type { ShippedSpec } from '../../../jobspec/signed-spec';
 import { agentCommand, agentEnv } from '../remote/remote-agent-script';
 import type { EvalRunInputs } from '../types';
 
@@ -249,8 +250,7 @@ export function parseForgeGroupName(name: string): { jobId: string; attempt: num
 }
 
 export interface JobSdlInput {
-  spec: TrainingJobSpec;
-  rawSpec: unknown;
+  signed: ShippedSpec;
   attempt: number;
   /** The agent's path token (agentToken(); a placeholder for a dry run). */
   token: string;
@@ -267,7 +267,7 @@ export interface JobSdlInput {
 
 /** Everything the SDL of one attempt is made of, from the spec and the operator's akash backend config. */
 export function akashSdlOptions(config: AkashBackendConfig, input: JobSdlInput): SdlOptions {
-  const image = input.spec.trainer.image;
+  const image = input.signed.spec.trainer.image;
   const trainer = akashTrainer(config, image);
   if (!trainer) {
     throw new SdlError(`no container configured for trainer image "${image}": add it to this akash backend's trainers in FORGE_CONFIG (configured: ${Object.keys(config.trainers).join(', ')})`);
@@ -278,8 +278,7 @@ export function akashSdlOptions(config: AkashBackendConfig, input: JobSdlInput):
     command,
     args,
     env: agentEnv({
-      spec: input.spec,
-      rawSpec: input.rawSpec,
+      signed: input.signed,
       attempt: input.attempt,
       token: input.token,
       port: config.agent_port,
@@ -287,7 +286,7 @@ export function akashSdlOptions(config: AkashBackendConfig, input: JobSdlInput):
       ...(input.evalRun && { evalRun: input.evalRun }),
     }),
     service: config.service,
-    placement: input.groupMark === false ? config.placement : forgeGroupName(config.placement, input.spec.job_id, input.attempt),
+    placement: input.groupMark === false ? config.placement : forgeGroupName(config.placement, input.signed.spec.job_id, input.attempt),
     attributes: config.attributes,
     pricing: { denom: config.denom, amount: perBlockAmount(input.capUsd, usdPerUnit(config), config.block_seconds) },
     exposePort: config.agent_port,

@@ -18,6 +18,7 @@
 import { z } from 'zod';
 import type { AkashBackendConfig } from '../../../common/config';
 import type { TrainingJobSpec } from '../../../jobspec/schema';
+import type { ShippedSpec, SignedSpec } from '../../../jobspec/signed-spec';
 import { checkEvalSize, checkRebuiltVersion, manifestSourceOf, specFromSource } from './akash-manifest-source';
 import type { ActiveDeployment, AkashMarket, MarketLease } from './akash-market';
 import { marketFor } from './akash-market-config';
@@ -102,7 +103,7 @@ export class AkashBackend implements Backend {
   async quote(spec: TrainingJobSpec): Promise<Quote> {
     const cap = this.config.hourly_usd;
     if (!this.config.enabled) return { available: false, hourlyUsd: cap, detail: `backend "${this.name}" is disabled in the operator config` };
-    await this.built(spec, spec, 1, 'quote', cap, true); // refuses (REJECTED) what this backend can never deploy
+    await this.built({ spec, raw: {} }, 1, 'quote', cap, true); // refuses (REJECTED) what this backend can never deploy
     const max = this.config.max_concurrent;
     if (max !== undefined) {
       const open = await this.store.countOpen(spec.job_id);
@@ -126,7 +127,8 @@ export class AkashBackend implements Backend {
     return { available: true, hourlyUsd: cap, detail: 'the price cap (bids come at or under it)' };
   }
 
-  async submit(spec: TrainingJobSpec, rawSpec: unknown, attempt: number, options: SubmitOptions = {}): Promise<DeploymentRef> {
+  async submit(signed: SignedSpec, attempt: number, options: SubmitOptions = {}): Promise<DeploymentRef> {
+    const { spec } = signed;
     if (!Number.isInteger(attempt) || attempt < 1) throw new BackendError('REJECTED', `attempt must be an integer >= 1, got ${attempt}`);
     // An eval attempt's inputs go in its manifest (as env) and in its source, from which any replica rebuilds it.
     if (options.evalRun) checkEvalSize(options.evalRun, this.name);
@@ -136,7 +138,7 @@ export class AkashBackend implements Backend {
     const capUsd = Math.min(this.config.hourly_usd, options.maxHourlyUsd ?? Infinity);
     if (!(capUsd > 0)) throw new BackendError('BUDGET', `no budget left for an hour on ${this.name}`);
     const token = await this.token(spec.job_id, attempt);
-    const built = await this.built(spec, rawSpec, attempt, token, capUsd, true, options.evalRun);
+    const built = await this.built(signed, attempt, token, capUsd, true, options.evalRun);
     const now = new Date();
     const dseq = existing?.dseq ?? (await this.market.proposeDseq());
     const capAmount = perBlockAmount(capUsd, usdPerUnit(this.config), this.config.block_seconds);
@@ -147,7 +149,7 @@ export class AkashBackend implements Backend {
       manifestVersion: built.manifestVersion,
       createdAt: now.toISOString(),
       bidDeadline: new Date(now.getTime() + this.config.bid_timeout_seconds * 1000).toISOString(),
-      source: manifestSourceOf(spec, rawSpec, options.evalRun),
+      source: manifestSourceOf(signed, options.evalRun),
       groupMark: true,
     };
     // Chain mode: the dseq is on disk before the transaction, so a retried submit finds the same deployment. Either
@@ -269,19 +271,19 @@ export class AkashBackend implements Backend {
 
   /** The attempt's SDL; what this backend can never deploy is REJECTED (a bad GPU vendor, an unmapped image, …). */
   private async built(
-    spec: TrainingJobSpec,
-    rawSpec: unknown,
+    signed: ShippedSpec,
     attempt: number,
     token: string,
     capUsd: number,
     groupMark: boolean,
     evalRun?: EvalRunInputs,
   ): Promise<BuiltSdl> {
+    const { spec } = signed;
     if (!akashTrainer(this.config, spec.trainer.image)) {
       throw new BackendError('REJECTED', `backend ${this.name}: no container configured for trainer image "${spec.trainer.image}" (configured: ${Object.keys(this.config.trainers).join(', ')})`);
     }
     try {
-      return await buildSdl(spec, akashSdlOptions(this.config, { spec, rawSpec, attempt, token, capUsd, groupMark, ...(evalRun && { evalRun }) }));
+      return await buildSdl(spec, akashSdlOptions(this.config, { signed, attempt, token, capUsd, groupMark, ...(evalRun && { evalRun }) }));
     } catch (err) {
       if (err instanceof SdlError) throw new BackendError('REJECTED', `backend ${this.name}: ${err.message}`);
       throw err;
@@ -372,8 +374,8 @@ export class AkashBackend implements Backend {
     if (!source) {
       throw new BackendError('LOST', `deployment ${d.dseq}: its manifest is kept by the worker that created it (FORGE_HOME ${this.home} has no record of attempt ${ref.attempt}, and the deployment ref predates the spec it would be rebuilt from)`);
     }
-    const { spec, rawSpec, evalRun } = specFromSource(source, d.dseq);
-    const built = await this.built(spec, rawSpec, ref.attempt, token, d.cap_usd_hour, d.group_mark === true, evalRun);
+    const { signed, evalRun } = specFromSource(source, d.dseq);
+    const built = await this.built(signed, ref.attempt, token, d.cap_usd_hour, d.group_mark === true, evalRun);
     checkRebuiltVersion({ rebuilt: built.manifestVersion, committed: d.manifest_version, dseq: d.dseq, backend: this.name, attempt: ref.attempt });
     return built.sdl.manifestSortedJSON();
   }

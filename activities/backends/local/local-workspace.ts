@@ -59,12 +59,6 @@ export function lostFailure(launch: LaunchRecord, closedAt: Date | undefined): F
   return { class: 'LOST', detail: `trainer wrapper (process group ${launch.pid}) ended without an exit status: ${why}` };
 }
 
-/** The spec as submitted, for spec.json; a string is kept byte for byte. */
-export function specText(rawSpec: unknown, spec: unknown): string {
-  if (typeof rawSpec === 'string') return rawSpec;
-  return `${JSON.stringify(rawSpec ?? spec, null, 2)}\n`;
-}
-
 export interface ExitRecord {
   code: number;
   /** When the wrapper wrote it: the trainer's end. */

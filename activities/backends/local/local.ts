@@ -11,6 +11,7 @@ import { jobAttemptDir } from '../../../common/paths';
 import { DEFAULT_TRAINER_IMAGE } from '../../../jobspec/constants';
 import { classifyExitCode } from '../../../jobspec/failure';
 import type { TrainingJobSpec } from '../../../jobspec/schema';
+import { shippedSpecText, type SignedSpec } from '../../../jobspec/signed-spec';
 import {
   copyTree,
   linkTree,
@@ -25,7 +26,7 @@ import { bootId, leaderAlive, ownsGroup, readProcStat, resolveProgram, spawnDeta
 import { trainerEnvironment, type TrainerEnv } from '../../../common/trainer-env';
 import { traceparentEnv } from '../../../common/tracing';
 import { trainerContractEnv } from '../trainer-contract';
-import { FILES, lostFailure, specText, Workspace, type LaunchRecord } from './local-workspace';
+import { FILES, lostFailure, Workspace, type LaunchRecord } from './local-workspace';
 import { countLiveAttempts, launchIdentity, listOpenLocal, localRef, markRunning } from './local-listing';
 import { decodeCursor, encodeCursor, ProgressReader } from './local-output';
 import {
@@ -76,8 +77,7 @@ const CHECKPOINTS_DIR = 'checkpoints';
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 interface LaunchRequest {
-  spec: TrainingJobSpec;
-  rawSpec: unknown;
+  signed: SignedSpec;
   attempt: number;
   argv: string[];
   env: TrainerEnv;
@@ -130,7 +130,8 @@ export class LocalBackend implements Backend {
     return { available: true, hourlyUsd };
   }
 
-  async submit(spec: TrainingJobSpec, rawSpec: unknown, attempt: number, options: SubmitOptions = {}): Promise<DeploymentRef> {
+  async submit(signed: SignedSpec, attempt: number, options: SubmitOptions = {}): Promise<DeploymentRef> {
+    const { spec } = signed;
     if (!SAFE_PATH_COMPONENT.test(spec.job_id)) throw new BackendError('REJECTED', `job id "${spec.job_id}" is not a safe path name`);
     if (!Number.isInteger(attempt) || attempt < 1) throw new BackendError('REJECTED', `attempt must be an integer >= 1, got ${attempt}`);
     const ws = new Workspace(jobAttemptDir(this.home, spec.job_id, attempt));
@@ -138,7 +139,7 @@ export class LocalBackend implements Backend {
     // A retried submit returns what the first one launched, whatever the config says now.
     const existing = await ws.readLaunch();
     if (existing) return this.refFor(ws, existing);
-    const request = await this.launchRequest(spec, rawSpec, attempt, ws, options.evalRun);
+    const request = await this.launchRequest(signed, attempt, ws, options.evalRun);
     return this.refFor(ws, await this.acquire(ws, request));
   }
 
@@ -234,13 +235,8 @@ export class LocalBackend implements Backend {
   // ---- submit ---------------------------------------------------------------------------------------------------
 
   /** Everything a launch needs, checked before claiming: a refusal must leave no claim behind. */
-  private async launchRequest(
-    spec: TrainingJobSpec,
-    rawSpec: unknown,
-    attempt: number,
-    ws: Workspace,
-    evalRun?: EvalRunInputs,
-  ): Promise<LaunchRequest> {
+  private async launchRequest(signed: SignedSpec, attempt: number, ws: Workspace, evalRun?: EvalRunInputs): Promise<LaunchRequest> {
+    const { spec } = signed;
     if (!this.config.enabled) throw new BackendError('NO_CAPACITY', `backend "${this.name}" is disabled in the operator config`);
     const image = spec.trainer?.image ?? DEFAULT_TRAINER_IMAGE;
     const trainer = this.trainerFor(image);
@@ -260,7 +256,7 @@ export class LocalBackend implements Backend {
           'run the bootstrap (npm run bootstrap) or install the trainer, or fix the command in FORGE_CONFIG',
       );
     }
-    return { spec, rawSpec, attempt, argv: [resolved, ...args], env, evaluates: evalRun !== undefined };
+    return { signed, attempt, argv: [resolved, ...args], env, evaluates: evalRun !== undefined };
   }
 
   private trainerFor(image: string): TrainerCommand {
@@ -291,7 +287,7 @@ export class LocalBackend implements Backend {
         continue; // someone else claimed that generation first: wait for its launch
       }
       if (Date.now() >= deadline) {
-        throw new Error(`attempt ${request.attempt} of job ${request.spec.job_id} is being launched by another worker; try again`);
+        throw new Error(`attempt ${request.attempt} of job ${request.signed.spec.job_id} is being launched by another worker; try again`);
       }
       await sleep(25);
     }
@@ -304,19 +300,19 @@ export class LocalBackend implements Backend {
   private async judgeClaim(ws: Workspace, generation: number, request: LaunchRequest): Promise<LaunchRecord | 'claim' | 'wait'> {
     if (!(await ws.claimIsStale(generation, this.options.staleClaimMs))) return 'wait';
     await sleep(this.options.claimSettleMs);
-    const launched = (await ws.readLaunch()) ?? (await ws.recoverLaunch(this.name, request.spec.job_id, request.attempt));
+    const launched = (await ws.readLaunch()) ?? (await ws.recoverLaunch(this.name, request.signed.spec.job_id, request.attempt));
     if (launched) return launched;
     return (await ws.currentGeneration()) === generation ? 'claim' : 'wait';
   }
 
   private async launch(ws: Workspace, generation: number, request: LaunchRequest): Promise<LaunchRecord> {
-    await writeFileAtomic(ws.file('spec'), specText(request.rawSpec, request.spec));
+    await writeFileAtomic(ws.file('spec'), shippedSpecText(request.signed));
     await fs.mkdir(ws.file('output'), { recursive: true, mode: PRIVATE_DIR_MODE });
-    if (!request.evaluates) await this.carryCheckpoints(request.spec.job_id, request.attempt, ws);
+    if (!request.evaluates) await this.carryCheckpoints(request.signed.spec.job_id, request.attempt, ws);
     // Whoever stalled past the stale timeout must not launch after a takeover did.
     if ((await ws.currentGeneration()) !== generation) throw new Error(`launch claim of ${ws.dir} was taken over; try again`);
     const startedAt = new Date().toISOString();
-    await markRunning(this.home, this.name, request.spec.job_id, request.attempt, ws.dir);
+    await markRunning(this.home, this.name, request.signed.spec.job_id, request.attempt, ws.dir);
     const pid = await spawnDetached({
       dir: ws.dir,
       argv: request.argv,
@@ -326,7 +322,7 @@ export class LocalBackend implements Backend {
     });
     const record: LaunchRecord = {
       backend: this.name,
-      jobId: request.spec.job_id,
+      jobId: request.signed.spec.job_id,
       attempt: request.attempt,
       pid,
       startedAt,

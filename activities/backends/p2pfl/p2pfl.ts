@@ -15,6 +15,7 @@ import { execFile } from 'node:child_process';
 import type { LocalBackendConfig, P2pflBackendConfig } from '../../../common/config';
 import { p2pflWebKey } from '../../../common/p2pfl-web-key';
 import type { TrainingJobSpec } from '../../../jobspec/schema';
+import type { SignedSpec } from '../../../jobspec/signed-spec';
 import { LocalBackend, type LocalBackendOptions } from '../local/local';
 import { BackendError, type Backend, type DeploymentRef, type DeploymentStatus, type HealthReport, type LogChunk, type OpenDeployment, type Quote, type SubmitOptions } from '../types';
 
@@ -107,10 +108,10 @@ export class P2pflBackend implements Backend {
     return this.local.quote(spec);
   }
 
-  async submit(spec: TrainingJobSpec, rawSpec: unknown, attempt: number, options: SubmitOptions = {}): Promise<DeploymentRef> {
+  async submit(signed: SignedSpec, attempt: number, options: SubmitOptions = {}): Promise<DeploymentRef> {
     // Its command is the federated experiment, not `forge-trainer run`: it has no eval mode to hand an eval attempt to.
     if (options.evalRun) throw new BackendError('REJECTED', `backend "${this.name}" (p2pfl) cannot run evaluation attempts: set results.evaluation.backends.${this.name} to "orchestrator"`);
-    return { ...(await this.local.submit(spec, rawSpec, attempt)), kind: this.kind };
+    return { ...(await this.local.submit(signed, attempt)), kind: this.kind };
   }
 
   status(deployment: DeploymentRef): Promise<DeploymentStatus> {

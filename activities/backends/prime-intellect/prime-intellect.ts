@@ -20,6 +20,7 @@
 import { z } from 'zod';
 import type { PrimeIntellectBackendConfig } from '../../../common/config';
 import type { TrainingJobSpec } from '../../../jobspec/schema';
+import type { SignedSpec } from '../../../jobspec/signed-spec';
 import { AgentClient, agentLogLines, collectFromAgent, decodeLineCursor, encodeLineCursor, failedStatus, statusFromAgent, type CollectProgress } from '../remote/remote-agent';
 import { agentTls } from '../remote/agent-tls';
 import { agentBootLine, agentEnv, agentToken } from '../remote/remote-agent-script';
@@ -121,7 +122,8 @@ export class PrimeIntellectBackend implements Backend {
     return { available: true, hourlyUsd: priceOf(offer), detail: `${offer.gpuType}×${offer.gpuCount} from ${offer.provider ?? offer.cloudId}` };
   }
 
-  async submit(spec: TrainingJobSpec, rawSpec: unknown, attempt: number, options: SubmitOptions = {}): Promise<DeploymentRef> {
+  async submit(signed: SignedSpec, attempt: number, options: SubmitOptions = {}): Promise<DeploymentRef> {
+    const { spec } = signed;
     if (!Number.isInteger(attempt) || attempt < 1) throw new BackendError('REJECTED', `attempt must be an integer >= 1, got ${attempt}`);
     const kept = await this.store.read(spec.job_id, attempt);
     if (kept) return this.refFor(spec.job_id, attempt, kept);
@@ -140,8 +142,7 @@ export class PrimeIntellectBackend implements Backend {
       const tls = this.config.agent_tls ? agentTls(key, this.name, spec.job_id, attempt) : undefined;
       const env = {
         ...agentEnv({
-          spec,
-          rawSpec,
+          signed,
           attempt,
           token,
           port: this.config.agent_port,

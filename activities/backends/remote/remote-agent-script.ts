@@ -4,7 +4,7 @@
  * generator and cf-sdl use it without any I/O. See remote-agent.ts for what the agent serves and how it is read.
  */
 import { createHmac } from 'node:crypto';
-import type { TrainingJobSpec } from '../../../jobspec/schema';
+import { shippedSpecText, type ShippedSpec } from '../../../jobspec/signed-spec';
 import type { AgentTls } from './agent-tls';
 import { trainerContractEnv } from '../trainer-contract';
 import type { EvalRunInputs } from '../types';
@@ -139,19 +139,12 @@ export function agentToken(credential: string, backend: string, jobId: string, a
   return createHmac('sha256', credential).update(`forge-agent\n${backend}\n${jobId}\n${attempt}`).digest('hex').slice(0, 40);
 }
 
-/** The spec as submitted; a string is kept byte for byte. */
-export function specBytes(spec: TrainingJobSpec, rawSpec: unknown): Buffer {
-  if (typeof rawSpec === 'string') return Buffer.from(rawSpec);
-  return Buffer.from(`${JSON.stringify(rawSpec ?? spec, null, 2)}\n`);
-}
-
 /**
  * The trainer contract's env (docs/architecture.md §6) inside the container, plus what the agent needs. FORGE_SPEC and
  * FORGE_OUTPUT_DIR are set by the agent itself (under its token folder).
  */
 export function agentEnv(o: {
-  spec: TrainingJobSpec;
-  rawSpec: unknown;
+  signed: ShippedSpec;
   attempt: number;
   token: string;
   port: number;
@@ -161,13 +154,13 @@ export function agentEnv(o: {
   /** An eval attempt's inputs (trainer-contract.ts). */
   evalRun?: EvalRunInputs;
 }): Record<string, string> {
-  const { spec } = o;
+  const { spec } = o.signed;
   return {
     ...o.operatorEnv,
     ...trainerContractEnv(spec, o.attempt, o.evalRun),
     FORGE_AGENT_TOKEN: o.token,
     FORGE_AGENT_PORT: String(o.port),
-    FORGE_SPEC_B64: specBytes(spec, o.rawSpec).toString('base64'),
+    FORGE_SPEC_B64: Buffer.from(shippedSpecText(o.signed)).toString('base64'),
     ...(o.tls && { FORGE_AGENT_TLS_CERT_B64: Buffer.from(o.tls.cert).toString('base64'), FORGE_AGENT_TLS_KEY_B64: Buffer.from(o.tls.key).toString('base64') }),
   };
 }
