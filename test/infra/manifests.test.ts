@@ -131,6 +131,11 @@ describe('infra/Dockerfile', () => {
     }
   });
 
+  test('the app image carries what the orchestrator reads at run time besides dist/: the forge agent (trainer/agent)', () => {
+    const app = ins.slice(ins.findIndex((i) => i.op === 'FROM' && /\bAS\s+app$/i.test(i.args)));
+    expect(app.filter((i) => i.op === 'COPY').map((i) => i.args)).toContain('trainer/agent ./trainer/agent');
+  });
+
   test('the entrypoint is the role chooser; default roles are known; tini is PID 1', () => {
     const entrypoints = ins.filter((i) => i.op === 'ENTRYPOINT').map((i) => JSON.parse(i.args) as string[]);
     expect(entrypoints).toHaveLength(2);

@@ -2,7 +2,7 @@
  * The forge agent: how a trainer container on a remote backend (Akash, Prime Intellect) tells the orchestrator how
  * it ended and hands over its outputs, with nothing but the image's own `sh` and `python3`.
  *
- * The container's command is `sh -c AGENT_SCRIPT forge-agent <trainer command...>`. The script writes the spec from
+ * The container's command is `sh -c <trainer/agent/agent.sh> forge-agent <trainer command...>`. The script writes the spec from
  * FORGE_SPEC_B64 to FORGE_SPEC, serves its folder over HTTP on FORGE_AGENT_PORT, runs the trainer (stdout and stderr
  * still go to the container log), then writes done.json (exit code, the output files with size and sha256, the last
  * stderr lines) and keeps serving until the deployment is closed. Everything is under a path named by a token
