@@ -68,7 +68,6 @@ const boundaries = Object.entries(ROOMS).map(([room, patterns]) => ({
  * values; the rest of client/'s rule holds for them.
  */
 export const CLIENT_COMPOSITION_ROOTS = [
-  'client/api/server.ts',
   'client/cli/cf-eval.ts',
   'client/cli/cf-export-elites.ts',
   'client/cli/cf-reap.ts',

@@ -48,6 +48,21 @@ export function capacityTaskQueue(taskQueue: string = TASK_QUEUE_ORCHESTRATOR): 
   return `${taskQueue}-capacity`;
 }
 
+export const WORKFLOW_TYPE_BACKEND_READ = 'backendRead';
+
+/**
+ * The read entity of a backend (workflows/backend-read.ts): the API asks it for a deployment's logs and the backend's
+ * health, and an orchestrator worker, which holds the backend's credentials, reads them. Named like the capacity entity.
+ */
+export function backendReadWorkflowId(backend: string, taskQueue: string = TASK_QUEUE_ORCHESTRATOR): string {
+  return taskQueue === TASK_QUEUE_ORCHESTRATOR ? `forge-read-${backend}` : `forge-read-${backend}@${taskQueue}`;
+}
+
+/** The read entities' task queue (workflow and activity): reads never wait behind the jobs' followers for a slot. */
+export function backendReadTaskQueue(taskQueue: string = TASK_QUEUE_ORCHESTRATOR): string {
+  return `${taskQueue}-read`;
+}
+
 /** Why a job's workflow id does not fit its spec's job_id (undefined when it does): such a job is refused. */
 export function workflowIdMismatch(workflowId: string, jobId: string): string | undefined {
   const want = jobWorkflowId(jobId);

@@ -1,11 +1,14 @@
 /**
- * The orchestrator worker: `trainingJob` workflows and the control activities on `forge-orchestrator`.
+ * The orchestrator worker: `trainingJob` workflows and the control activities on `forge-orchestrator`, with its
+ * companions (the backends' read and admission entities, each on its own queue).
  * Run it as many times as you like (one process per host); pool sizes come from the environment.
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { createBackendReadActivities } from '../activities/backends/read-activities';
 import { createBackends } from '../activities/backends/registry';
+import type { BackendReader } from '../activities/backends/types';
 import { capsCountedByEntity, createCapacityActivities } from '../activities/control/capacity';
 import { createControlActivities } from '../activities/control/activities';
 import { createReaperActivities } from '../activities/reaper';
@@ -15,7 +18,7 @@ import { createRlCollectActivities, withRlOutputs } from '../activities/rl/colle
 import type { ForgeConfig } from '../common/config';
 import { requireReplicaProvisioning } from '../common/provisioning';
 import { tracingWorkerOptions } from '../common/tracing';
-import { capacityTaskQueue } from '../common/names';
+import { backendReadTaskQueue, capacityTaskQueue } from '../common/names';
 import { readOrchestratorConfig, type OrchestratorSettings } from './config/orchestrator';
 import { poolWorkerOptions } from './pool';
 import { runMain } from './run-main';
@@ -86,42 +89,53 @@ export async function createOrchestratorWorker(o: OrchestratorWorkerOptions): Pr
     ...(o.identity ? { identity: o.identity } : {}),
     ...tracing,
   });
-  return withCapacityWorker(worker, o, code, taskQueue);
+  return withCompanions(worker, o, code, taskQueue, backends);
 }
 
 /**
- * With a backend that has max_concurrent, a second worker in this process polls its admission entities' queue
- * (capacityTaskQueue): the entity gets its own workflow-task slots, which jobs waiting in admission cannot fill. It
- * runs and stops with the orchestrator worker.
+ * Companion workers in this process, each on its own queue next to the orchestrator's, so that jobs (their workflow
+ * tasks waiting on admission, their long-running followers) can never take every slot they need: the read entities
+ * of workflows/backend-read.ts with their activity (the API's logs and health), and, with a backend that has
+ * max_concurrent, the admission entities (capacityTaskQueue). They run and stop with the orchestrator worker.
  */
-async function withCapacityWorker(worker: Worker, o: OrchestratorWorkerOptions, code: Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'>, taskQueue: string): Promise<Worker> {
-  if (!Object.values(o.config.backends).some((b) => b.max_concurrent !== undefined)) return worker;
-  const entities = await Worker.create({
-    connection: o.connection,
-    namespace: o.namespace,
-    taskQueue: capacityTaskQueue(taskQueue),
-    ...code,
-    activities: createCapacityActivities(),
-    maxConcurrentWorkflowTaskExecutions: 10,
-    maxConcurrentActivityTaskExecutions: 10,
-    ...(o.identity ? { identity: `${o.identity}-capacity` } : {}),
-  });
+async function withCompanions(
+  worker: Worker,
+  o: OrchestratorWorkerOptions,
+  code: Pick<WorkerOptions, 'workflowBundle' | 'workflowsPath'>,
+  taskQueue: string,
+  backends: ReadonlyMap<string, BackendReader>,
+): Promise<Worker> {
+  const companion = (suffix: string, queue: string, activities: object): Promise<Worker> =>
+    Worker.create({
+      connection: o.connection,
+      namespace: o.namespace,
+      taskQueue: queue,
+      ...code,
+      activities,
+      maxConcurrentWorkflowTaskExecutions: 10,
+      maxConcurrentActivityTaskExecutions: 10,
+      ...(o.identity ? { identity: `${o.identity}-${suffix}` } : {}),
+    });
+  const companions = [await companion('read', backendReadTaskQueue(taskQueue), createBackendReadActivities(backends))];
+  if (Object.values(o.config.backends).some((b) => b.max_concurrent !== undefined)) {
+    companions.push(await companion('capacity', capacityTaskQueue(taskQueue), createCapacityActivities()));
+  }
   const run = worker.run.bind(worker);
   const shutdown = worker.shutdown.bind(worker);
-  const stopEntities = (): void => {
-    if (entities.getState() === 'RUNNING') entities.shutdown();
+  const stopCompanions = (): void => {
+    for (const c of companions) if (c.getState() === 'RUNNING') c.shutdown();
   };
   worker.run = async () => {
-    const both = entities.run();
+    const all = Promise.all(companions.map((c) => c.run()));
     try {
       await run();
     } finally {
-      stopEntities();
-      await both;
+      stopCompanions();
+      await all;
     }
   };
   worker.shutdown = () => {
-    stopEntities();
+    stopCompanions();
     shutdown();
   };
   return worker;

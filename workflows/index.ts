@@ -4,3 +4,4 @@ export { integrateResults } from './integrate-results';
 export { grpoRun } from './grpo-run';
 export { forgeReaper } from './reaper';
 export { backendCapacity } from './backend-capacity';
+export { backendRead } from './backend-read';

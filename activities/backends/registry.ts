@@ -7,7 +7,7 @@ import { AkashBackend, type AkashBackendOptions } from './akash/akash';
 import { LocalBackend, type LocalBackendOptions } from './local/local';
 import { P2pflBackend } from './p2pfl/p2pfl';
 import { PrimeIntellectBackend } from './prime-intellect/prime-intellect';
-import { BackendError, type Backend, type BackendReader } from './types';
+import { BackendError, type Backend } from './types';
 
 export interface BackendFactoryOptions {
   local?: LocalBackendOptions;
@@ -44,12 +44,4 @@ export function getBackend(backends: ReadonlyMap<string, Backend>, name: string)
   if (backend) return backend;
   const configured = [...backends.keys()].join(', ') || '(none)';
   throw new BackendError('REJECTED', `unknown backend "${name}"; configured: ${configured}`);
-}
-
-/**
- * The read side only (logs, outputs, health), for the HTTP API: it places nothing. The backends are built whole, with
- * their credentials, because reading needs them (types.ts BackendReader); the API just cannot reach the compute side.
- */
-export function createBackendReaders(config: ForgeConfig, home: string): Map<string, BackendReader> {
-  return createBackends(config, home);
 }

@@ -11,9 +11,9 @@ import type { Client, Connection } from '@temporalio/client';
 import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import type { FastifySchemaCompiler } from 'fastify';
 import type { z } from 'zod';
-import type { BackendReader } from '../../activities/backends/types';
 import type { ForgeConfig } from '../../common/config';
 import { forgeHome } from '../../common/paths';
+import { entityBackendReaders, type ApiBackendReader } from './backend-readers';
 import { trainingJobJsonSchema } from '../../jobspec/json-schema';
 import { noArtifacts, type ArtifactSource } from './artifacts';
 import { HOW_TO_SIGN, keepRawJsonBodies, registerAuth, registerOwnerScope, type ApiAuthMode } from './auth';
@@ -39,7 +39,11 @@ export interface ApiDeps {
   namespace: string;
   taskQueue: string;
   config: ForgeConfig;
-  backends: ReadonlyMap<string, BackendReader>;
+  /**
+   * How the API reads backends; default: through their read entities, answered by orchestrator workers (the API holds
+   * no backend credentials). Tests may pass in-process readers.
+   */
+  backends?: ReadonlyMap<string, ApiBackendReader>;
   artifacts?: ArtifactSource;
   /** The orchestrator's did:key, served at GET /identity (clients check artifact manifests against it). */
   identity?: () => string;
@@ -131,24 +135,26 @@ export async function buildApp(deps: ApiDeps): Promise<ZodApp> {
   const metrics = createMetrics();
   // Jobs by state, attempts and cost, from Temporal visibility when /metrics is scraped (client/api/job-metrics.ts).
   new JobMetrics({ client: deps.client, registry: metrics.registry, refreshMs: deps.jobMetricsRefreshMs ?? 30_000 });
+  const queryTimeoutMs = deps.queryTimeoutMs ?? 10_000;
+  const healthTimeoutMs = deps.healthTimeoutMs ?? 5_000;
   const jobs = new JobsService({
     client: deps.client,
     connection: deps.connection,
     namespace: deps.namespace,
     taskQueue: deps.taskQueue,
-    queryTimeoutMs: deps.queryTimeoutMs ?? 10_000,
+    queryTimeoutMs,
   });
   const ctx: ApiContext = {
     jobs,
     config: deps.config,
-    backends: deps.backends,
+    backends: deps.backends ?? entityBackendReaders(deps.config, { ...deps, timeoutMs: queryTimeoutMs, healthTimeoutMs }),
     artifacts: deps.artifacts ?? noArtifacts,
     identity: deps.identity ?? null,
     modelSigningKey: deps.modelSigningKey ?? null,
     metrics,
     namespace: deps.namespace,
     webUiUrl: deps.webUiUrl ?? null,
-    healthTimeoutMs: deps.healthTimeoutMs ?? 5_000,
+    healthTimeoutMs,
     logPollMs: deps.logPollMs ?? 1_000,
     p2pflWeb: deps.p2pflWeb ?? new P2pflWebRecords(forgeHome()),
     home: deps.home ?? forgeHome(),

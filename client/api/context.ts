@@ -1,9 +1,9 @@
 /** What every route module receives: the Temporal-facing service, the operator's backends, settings, metrics. */
 import type { FastifyBaseLogger, FastifyInstance, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import type { BackendReader } from '../../activities/backends/types';
 import type { ForgeConfig } from '../../common/config';
 import type { ArtifactSource } from './artifacts';
+import type { ApiBackendReader } from './backend-readers';
 import type { JobsService } from './jobs';
 import type { ApiMetrics } from './metrics';
 import type { P2pflWebRecords } from './p2pfl-web';
@@ -21,7 +21,8 @@ declare module 'fastify' {
 export interface ApiContext {
   jobs: JobsService;
   config: ForgeConfig;
-  backends: ReadonlyMap<string, BackendReader>;
+  /** The configured backends, read through their read entities (backend-readers.ts); tests may read in-process. */
+  backends: ReadonlyMap<string, ApiBackendReader>;
   artifacts: ArtifactSource;
   /** The orchestrator's did:key (GET /identity), or null when this API has none. */
   identity: (() => string) | null;

@@ -8,7 +8,8 @@
  * (GET /jobs/:id/artifacts/training_curves.svg) has the full curve of the attempt that succeeded.
  */
 import { z } from 'zod';
-import type { BackendReader, LogChunk } from '../../activities/backends/types';
+import type { LogChunk } from '../../activities/backends/types';
+import type { ApiBackendReader } from './backend-readers';
 import { artifactManifestSchema } from '../../common/artifact-manifest';
 import type { ArtifactSource } from './artifacts';
 import { seriesFromLog, TRAINING_LOG_FILE, type Series } from '../../common/curves';
@@ -37,12 +38,13 @@ export interface JobCurves {
   unreadable: { attempt: number; backend: string; detail: string }[];
 }
 
-async function readAllLines(backend: BackendReader, d: JobStatus['deployments'][number], budget: { lines: number }): Promise<string[]> {
+async function readAllLines(backend: ApiBackendReader, d: JobStatus['deployments'][number], budget: { lines: number }): Promise<string[]> {
   const lines: string[] = [];
   let cursor: string | undefined;
   for (let page = 0; page < MAX_PAGES && budget.lines > 0; page++) {
-    const chunk: LogChunk = await backend.logs(d.ref, cursor);
-    if (chunk.lines.length === 0 || chunk.cursor === cursor) break;
+    // A reader with eventLines returns stdout's event lines of many pages at once (a page may hold none of them).
+    const chunk: LogChunk = backend.eventLines ? await backend.eventLines(d.ref, cursor) : await backend.logs(d.ref, cursor);
+    if ((chunk.lines.length === 0 && !backend.eventLines) || chunk.cursor === cursor) break;
     for (const l of chunk.lines) if (l.stream === 'stdout') lines.push(l.line);
     budget.lines -= chunk.lines.length;
     cursor = chunk.cursor;
@@ -66,7 +68,7 @@ export function progressLines(status: JobStatus): string[] {
  */
 export async function jobCurves(
   status: JobStatus,
-  backends: ReadonlyMap<string, BackendReader>,
+  backends: ReadonlyMap<string, ApiBackendReader>,
   committedLog?: () => Promise<string | null>,
 ): Promise<JobCurves> {
   const lines: string[] = [];

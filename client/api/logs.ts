@@ -6,7 +6,8 @@
  * a reconnecting client resumes (Last-Event-ID). A disconnect stops polling, timers and reads at once.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { BackendReader, LogChunk } from '../../activities/backends/types';
+import type { LogChunk } from '../../activities/backends/types';
+import type { ApiBackendReader } from './backend-readers';
 import { isTerminal } from '../../workflows/lifecycle/states';
 import type { DeploymentRecord, JobStatus, TransitionRecord } from '../../workflows/messages';
 import type { JobsService } from './jobs';
@@ -19,7 +20,7 @@ export interface LogStreamOptions {
   request: FastifyRequest;
   reply: FastifyReply;
   jobs: JobsService;
-  backends: ReadonlyMap<string, BackendReader>;
+  backends: ReadonlyMap<string, ApiBackendReader>;
   metrics: ApiMetrics;
   jobId: string;
   follow: boolean;
@@ -150,7 +151,7 @@ export async function streamJobLogs(o: LogStreamOptions): Promise<void> {
       await drainDeployment(backend, d, index);
     }
   };
-  const drainDeployment = async (backend: BackendReader, d: DeploymentRecord, index: number): Promise<void> => {
+  const drainDeployment = async (backend: ApiBackendReader, d: DeploymentRecord, index: number): Promise<void> => {
     for (;;) {
       if (closed) return;
       let chunk: LogChunk;

@@ -4,7 +4,6 @@
  * as a child process, to which it reports its URL over IPC once it listens.
  */
 import { Client, Connection } from '@temporalio/client';
-import { createBackendReaders } from '../../activities/backends/registry';
 import { orchestratorKey } from '../../common/orchestrator-key';
 import { modelSigningKeyFrom } from '../../common/model-signing';
 import { connectionOptions, temporalAddress } from '../../common/temporal';
@@ -35,7 +34,7 @@ export async function main(): Promise<void> {
     namespace: temporal.TEMPORAL_NAMESPACE,
     taskQueue: api.FORGE_ORCHESTRATOR_TASK_QUEUE,
     config,
-    backends: createBackendReaders(config, home),
+    // No backends here: logs and health are read by orchestrator workers through the backends' read entities.
     // The job's committed artifacts, checked against the orchestrator's key (made on first use, shared with workers).
     artifacts: new GitArtifactSource({ home, git: config.results.git, signerDid: () => orchestratorKey(home).did }),
     identity: () => orchestratorKey(home).did,

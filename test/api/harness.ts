@@ -4,7 +4,6 @@
  */
 import { Writable } from 'node:stream';
 import { Client, Connection } from '@temporalio/client';
-import { createBackends } from '../../activities/backends/registry';
 import type { Backend } from '../../activities/backends/types';
 import type { ForgeConfig } from '../../common/config';
 import { buildApp } from '../../client/api/app';
@@ -70,7 +69,7 @@ export async function startApi(o: HarnessOptions): Promise<ApiHarness> {
     namespace: 'default',
     taskQueue: o.taskQueue,
     config: o.config,
-    backends: o.backends ?? createBackends(o.config, o.home),
+    ...(o.backends ? { backends: o.backends } : {}), // default: read entities, answered by the orchestrator worker
     ...(o.artifacts ? { artifacts: o.artifacts } : {}),
     ...(o.identity ? { identity: o.identity } : {}),
     ...(o.modelSigningKey ? { modelSigningKey: o.modelSigningKey } : {}),

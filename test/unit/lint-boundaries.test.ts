@@ -52,7 +52,9 @@ test('violations of the rooms fail, allowed imports pass', () => {
     // clients do not run backends
     { file: 'client/cli/x.ts', code: "import { createBackends } from '../../activities/backends/registry';\nexport const c = createBackends;\n", fails: true },
     { file: 'client/api/routes/x.ts', code: "import type { Backend } from '../../../activities/backends/types';\nexport type B = Backend;\n", fails: false },
-    // ...except the composition roots: the API's process entry and the operator tools that run backend code in-process
+    // ...not even the API's process entry: it reads backends through their read entities and holds no credentials
+    { file: 'client/api/server.ts', code: "import { createBackends } from '../../activities/backends/registry';\nexport const c = createBackends;\n", fails: true },
+    // ...except the composition roots: the operator tools that run backend code in-process
     { file: 'client/cli/cf-reap.ts', code: "import { createBackends } from '../../activities/backends/registry';\nexport const c = createBackends;\n", fails: false },
     { file: 'client/cli/cf-submit-training.ts', code: "import { createBackends } from '../../activities/backends/registry';\nexport const c = createBackends;\n", fails: true },
     { file: 'client/cli/cf-reap.ts', code: "import { spawnTest } from '../../test/helpers/x';\nexport const s = spawnTest;\n", fails: true },

@@ -194,7 +194,8 @@ test('budget: a backend whose hourly price × max_hours exceeds max_cost_usd is 
 });
 
 test('GET /backends/:name/health asks each backend for real, bounded by a timeout', async () => {
-  const api: ApiHarness = await startApi({ taskQueue: `${TQ}-api`, config, home, worker: false, healthTimeoutMs: 1500 });
+  // On the worker's queue: the API reads backends through their read entities, which that worker answers.
+  const api: ApiHarness = await startApi({ taskQueue: TQ, config, home, worker: false, healthTimeoutMs: 1500 });
   try {
     const listed = await request(api.url, 'GET', '/backends');
     expect(
