@@ -1,5 +1,5 @@
 /**
- * bench/verify at smoke size: the trainer's time per step at rl.verify_fraction 0, 0.25 and 1 on the tiny model, with
+ * trainer/bench/verify.py (npm run bench:verify) at smoke size: the trainer's time per step at rl.verify_fraction 0, 0.25 and 1 on the tiny model, with
  * honest rollouts (the bench exits non-zero if verification rejects one). The full-size figures come from the command
  * in BENCHMARKS.md ("Rollout verification").
  */
@@ -13,7 +13,7 @@ const root = path.resolve(__dirname, '..', '..');
 test('the bench measures every fraction and rejects no honest rollout', async () => {
   const { stdout } = await promisify(execFile)(
     path.join(root, '.tools', 'venv', 'bin', 'python'),
-    [path.join(root, 'bench', 'verify', 'bench.py'), '--steps', '2', '--prompts', '2', '--group', '2', '--tokens', '8'],
+    [path.join(root, 'trainer', 'bench', 'verify.py'), '--steps', '2', '--prompts', '2', '--group', '2', '--tokens', '8'],
     { env: { ...process.env, OMP_NUM_THREADS: '1' }, maxBuffer: 1 << 20 },
   );
   const lines = stdout.trim().split('\n');

@@ -1,11 +1,11 @@
 """
-bench/verify: the trainer's time per GRPO step with rollout verification at rl.verify_fraction 0, 0.25 and 1 (TOPLOC
+trainer/bench/verify.py (npm run bench:verify): the trainer's time per GRPO step with rollout verification at rl.verify_fraction 0, 0.25 and 1 (TOPLOC
 proofs and logprobs, one prefill per verified completion under the claimed version: rollout_verify.py), in one run on
 the same tiny model. Honest rollouts (the reference server's Engine, with proofs) are made outside the timed part;
 timed per step: the session's verification of the picked groups plus its update. Prints a Markdown table for
 BENCHMARKS.md and the raw numbers as JSON (last line).
 
-  .tools/venv/bin/python bench/verify/bench.py [--steps N] [--prompts P] [--group G] [--tokens T] [--model DIR]
+  .tools/venv/bin/python trainer/bench/verify.py [--steps N] [--prompts P] [--group G] [--tokens T] [--model DIR]
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def main() -> None:
         results[str(fraction)] = times[1:] if len(times) > 1 else times
         verify_s[str(fraction)] = vtimes[1:] if len(vtimes) > 1 else vtimes
     base = statistics.median(results["0.0"])
-    print("| verify_fraction | groups verified | verify s/step (median) | trainer s/step (median) | × fraction 0 |")
+    print("| verify_fraction | groups verified | verify s/step (median) | trainer s/step (median) | × fraction 0 |")  # noqa: RUF001 (the table of BENCHMARKS.md)
     print("|---|---|---|---|---|")
     for k, v in results.items():
         med = statistics.median(v)
