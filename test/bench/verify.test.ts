@@ -1,7 +1,7 @@
 /**
- * trainer/bench/verify.py (npm run bench:verify) at smoke size: the trainer's time per step at rl.verify_fraction 0, 0.25 and 1 on the tiny model, with
- * honest rollouts (the bench exits non-zero if verification rejects one). The full-size figures come from the command
- * in BENCHMARKS.md ("Rollout verification").
+ * trainer/bench/verify.py (npm run bench:verify) at smoke size: the trainer's time per step at rl.verify_fraction 0,
+ * 0.25 and 1 on the tiny model, with honest rollouts (the bench exits non-zero if verification rejects one). The
+ * full-size figures come from the command in BENCHMARKS.md ("Rollout verification").
  */
 import { execFile } from 'node:child_process';
 import path from 'node:path';

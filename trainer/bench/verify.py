@@ -1,9 +1,9 @@
 """
-trainer/bench/verify.py (npm run bench:verify): the trainer's time per GRPO step with rollout verification at rl.verify_fraction 0, 0.25 and 1 (TOPLOC
-proofs and logprobs, one prefill per verified completion under the claimed version: rollout_verify.py), in one run on
-the same tiny model. Honest rollouts (the reference server's Engine, with proofs) are made outside the timed part;
-timed per step: the session's verification of the picked groups plus its update. Prints a Markdown table for
-BENCHMARKS.md and the raw numbers as JSON (last line).
+trainer/bench/verify.py (npm run bench:verify): the trainer's time per GRPO step with rollout verification at
+rl.verify_fraction 0, 0.25 and 1 (TOPLOC proofs and logprobs, one prefill per verified completion under the claimed
+version: rollout_verify.py), in one run on the same tiny model. Honest rollouts (the reference server's Engine, with
+proofs) are made outside the timed part; timed per step: the session's verification of the picked groups plus its
+update. Prints a Markdown table for BENCHMARKS.md and the raw numbers as JSON (last line).
 
   .tools/venv/bin/python trainer/bench/verify.py [--steps N] [--prompts P] [--group G] [--tokens T] [--model DIR]
 """
