@@ -7,6 +7,7 @@ import { ApplicationFailure, type Client, WithStartWorkflowOperation, WorkflowUp
 import type { DeploymentRef, HealthReport, LogChunk } from '../../activities/backends/types';
 import type { ForgeConfig } from '../../common/config';
 import { backendReadTaskQueue, backendReadWorkflowId, WORKFLOW_TYPE_BACKEND_READ } from '../../common/names';
+import { queuePollers, silentReadReason } from '../queue-pollers';
 import { BACKEND_READ_CLOSING, backendReadUpdate, type BackendReadInput, type BackendReadRequest, type BackendReadResult } from '../../workflows/read/messages';
 
 /** What the API reads of a backend: a deployment's log pages and the backend's health. */
@@ -17,6 +18,8 @@ export interface ApiBackendReader {
   logs(deployment: DeploymentRef, cursor?: string): Promise<LogChunk>;
   /** Only stdout's JSON event lines, many pages a call (curves read whole logs); a reader without it pages logs(). */
   eventLines?(deployment: DeploymentRef, cursor?: string): Promise<LogChunk>;
+  /** Why a read got no answer in time, and what to do about it (a reader that can tell). */
+  whySilent?(): Promise<string>;
 }
 
 export interface EntityReaderOptions {
@@ -67,12 +70,7 @@ export class EntityBackendReader implements ApiBackendReader {
       const r = await this.read({ op: 'health' }, (this.o.healthTimeoutMs ?? this.o.timeoutMs) + 1000);
       if (r.op === 'health') return r.report;
     } catch (err) {
-      return {
-        ok: false,
-        detail:
-          `${(err as Error).message} — if no orchestrator worker reads this backend, start one (npm start, or the ` +
-          `orchestrator role) with it in its FORGE_CONFIG, polling ${backendReadTaskQueue(this.o.taskQueue)}`,
-      };
+      return { ok: false, detail: (err as Error).message };
     }
     return { ok: false, detail: `backend ${this.name}: the read entity answered something else than a health report` };
   }
@@ -114,11 +112,23 @@ export class EntityBackendReader implements ApiBackendReader {
             await sleep(50 * 2 ** tries);
             continue;
           }
+          if (Date.now() >= deadline - 50) throw new Error(`backend ${this.name}: no answer within ${timeoutMs} ms — ${await this.whySilent()}`);
           throw readFailure(err, this.name);
         }
       }
     } finally {
       this.release();
+    }
+  }
+
+  async whySilent(): Promise<string> {
+    const queue = backendReadTaskQueue(this.o.taskQueue);
+    try {
+      const { connection, options } = this.o.client;
+      const pollers = await connection.withDeadline(Date.now() + 2000, () => queuePollers(connection, options.namespace, queue));
+      return silentReadReason(this.name, pollers);
+    } catch (err) {
+      return `and Temporal could not list the pollers of ${queue} (${(err as Error).message}): check that Temporal is up and an orchestrator worker with backend "${this.name}" polls that queue`;
     }
   }
 

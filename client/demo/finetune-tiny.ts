@@ -14,6 +14,7 @@ import { isTerminal } from '../../workflows/lifecycle/states';
 import { statusQuery, type JobStatus } from '../../workflows/messages';
 import { TASK_QUEUE_ORCHESTRATOR, WORKFLOW_TYPE_TRAINING_JOB, jobWorkflowId } from '../../common/names';
 import type { KeyPair } from '../../jobspec/signing';
+import { queuePollers } from '../queue-pollers';
 import { EXAMPLE_SPEC, demoPaths, type DemoPaths, ensureBareRepo, ensureGitRepo, ensureOwnerKey, ensureTinyModel, reverseWordExamples, signedExampleSpec } from './prepare';
 
 export interface DemoOptions {
@@ -35,8 +36,6 @@ export interface DemoResult {
   outputDir?: string;
 }
 
-/** temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW */
-const TASK_QUEUE_TYPE_WORKFLOW = 1;
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 export const clock = (iso: string): string => iso.slice(11, 19);
 
@@ -130,12 +129,8 @@ export async function follow(handle: WorkflowHandle, o: DemoOptions, more?: (sta
 
 /** A job started with no worker on its queue would just wait: say so at once instead. */
 async function requireWorker(connection: Connection, namespace: string, taskQueue: string, address: string): Promise<void> {
-  const queue = await connection.workflowService.describeTaskQueue({
-    namespace,
-    taskQueue: { name: taskQueue },
-    taskQueueType: TASK_QUEUE_TYPE_WORKFLOW,
-  });
-  if ((queue.pollers ?? []).length === 0) {
+  const { live } = await queuePollers(connection, namespace, taskQueue);
+  if (live.length === 0) {
     throw new Error(
       `no orchestrator worker polls task queue ${taskQueue} on ${address}: start the stack with \`npm start\` in another terminal`,
     );

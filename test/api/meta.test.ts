@@ -70,6 +70,26 @@ describe('backends', () => {
       await odd.stop();
     }
   });
+
+  test('with no orchestrator worker to read the backend, its health says which worker to start, within the timeout', async () => {
+    // The API's own readers (the read entities): nothing polls this queue's read queue.
+    const alone = await startApi({ taskQueue: `${TQ}-alone`, config, home, worker: false, healthTimeoutMs: 500 });
+    try {
+      const started = Date.now();
+      const r = await http(alone.url, 'GET', '/backends/local/health');
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect(r.status).toBe(503);
+      expect(r.json).toMatchObject({
+        name: 'local',
+        ok: false,
+        detail: expect.stringMatching(
+          /^health check timed out: no answer within 500 ms — no orchestrator worker polls test-api-meta-alone-read: start one \(npm start, or the orchestrator role\) with backend "local" in its FORGE_CONFIG$/,
+        ),
+      });
+    } finally {
+      await alone.stop();
+    }
+  });
 });
 
 describe('health, metrics, documents', () => {

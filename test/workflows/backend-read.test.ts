@@ -1,12 +1,16 @@
 /**
  * The read entity (workflows/backend-read.ts) against the real dev server: the API's reader gets a real job's logs and
  * the backend's health through it, answered by the orchestrator worker's companion; the entity continues as new and
- * ends when idle without losing a read; with no worker polling, health says what to start.
+ * ends when idle without losing a read; with no worker polling, a read says what to start, and with a worker that hangs,
+ * it names that worker.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { NativeConnection, Worker } from '@temporalio/worker';
 import { findTemporalCli } from '../../infra/dev-server';
+import { createBackendReadActivities } from '../../activities/backends/read-activities';
+import type { BackendReader } from '../../activities/backends/types';
 import { EntityBackendReader } from '../../client/api/backend-readers';
 import { backendReadTaskQueue, backendReadWorkflowId } from '../../common/names';
 import type { JobStatus } from '../../workflows/messages';
@@ -67,11 +71,45 @@ test('ends when idle and is started again by the next read; an unknown backend i
   expect(unknown).toMatchObject({ ok: false, detail: expect.stringMatching(/backend "nowhere" is not configured on this orchestrator worker; configured: local/) });
 }, 60_000);
 
-test('with no worker polling the read queue, health says which worker to start, within the timeout', async () => {
+test('with no worker polling the read queue, a read says which worker to start, within the timeout', async () => {
   const lonely = new EntityBackendReader('local', 'local', { client: forge.client, taskQueue: `${TQ}-nobody`, timeoutMs: 1500 });
   const started = Date.now();
   const report = await lonely.health();
   expect(Date.now() - started).toBeLessThan(10_000);
-  expect(report).toMatchObject({ ok: false, detail: expect.stringMatching(/^backend local: .* — if no orchestrator worker reads this backend, start one .*polling test-backend-read-nobody-read$/) });
+  // A health read waits a second past the timeout (the API's route reports its own timeout first).
+  const nobody = (ms: number): RegExp =>
+    new RegExp(`^backend local: no answer within ${ms} ms — no orchestrator worker polls test-backend-read-nobody-read: start one \\(npm start, or the orchestrator role\\) with backend "local" in its FORGE_CONFIG$`);
+  expect(report).toMatchObject({ ok: false, detail: expect.stringMatching(nobody(2500)) });
+  const ref = { backend: 'local', kind: 'local', id: 'x', jobId: 'j', attempt: 1, submittedAt: new Date(0).toISOString(), data: {} };
+  await expect(lonely.logs(ref)).rejects.toThrow(nobody(1500));
   await forge.client.workflow.getHandle(backendReadWorkflowId('local', `${TQ}-nobody`)).terminate('test over');
 }, 30_000);
+
+test('a worker that polls but hangs on the backend is named, so the reader looks at it rather than starting another', async () => {
+  const queue = `${TQ}-stuck`;
+  const connection = await NativeConnection.connect({ address: temporalAddress() });
+  const never = (): Promise<never> => new Promise(() => undefined);
+  const hanging: BackendReader = { name: 'local', kind: 'local', health: never, logs: never, collectArtifacts: never };
+  const worker = await Worker.create({
+    connection,
+    taskQueue: backendReadTaskQueue(queue),
+    identity: 'stuck-orchestrator-read',
+    workflowBundle: { codePath: process.env.FORGE_TEST_WORKFLOW_BUNDLE! },
+    // The hanging read ends when the worker shuts down (the activity's cancellation), as in production.
+    activities: createBackendReadActivities(new Map([['local', hanging]])),
+  });
+  const running = worker.run();
+  try {
+    const stuck = new EntityBackendReader('local', 'local', { client: forge.client, taskQueue: queue, timeoutMs: 2000 });
+    const report = await stuck.health();
+    expect(report).toMatchObject({
+      ok: false,
+      detail: expect.stringMatching(/^backend local: no answer within 3000 ms — the orchestrator worker polling test-backend-read-stuck-read \(stuck-orchestrator-read\) is up but did not answer: the backend's call is slow or hangs there/),
+    });
+  } finally {
+    await forge.client.workflow.getHandle(backendReadWorkflowId('local', queue)).terminate('test over');
+    worker.shutdown();
+    await running;
+    await connection.close();
+  }
+}, 60_000);

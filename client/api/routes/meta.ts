@@ -58,7 +58,12 @@ export function metaRoutes(app: ZodApp, ctx: ApiContext): void {
       try {
         report = await withTimeout(backend.health(), ctx.healthTimeoutMs);
       } catch (err) {
-        report = { ok: false, detail: err instanceof HealthTimeout ? `health check timed out: ${err.message}` : `health check failed: ${(err as Error).message}` };
+        if (!(err instanceof HealthTimeout)) report = { ok: false, detail: `health check failed: ${(err as Error).message}` };
+        else {
+          // Say why nothing answered where the reader can tell (no worker polls its queue, or the one that does hangs).
+          const why = backend.whySilent ? await backend.whySilent().catch(() => undefined) : undefined;
+          report = { ok: false, detail: `health check timed out: ${err.message}${why ? ` — ${why}` : ''}` };
+        }
       }
       const body = {
         name: backend.name,
