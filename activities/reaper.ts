@@ -1,6 +1,6 @@
 /**
  * The reaper's activities (workflows/reaper.ts) and the same steps for `cf-reap`: list every backend's open
- * deployments that carry this orchestrator's mark (Backend.listOpen), describe their jobs through Temporal, close
+ * deployments that carry this installation's mark (Backend.listOpen), describe their jobs through Temporal, close
  * the orphans. The decision itself is pure (workflows/reaper-decide.ts).
  */
 import { Context } from '@temporalio/activity';

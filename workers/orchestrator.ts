@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createBackendReadActivities } from '../activities/backends/read-activities';
+import { ourInstallationTag } from '../activities/backends/installation';
 import { createBackends } from '../activities/backends/registry';
 import type { BackendReader } from '../activities/backends/types';
 import { capsCountedByEntity, createCapacityActivities } from '../activities/control/capacity';
@@ -50,7 +51,8 @@ export function defaultWorkflowBundle(): string | undefined {
 export async function createOrchestratorWorker(o: OrchestratorWorkerOptions): Promise<Worker> {
   const { env, pool } = o.settings;
   // max_concurrent is counted by each backend's admission entity (activities/control/capacity.ts), not by the backends here.
-  const backends = createBackends(capsCountedByEntity(o.config), o.home);
+  // Tagged with the installation, so that installations sharing a provider account never reap each other's deployments.
+  const backends = createBackends(capsCountedByEntity(o.config), o.home, { installation: ourInstallationTag(o.home) });
   const activities = createControlActivities({
     config: o.config,
     backends,

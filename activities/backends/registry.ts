@@ -12,6 +12,11 @@ import { BackendError, type Backend } from './types';
 export interface BackendFactoryOptions {
   local?: LocalBackendOptions;
   akash?: AkashBackendOptions;
+  /**
+   * This installation's tag (installation.ts), marked on every remote deployment so that installations sharing a
+   * provider account never reap each other's; absent, only untagged marks are taken as this installation's.
+   */
+  installation?: string;
 }
 
 function createBackend(name: string, config: BackendConfig, home: string, options: BackendFactoryOptions): Backend {
@@ -19,9 +24,12 @@ function createBackend(name: string, config: BackendConfig, home: string, option
     case 'local':
       return new LocalBackend(name, config, home, options.local);
     case 'akash':
-      return new AkashBackend(name, config, home, options.akash);
+      return new AkashBackend(name, config, home, {
+        ...(options.installation !== undefined && { installation: options.installation }),
+        ...options.akash,
+      });
     case 'prime-intellect':
-      return new PrimeIntellectBackend(name, config, home);
+      return new PrimeIntellectBackend(name, config, home, options.installation);
     case 'p2pfl':
       return new P2pflBackend(name, config, home, options.local);
   }

@@ -114,7 +114,7 @@ export interface ComputeBackend {
    */
   waitForChange?(deployment: DeploymentRef, timeoutMs: number): Promise<void>;
   /**
-   * Optional (the reaper): this backend's deployments that are open now and carry this orchestrator's mark, each
+   * Optional (the reaper): this backend's deployments that are open now and carry this installation's mark, each
    * with the job and attempt the mark names. Found on the backend itself (process groups, the provider's list), not
    * only in the job's status, so that a deployment no workflow remembers is found too.
    */

@@ -1,12 +1,15 @@
 #!/usr/bin/env node
 /**
  * cf-reap: the reaper by hand, on the orchestrator's host (it reads FORGE_CONFIG, FORGE_HOME and the TEMPORAL_*
- * variables like the workers). `--dry-run` lists every backend's open deployments with this orchestrator's mark,
+ * variables like the workers, and the orchestrator key). `--dry-run` lists every backend's open deployments with this
+ * installation's mark,
  * asks Temporal about their jobs and prints what the reaper would close and why, closing nothing. Without it, the
  * `forge-reaper` schedule is triggered: a worker runs the reaping workflow now (closes and counts it on its /metrics).
  */
 import { Client, ScheduleNotFoundError } from '@temporalio/client';
 import { createBackends } from '../../activities/backends/registry';
+import { ourInstallationTag } from '../../activities/backends/installation';
+import { OrchestratorKeyMissingError } from '../../common/orchestrator-key';
 import { describeJobs, listOpenAll } from '../../activities/reaper';
 import { ConfigError, loadConfig, type ForgeConfig } from '../../common/config';
 import { forgeHome } from '../../common/paths';
@@ -71,8 +74,19 @@ async function withClient<T>(t: TemporalEnv, use: (client: Client) => Promise<T>
   }
 }
 
-async function dryRun(config: ForgeConfig, client: Client): Promise<ReapReport> {
-  const listing = { graceSeconds: config.reaper.grace_seconds, backends: await listOpenAll(createBackends(config, forgeHome())) };
+/** This installation's tag: without the orchestrator key, its deployments cannot be told from another's. */
+function installation(home: string): string {
+  try {
+    return ourInstallationTag(home);
+  } catch (err) {
+    if (!(err instanceof OrchestratorKeyMissingError)) throw err;
+    throw new CliError(EXIT.USAGE, `${err.message}. cf-reap reads it to tell this installation's deployments from those of others sharing a provider account`);
+  }
+}
+
+async function dryRun(config: ForgeConfig, tag: string, client: Client): Promise<ReapReport> {
+  const backends = createBackends(config, forgeHome(), { installation: tag });
+  const listing = { graceSeconds: config.reaper.grace_seconds, backends: await listOpenAll(backends) };
   const jobs = await describeJobs(client, listing.backends.flatMap((b) => b.open.map((o) => o.jobId)));
   const startedAt = Date.now();
   return reapReport(listing, planReap(listing, jobs, startedAt), startedAt, true);
@@ -93,7 +107,7 @@ function printDryRun(report: ReapReport, all: boolean, out: Output): void {
   if (shown.length) out.line(reapTable(shown));
   for (const b of report.backends) if (b.error !== undefined) out.note(`${b.backend}: could not list its deployments: ${b.error}`);
   const closing = report.items.filter((i) => i.decision.reap).length;
-  out.note(`dry run: ${report.items.length} open deployment(s) with this orchestrator's mark; ${closing} would be closed, ${report.kept} kept (grace ${report.graceSeconds} s); nothing was closed`);
+  out.note(`dry run: ${report.items.length} open deployment(s) with this installation's mark; ${closing} would be closed, ${report.kept} kept (grace ${report.graceSeconds} s); nothing was closed`);
 }
 
 if (require.main === module) {
@@ -101,7 +115,8 @@ if (require.main === module) {
     const config = operatorConfig(typeof values.config === 'string' ? values.config : undefined);
     const t = temporalEnv();
     if (values['dry-run'] === true) {
-      const report = await withClient(t, (client) => dryRun(config, client));
+      const tag = installation(forgeHome()); // before connecting: a missing key is the operator's to fix first
+      const report = await withClient(t, (client) => dryRun(config, tag, client));
       printDryRun(report, values.all === true, out);
       return report.backends.some((b) => b.error !== undefined) ? EXIT.UNAVAILABLE : EXIT.OK;
     }

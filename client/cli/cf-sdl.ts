@@ -7,6 +7,9 @@ import { readFileSync } from 'node:fs';
 import { hourlyBudget } from '../../activities/control/admission';
 import { akashSdlOptions, buildSdl, SdlError } from '../../activities/backends/akash/akash-sdl';
 import { agentToken } from '../../activities/backends/remote/remote-agent-script';
+import { ourInstallationTag } from '../../activities/backends/installation';
+import { OrchestratorKeyMissingError } from '../../common/orchestrator-key';
+import { forgeHome } from '../../common/paths';
 import { readSecret } from '../../activities/backends/remote/remote-state';
 import { ConfigError, loadConfig, parseConfig, type AkashBackendConfig, type ForgeConfig } from '../../common/config';
 import { formatSpecIssues, parseTrainingJobSpec } from '../../jobspec/parse';
@@ -31,7 +34,8 @@ export const spec: CommandSpec = {
     'signature is not checked. The SDL goes to stdout, followed by a "# manifest version:" comment line. The price cap\n' +
     'is the backend’s hourly_usd, lowered to max_cost_usd / max_hours as admission does. Without --exact the agent\n' +
     'token (FORGE_AGENT_TOKEN, derived from the backend’s credential) is a placeholder, so the manifest version differs\n' +
-    'from the deployed one in that alone. Without an akash backend in the config: USDC pricing at the budget’s cap.',
+    'from the deployed one in that alone. The group name carries the installation tag of the orchestrator key\n' +
+    '(FORGE_ORCHESTRATOR_KEY_FILE, default $FORGE_HOME/keys/orchestrator.json), which --exact requires. Without an akash backend in the config: USDC pricing at the budget’s cap.',
   exitCodes: [EXIT.OK, EXIT.USAGE],
 };
 
@@ -115,9 +119,19 @@ if (require.main === module) {
         throw new CliError(EXIT.USAGE, `--exact: ${(err as Error).message}`);
       }
     }
+    // The group's name carries this installation's tag (from the orchestrator key), as the backend's does.
+    let groupTag: string | undefined;
+    try {
+      groupTag = ourInstallationTag(forgeHome());
+    } catch (err) {
+      if (!(err instanceof OrchestratorKeyMissingError)) throw err;
+      if (values.exact === true) throw new CliError(EXIT.USAGE, `--exact: ${err.message}`);
+      out.note('no orchestrator key here: the group name lacks the installation tag, so the manifest version differs in that too');
+    }
     let built;
     try {
-      built = await buildSdl(job, akashSdlOptions(picked.config, { signed: { spec: job, raw }, attempt, token, capUsd }));
+      const tagged = groupTag !== undefined && { groupTag };
+      built = await buildSdl(job, akashSdlOptions(picked.config, { signed: { spec: job, raw }, attempt, token, capUsd, ...tagged }));
     } catch (err) {
       if (err instanceof SdlError) throw new CliError(EXIT.USAGE, `${picked.name}: ${err.message}`);
       throw err;

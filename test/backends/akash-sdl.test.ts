@@ -3,6 +3,8 @@
  * (beta3), every memory unit, denoms, GPU vendors, the brief's example, manifest versions, keytar never loaded,
  * and cf-sdl (the compiled CLI, as a user runs it).
  */
+import { installationTag } from '../../activities/backends/installation';
+import { loadOrCreateKeyFile } from '../../common/orchestrator-key';
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
@@ -268,7 +270,11 @@ describe('cf-sdl (dist/client/cli/cf-sdl.js)', () => {
     configFile,
     JSON.stringify({ backends: { local: { kind: 'local' }, akash: { kind: 'akash', mode: 'console', hourly_usd: 4, akt_usd: 3, console: { api_key_file: keyFile }, trainers: { 'chrysalis/trainer:latest': { image: 'ghcr.io/acme/trainer:1' } } } } }),
   );
-  const cf = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '' } });
+  // FORGE_HOME of its own, with no orchestrator key unless a test names one.
+  const home = path.join(dir, 'home');
+  const cf = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', FORGE_HOME: home } });
+  const withKey = (keys: string, ...args: string[]) =>
+    spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', env: { PATH: process.env.PATH ?? '', FORGE_HOME: home, FORGE_ORCHESTRATOR_KEY_FILE: keys } });
 
   beforeAll(() => {
     const source = path.join(ROOT, 'client', 'cli', 'cf-sdl.ts');
@@ -282,6 +288,7 @@ describe('cf-sdl (dist/client/cli/cf-sdl.js)', () => {
     const sdl = parseSdl(yaml!);
     expect(sdl.data.services.trainer?.image).toBe('ghcr.io/acme/trainer:1');
     expect(r.stderr).toMatch(/FORGE_AGENT_TOKEN is a placeholder/);
+    expect(r.stderr).toMatch(/no orchestrator key here: the group name lacks the installation tag/);
     // The cap is min(hourly_usd $4, max_cost_usd $50 / max_hours 8 = $6.25) = $4/h.
     const config = akashConfig({ hourly_usd: 4, trainers: { 'chrysalis/trainer:latest': { image: 'ghcr.io/acme/trainer:1' } } });
     const s = trainingJobSpecSchema.parse(raw);
@@ -290,12 +297,18 @@ describe('cf-sdl (dist/client/cli/cf-sdl.js)', () => {
     expect(versionLine?.trim()).toBe(`# manifest version: ${same.manifestVersion}`);
   });
 
-  test('--exact uses the attempt’s real agent token; --json; errors exit 2', async () => {
-    const r = cf(specFile, '--config', configFile, '--exact', '--json');
+  test('--exact uses the attempt’s real agent token and the installation tag of the orchestrator key; --json; errors exit 2', async () => {
+    const keyless = cf(specFile, '--config', configFile, '--exact');
+    expect(keyless.status).toBe(2);
+    expect(keyless.stderr).toMatch(/--exact: no orchestrator key at .*cf-keygen --orchestrator/);
+    const orchestratorKeyFile = path.join(dir, 'orchestrator.json');
+    const { did } = loadOrCreateKeyFile(orchestratorKeyFile);
+    const r = withKey(orchestratorKeyFile, specFile, '--config', configFile, '--exact', '--json');
     expect(r.status).toBe(0);
     const out = JSON.parse(r.stdout) as { backend: string; cap_usd_hour: number; exact: boolean; manifest_version: string; sdl: string };
     expect(out).toMatchObject({ backend: 'akash', cap_usd_hour: 4, exact: true });
     expect(parseSdl(out.sdl).data.services.trainer?.env).not.toContain('FORGE_AGENT_TOKEN=dry-run-agent-token');
+    expect(out.sdl).toContain(`-forge-${installationTag(did)}-${raw.job_id}-a1`);
 
     expect(cf(specFile, '--config', configFile, '--backend', 'nope').status).toBe(2);
     const incomplete = path.join(dir, 'bad.json');

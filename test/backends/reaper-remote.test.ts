@@ -3,7 +3,8 @@
  * named like a forge attempt whose job does not exist is deleted, a pod without the forge name is untouched; an
  * Akash (console) deployment of a forge attempt whose job does not exist is closed, one of the same account that is
  * no attempt of this orchestrator is untouched; a deployment made by a replica whose FORGE_HOME vanished (and whose
- * job was terminated) is found from the Console's listing alone and closed by a reaper on another replica.
+ * job was terminated) is found from the Console's listing alone and closed by a reaper on another replica; with
+ * installations sharing the accounts, each reaper closes only its own installation's.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -12,6 +13,8 @@ import type { Client, Connection } from '@temporalio/client';
 import { AkashBackend } from '../../activities/backends/akash/akash';
 import { akashSdlOptions, buildSdl } from '../../activities/backends/akash/akash-sdl';
 import { PrimeIntellectBackend } from '../../activities/backends/prime-intellect/prime-intellect';
+import { parsePodName } from '../../activities/backends/prime-intellect/pi-api';
+import { ourInstallationTag } from '../../activities/backends/installation';
 import type { ReapReport } from '../../activities/reaper';
 import { parseConfig, type ForgeConfig } from '../../common/config';
 import { trainingJobSpecSchema } from '../../jobspec/schema';
@@ -158,4 +161,37 @@ test("a lost replica's Akash deployment (its FORGE_HOME gone, its job terminated
   expect(items).toEqual([expect.objectContaining({ closed: true, decision: expect.objectContaining({ reap: true, reason: 'job-closed' }) })]);
   expect(items[0]!.open).toMatchObject({ jobId: spec.job_id, attempt: 2, ref: { id: orphan.id } });
   expect(akash.open.filter((d) => !before.includes(d))).toEqual([]);
+});
+
+test("installations sharing the provider accounts: a reaper closes its own installation's orphans, never another's", async () => {
+  const piConfig = config.backends.pi;
+  const akashConfig = config.backends.akash;
+  if (piConfig?.kind !== 'prime-intellect' || akashConfig?.kind !== 'akash') throw new Error('backend configs');
+  const ours = ourInstallationTag(home); // the worker's: from the orchestrator key it runs with
+  const theirs = ours === 'deadbeef' ? 'feedface' : 'deadbeef'; // staging, say, on the same wallet and team
+  const otherHome = tmp('forge-other-installation-');
+  const make = async (tag: string) => {
+    const pod = await new PrimeIntellectBackend('pi', piConfig, tag === ours ? home : otherHome, tag).submit(signedOf(job('pi').raw), 1);
+    const dep = await new AkashBackend('akash', akashConfig, tag === ours ? home : otherHome, { installation: tag }).submit(signedOf(job('akash').raw), 1);
+    return { pod, dep };
+  };
+  // Jobs that do not exist in this Temporal: orphans to their own installation's reaper, and running jobs to the other.
+  const mine = await make(ours);
+  const other = await make(theirs);
+  expect(parsePodName(pi.pods.get(other.pod.id)!.name)).toMatchObject({ tag: theirs });
+
+  const report = await reap();
+  const closed = report.items.filter((i) => i.closed).map((i) => i.open.ref.id);
+  expect(closed.sort()).toEqual([mine.pod.id, mine.dep.id].sort());
+  expect(report.items.map((i) => i.open.ref.id)).not.toEqual(expect.arrayContaining([other.pod.id]));
+  expect(report.items.map((i) => i.open.ref.id)).not.toEqual(expect.arrayContaining([other.dep.id]));
+  expect(pi.pods.get(other.pod.id)?.status).not.toBe('TERMINATED');
+  expect(akash.open).toContain(String(other.dep.data.dseq));
+  expect(akash.open).not.toContain(String(mine.dep.data.dseq));
+  // The other installation's own reaper would find exactly its two.
+  const theirListing = [
+    ...(await new PrimeIntellectBackend('pi', piConfig, otherHome, theirs).listOpen()),
+    ...(await new AkashBackend('akash', akashConfig, otherHome, { installation: theirs }).listOpen()),
+  ];
+  expect(theirListing.map((o) => o.ref.id).sort()).toEqual([other.pod.id, other.dep.id].sort());
 });

@@ -9,6 +9,7 @@
  * - the owner notified: a signed webhook per job, whatever its terminal state (a CANCELLED job's `job.cancelled`
  *   goes to its on_failure target when it names no on_cancel).
  */
+import { parsePodName } from '../../activities/backends/prime-intellect/pi-api';
 import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -137,7 +138,7 @@ export class RemoteWorld {
    */
   creations(jobIds: ReadonlySet<string>, extra: FakeRecord[] = []): { created: Map<string, Map<number, number>>; open: string[] } {
     const records: FakeRecord[] = [
-      ...[...this.pi.pods.values()].map((p) => ({ name: p.name, open: p.status !== 'TERMINATED' && p.status !== 'GONE' || p.container?.running === true, id: `pi:${p.id}` })),
+      ...[...this.pi.pods.values()].map((p) => ({ name: piName(p.name), open: p.status !== 'TERMINATED' && p.status !== 'GONE' || p.container?.running === true, id: `pi:${p.id}` })),
       ...[...this.akash.deployments.values()].map((d) => ({ name: akashName(d.sdl), open: d.state === 'active' || this.provider.container(d.dseq)?.running === true, id: `akash:${d.dseq}` })),
       ...extra,
     ];
@@ -160,6 +161,12 @@ export interface FakeRecord {
   id: string;
   name: string | undefined;
   open: boolean;
+}
+
+/** A pod's forge attempt, without the installation tag its name carries (pi-api.ts podName). */
+function piName(name: string | undefined): string | undefined {
+  const m = name === undefined ? undefined : parsePodName(name);
+  return m ? `forge-${m.jobId}-${m.attempt}` : undefined;
 }
 
 /** An Akash deployment's forge attempt, from the JOB_ID and FORGE_ATTEMPT its SDL hands the container. */

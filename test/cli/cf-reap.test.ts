@@ -58,4 +58,14 @@ test('cf-reap: usage errors and an unreachable Temporal have their exit codes', 
   const down = await runCommand('cf-reap', ['--dry-run'], { FORGE_HOME: reaper.home, FORGE_CONFIG: path.join(reaper.home, 'forge-config.json'), TEMPORAL_ADDRESS: '127.0.0.1:1' });
   expect(down.code).toBe(3);
   expect(down.stderr).toMatch(/cannot reach Temporal at 127\.0\.0\.1:1 .*start the stack \(npm start\) or set TEMPORAL_ADDRESS/);
+  // On a replica's host without the orchestrator key, a dry run cannot tell this installation's deployments from
+  // another's on a shared provider account: it says so, and which key to provision.
+  const keyless = await runCommand('cf-reap', ['--dry-run'], {
+    FORGE_HOME: reaper.home,
+    FORGE_CONFIG: path.join(reaper.home, 'forge-config.json'),
+    FORGE_EMBEDDED: '0',
+    FORGE_ORCHESTRATOR_KEY_FILE: path.join(reaper.home, 'no-such-key.json'),
+  });
+  expect(keyless.code).toBe(2);
+  expect(keyless.stderr).toMatch(/no orchestrator key at .*no-such-key\.json.*cf-keygen --orchestrator.*cf-reap reads it to tell this installation's deployments/s);
 });

@@ -7,6 +7,7 @@
  * completes with its artifacts committed and evaluated, each attempt made one pod, none is left, and the live pods
  * (sampled every 100 ms throughout) never exceed the cap.
  */
+import { parsePodName } from '../../activities/backends/prime-intellect/pi-api';
 import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -137,17 +138,24 @@ async function replicaFollowing(jobIds: string[]): Promise<{ replica: Replica; j
 }
 
 function podOf(jobId: string): string | undefined {
-  return [...pi.pods.values()].find((p) => p.name === `forge-${jobId}-1`)?.id;
+  return [...pi.pods.values()].find((p) => {
+    const mark = parsePodName(p.name);
+    return mark?.jobId === jobId && mark.attempt === 1;
+  })?.id;
 }
 
-/** Pods the fake made, per name (forge-<job>-<attempt>). */
-function podsCreated(): Map<string, number> {
+/** Pods the fake made, per forge-<job>-<attempt>, and the installation tags their names carried. */
+function podsCreated(): { counts: Map<string, number>; tags: Set<string | undefined> } {
   const counts = new Map<string, number>();
+  const tags = new Set<string | undefined>();
   for (const r of pi.requests.filter((x) => x.method === 'POST' && x.path.replace(/\/+$/, '') === '/api/v1/pods' && x.status === 200)) {
-    const name = (JSON.parse(r.body) as { pod: { name: string } }).pod.name;
+    const mark = parsePodName((JSON.parse(r.body) as { pod: { name: string } }).pod.name);
+    if (!mark) continue;
+    const name = `forge-${mark.jobId}-${mark.attempt}`;
     counts.set(name, (counts.get(name) ?? 0) + 1);
+    tags.add(mark.tag);
   }
-  return counts;
+  return { counts, tags };
 }
 
 function spec() {
@@ -192,7 +200,9 @@ async function runThroughLoss(n: number, lose: (r: Replica) => Promise<void>): P
   const most = await sampler.stop();
 
   const repoDir = outputRepo.slice('file://'.length);
-  const created = podsCreated();
+  const { counts: created, tags } = podsCreated();
+  // Every replica names pods with the one installation tag (from the one provisioned orchestrator key).
+  expect([...tags]).toEqual([expect.stringMatching(/^[0-9a-f]{8}$/)]);
   for (const [i, final] of finals.entries()) {
     const s = specs[i]!;
     expect([s.job_id, final.state]).toEqual([s.job_id, 'COMPLETED']);

@@ -4,9 +4,11 @@
  */
 import { z } from 'zod';
 import type { AkashBackendConfig } from '../../../common/config';
+import { INSTALLATION_TAG, isOurs } from '../installation';
 import { BackendError, type DeploymentRef } from '../types';
 import { evalRunSchema, manifestSourceSchema, type ManifestSource } from './akash-manifest-source';
-import type { MarketBid } from './akash-market';
+import type { ActiveDeployment, MarketBid } from './akash-market';
+import { parseForgeGroupName } from './akash-sdl';
 
 export const recordSchema = z.object({
   dseq: z.string().optional(),
@@ -25,6 +27,8 @@ export const recordSchema = z.object({
   source: manifestSourceSchema.optional(),
   /** Its group is named with the forge mark (akash-sdl.ts forgeGroupName); records from before the mark have none. */
   groupMark: z.boolean().default(false),
+  /** The installation tag in that name (installation.ts); absent in records from before tags. */
+  groupTag: z.string().regex(INSTALLATION_TAG).optional(),
 });
 export type AkashRecord = z.output<typeof recordSchema>;
 
@@ -53,6 +57,8 @@ const refDataSchema = z.object({
   eval_run: z.string().optional(),
   /** The manifest names its group with the forge mark (absent in refs of deployments made before the mark). */
   group_mark: z.boolean().optional(),
+  /** The installation tag in the group's name (absent in refs from before tags). */
+  group_tag: z.string().regex(INSTALLATION_TAG).optional(),
 });
 export type RefData = z.output<typeof refDataSchema>;
 
@@ -70,6 +76,7 @@ export function refDataOf(rec: AkashRecord, mode: AkashBackendConfig['mode'], de
     ...(rec.source && { spec: rec.source.spec, raw_spec: rec.source.raw, raw_spec_kind: rec.source.kind }),
     ...(rec.source?.evalRun && { eval_run: JSON.stringify(rec.source.evalRun) }),
     ...(rec.groupMark && { group_mark: true }),
+    ...(rec.groupTag !== undefined && { group_tag: rec.groupTag }),
   };
 }
 
@@ -115,4 +122,36 @@ export function adoptedRecord(ref: DeploymentRef, d: RefData): z.input<typeof re
 
 export function leaseRecord(bid: MarketBid, at: string): NonNullable<AkashRecord['lease']> {
   return { provider: bid.id.provider, gseq: bid.id.gseq, oseq: bid.id.oseq, amount: bid.price.amount, leasedAt: at };
+}
+
+/** How an attempt's group is named: with the forge mark (and this installation's tag), or plain for a pre-mark one. */
+export interface GroupMark {
+  groupMark: boolean;
+  groupTag?: string;
+}
+
+/**
+ * The attempt an active deployment of the account is, known from its group's forge mark alone (a deployment not
+ * created here, or whose record is gone: what closing it needs is on chain, its age is unknown, epoch 0); undefined
+ * for one that is no forge attempt, or another installation's on a shared account (its own reaper closes it).
+ */
+export function markedAttempt(
+  d: ActiveDeployment,
+  installation: string | undefined,
+): { jobId: string; attempt: number; record: AkashRecord } | undefined {
+  const mark = d.groups.map(parseForgeGroupName).find((m) => m !== undefined);
+  if (!mark || !isOurs(mark.tag, installation)) return undefined;
+  const unknown = new Date(0).toISOString();
+  const record = recordSchema.parse({
+    dseq: d.dseq,
+    owner: d.owner,
+    manifestVersion: d.version,
+    createdAt: unknown,
+    bidDeadline: unknown,
+    capAmount: 0,
+    capUsd: 0,
+    groupMark: true,
+    ...(mark.tag !== undefined && { groupTag: mark.tag }),
+  });
+  return { jobId: mark.jobId, attempt: mark.attempt, record };
 }

@@ -235,18 +235,19 @@ export function akashTrainer(config: Pick<AkashBackendConfig, 'trainers'>, image
 /**
  * The forge mark of an attempt's deployment, carried on chain as its group's (placement's) name: the reaper recognises
  * a deployment of the account as a forge attempt from the chain or Console listing alone, on any replica (one whose
- * FORGE_HOME vanished included). Fits the placement names the config allows (`^[a-z][a-z0-9-]*$`).
+ * FORGE_HOME vanished included), and as its own installation's by the tag (installation.ts). Fits the placement names
+ * the config allows (`^[a-z][a-z0-9-]*$`).
  */
-export function forgeGroupName(placement: string, jobId: string, attempt: number): string {
-  return `${placement}-forge-${jobId}-a${attempt}`;
+export function forgeGroupName(placement: string, jobId: string, attempt: number, tag?: string): string {
+  return `${placement}-forge-${tag === undefined ? '' : `${tag}-`}${jobId}-a${attempt}`;
 }
 
-const GROUP_MARK = /-forge-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-a([1-9][0-9]{0,8})$/;
+const GROUP_MARK = /-forge-(?:([0-9a-f]{8})-)?([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-a([1-9][0-9]{0,8})$/;
 
-/** The job and attempt a deployment group's name marks, if it is a forge attempt's. */
-export function parseForgeGroupName(name: string): { jobId: string; attempt: number } | undefined {
+/** The job, attempt and installation tag (absent in marks made before tags) a deployment group's name marks. */
+export function parseForgeGroupName(name: string): { jobId: string; attempt: number; tag?: string } | undefined {
   const m = GROUP_MARK.exec(name);
-  return m ? { jobId: m[1]!, attempt: Number(m[2]) } : undefined;
+  return m ? { jobId: m[2]!, attempt: Number(m[3]), ...(m[1] !== undefined && { tag: m[1] }) } : undefined;
 }
 
 export interface JobSdlInput {
@@ -261,6 +262,8 @@ export interface JobSdlInput {
    * made before the mark existed, whose committed version has the plain placement name.
    */
   groupMark?: boolean;
+  /** The installation tag the mark carries (installation.ts); absent in marks made before tags. */
+  groupTag?: string;
   /** An eval attempt's inputs (trainer-contract.ts evalContractEnv); absent: the attempt trains. */
   evalRun?: EvalRunInputs;
 }
@@ -286,7 +289,8 @@ export function akashSdlOptions(config: AkashBackendConfig, input: JobSdlInput):
       ...(input.evalRun && { evalRun: input.evalRun }),
     }),
     service: config.service,
-    placement: input.groupMark === false ? config.placement : forgeGroupName(config.placement, input.signed.spec.job_id, input.attempt),
+    placement:
+      input.groupMark === false ? config.placement : forgeGroupName(config.placement, input.signed.spec.job_id, input.attempt, input.groupTag),
     attributes: config.attributes,
     pricing: { denom: config.denom, amount: perBlockAmount(input.capUsd, usdPerUnit(config), config.block_seconds) },
     exposePort: config.agent_port,

@@ -23,12 +23,12 @@ import { checkEvalSize, checkRebuiltVersion, manifestSourceOf, specFromSource } 
 import type { ActiveDeployment, AkashMarket, MarketLease } from './akash-market';
 import { marketFor } from './akash-market-config';
 import { serviceReady, serviceUri } from './akash-provider';
-import { akashSdlOptions, akashTrainer, buildSdl, parseForgeGroupName, parseGpuType, perBlockAmount, resolveDenom, SdlError, usdPerHour, usdPerUnit, type BuiltSdl } from './akash-sdl';
+import { akashSdlOptions, akashTrainer, buildSdl, parseGpuType, perBlockAmount, resolveDenom, SdlError, usdPerHour, usdPerUnit, type BuiltSdl } from './akash-sdl';
 import { AgentClient, agentBaseUrl, agentLogLines, collectFromAgent, decodeLineCursor, encodeLineCursor, failedStatus, statusFromAgent, type CollectProgress } from '../remote/remote-agent';
 import { agentToken } from '../remote/remote-agent-script';
 import { backendErrorFor, HttpStatusError, NetworkError } from '../remote/remote-http';
 import { AttemptStore, costBetween, readSecret } from '../remote/remote-state';
-import { adoptedRecord, leaseRecord, parseRefData, recordSchema, refDataOf, sourceOfRef, type AkashRecord, type RefData } from './akash-records';
+import { adoptedRecord, leaseRecord, markedAttempt, parseRefData, recordSchema, refDataOf, sourceOfRef, type AkashRecord, type GroupMark, type RefData } from './akash-records';
 import {
   BackendError,
   MAX_LOG_LINES,
@@ -52,12 +52,15 @@ const MANIFEST_RESEND_MS = 30_000;
 export interface AkashBackendOptions {
   /** Tests: another market implementation. */
   market?: AkashMarket;
+  /** This installation's tag (installation.ts): put in each deployment's mark, and the only tagged marks reaped. */
+  installation?: string;
 }
 
 export class AkashBackend implements Backend {
   readonly kind = 'akash';
   private readonly market: AkashMarket;
   private readonly store: AttemptStore<typeof recordSchema>;
+  private readonly installation: string | undefined;
 
   constructor(
     readonly name: string,
@@ -67,6 +70,7 @@ export class AkashBackend implements Backend {
   ) {
     this.store = new AttemptStore(home, name, recordSchema);
     this.market = options.market ?? marketFor(name, config, home);
+    this.installation = options.installation;
   }
 
 
@@ -103,7 +107,7 @@ export class AkashBackend implements Backend {
   async quote(spec: TrainingJobSpec): Promise<Quote> {
     const cap = this.config.hourly_usd;
     if (!this.config.enabled) return { available: false, hourlyUsd: cap, detail: `backend "${this.name}" is disabled in the operator config` };
-    await this.built({ spec, raw: {} }, 1, 'quote', cap, true); // refuses (REJECTED) what this backend can never deploy
+    await this.built({ spec, raw: {} }, 1, 'quote', cap, { groupMark: true }); // refuses (REJECTED) what this backend can never deploy
     const max = this.config.max_concurrent;
     if (max !== undefined) {
       const open = await this.store.countOpen(spec.job_id);
@@ -138,7 +142,8 @@ export class AkashBackend implements Backend {
     const capUsd = Math.min(this.config.hourly_usd, options.maxHourlyUsd ?? Infinity);
     if (!(capUsd > 0)) throw new BackendError('BUDGET', `no budget left for an hour on ${this.name}`);
     const token = await this.token(spec.job_id, attempt);
-    const built = await this.built(signed, attempt, token, capUsd, true, options.evalRun);
+    const mark: GroupMark = { groupMark: true, ...(this.installation !== undefined && { groupTag: this.installation }) };
+    const built = await this.built(signed, attempt, token, capUsd, mark, options.evalRun);
     const now = new Date();
     const dseq = existing?.dseq ?? (await this.market.proposeDseq());
     const capAmount = perBlockAmount(capUsd, usdPerUnit(this.config), this.config.block_seconds);
@@ -150,7 +155,7 @@ export class AkashBackend implements Backend {
       createdAt: now.toISOString(),
       bidDeadline: new Date(now.getTime() + this.config.bid_timeout_seconds * 1000).toISOString(),
       source: manifestSourceOf(signed, options.evalRun),
-      groupMark: true,
+      ...mark,
     };
     // Chain mode: the dseq is on disk before the transaction, so a retried submit finds the same deployment. Either
     // mode: the manifest version is, so the reaper knows the deployment for this attempt's even if we die after it.
@@ -231,28 +236,11 @@ export class AkashBackend implements Backend {
    * listing itself: the group's name carries the forge mark with the job id and attempt (akash-sdl.ts
    * forgeGroupName), so any replica finds them — those of a replica whose FORGE_HOME vanished included. A deployment
    * from before the mark is known by its manifest version when this replica recorded it. Deployments of the account
-   * that are not forge attempts are never listed.
+   * that are not forge attempts, or are another installation's (installation.ts), are never listed.
    */
   async listOpen(): Promise<OpenDeployment[]> {
     const byVersion = new Map<string, { jobId: string; attempt: number; record: AkashRecord }>();
     for (const r of await this.store.list()) byVersion.set(r.record.manifestVersion, r);
-    const marked = (d: ActiveDeployment): { jobId: string; attempt: number; record: AkashRecord } | undefined => {
-      const mark = d.groups.map(parseForgeGroupName).find((m) => m !== undefined);
-      if (!mark) return undefined;
-      // Not created here (or its record is gone): what closing it needs is on chain; its age is unknown (epoch 0).
-      const unknown = new Date(0).toISOString();
-      const record = recordSchema.parse({
-        dseq: d.dseq,
-        owner: d.owner,
-        manifestVersion: d.version,
-        createdAt: unknown,
-        bidDeadline: unknown,
-        capAmount: 0,
-        capUsd: 0,
-        groupMark: true,
-      });
-      return { ...mark, record };
-    };
     let active: ActiveDeployment[];
     try {
       active = await this.market.listActive();
@@ -260,7 +248,7 @@ export class AkashBackend implements Backend {
       throw backendErrorFor(err, `Akash (${this.name}) list deployments`);
     }
     return active.flatMap((d) => {
-      const mine = byVersion.get(d.version) ?? marked(d);
+      const mine = byVersion.get(d.version) ?? markedAttempt(d, this.installation);
       if (!mine) return [];
       const ref = this.refFor(mine.jobId, mine.attempt, { ...mine.record, dseq: d.dseq, owner: d.owner });
       return [{ ref, jobId: mine.jobId, attempt: mine.attempt, createdAt: mine.record.createdAt }];
@@ -275,7 +263,7 @@ export class AkashBackend implements Backend {
     attempt: number,
     token: string,
     capUsd: number,
-    groupMark: boolean,
+    mark: GroupMark,
     evalRun?: EvalRunInputs,
   ): Promise<BuiltSdl> {
     const { spec } = signed;
@@ -283,7 +271,7 @@ export class AkashBackend implements Backend {
       throw new BackendError('REJECTED', `backend ${this.name}: no container configured for trainer image "${spec.trainer.image}" (configured: ${Object.keys(this.config.trainers).join(', ')})`);
     }
     try {
-      return await buildSdl(spec, akashSdlOptions(this.config, { signed, attempt, token, capUsd, groupMark, ...(evalRun && { evalRun }) }));
+      return await buildSdl(spec, akashSdlOptions(this.config, { signed, attempt, token, capUsd, ...mark, ...(evalRun && { evalRun }) }));
     } catch (err) {
       if (err instanceof SdlError) throw new BackendError('REJECTED', `backend ${this.name}: ${err.message}`);
       throw err;
@@ -375,7 +363,8 @@ export class AkashBackend implements Backend {
       throw new BackendError('LOST', `deployment ${d.dseq}: its manifest is kept by the worker that created it (FORGE_HOME ${this.home} has no record of attempt ${ref.attempt}, and the deployment ref predates the spec it would be rebuilt from)`);
     }
     const { signed, evalRun } = specFromSource(source, d.dseq);
-    const built = await this.built(signed, ref.attempt, token, d.cap_usd_hour, d.group_mark === true, evalRun);
+    const mark: GroupMark = { groupMark: d.group_mark === true, ...(d.group_tag !== undefined && { groupTag: d.group_tag }) };
+    const built = await this.built(signed, ref.attempt, token, d.cap_usd_hour, mark, evalRun);
     checkRebuiltVersion({ rebuilt: built.manifestVersion, committed: d.manifest_version, dseq: d.dseq, backend: this.name, attempt: ref.attempt });
     return built.sdl.manifestSortedJSON();
   }

@@ -72,17 +72,23 @@ export const logSchema = z.union([
   z.object({ data: z.union([z.string(), z.array(z.string())]) }),
 ]);
 
-export function podName(jobId: string, attempt: number): string {
-  return `forge-${jobId}-${attempt}`;
+/** An attempt's pod name: forge-<tag>-<job_id>-<attempt>, or forge-<job_id>-<attempt> with no installation tag. */
+export function podName(jobId: string, attempt: number, tag?: string): string {
+  return tag === undefined ? `forge-${jobId}-${attempt}` : `forge-${tag}-${jobId}-${attempt}`;
 }
 
 /** The pod list is read in pages of this many, at most this many pages. */
 export const LIST_PAGE = 100;
 export const LIST_MAX_PAGES = 50;
 
-/** The job and attempt a forge pod's name carries (podName), or undefined for any other pod. */
-export function parsePodName(name: string): { jobId: string; attempt: number } | undefined {
-  const m = /^forge-([A-Za-z0-9][A-Za-z0-9._-]*)-([1-9]\d{0,5})$/.exec(name);
+const TAGGED_POD = /^forge-([0-9a-f]{8})-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-([1-9]\d{0,5})$/;
+const UNTAGGED_POD = /^forge-([A-Za-z0-9][A-Za-z0-9._-]*)-([1-9]\d{0,5})$/;
+
+/** The job, attempt and installation tag (absent in names from before tags) a forge pod's name carries, if any. */
+export function parsePodName(name: string): { jobId: string; attempt: number; tag?: string } | undefined {
+  const t = TAGGED_POD.exec(name);
+  if (t) return { tag: t[1]!, jobId: t[2]!, attempt: Number(t[3]) };
+  const m = UNTAGGED_POD.exec(name);
   return m ? { jobId: m[1]!, attempt: Number(m[2]) } : undefined;
 }
 

@@ -5,7 +5,7 @@
  *
  *   quote  → GET  /api/v1/availability/gpus   the cheapest offer in stock for the GPU type and count, under the cap
  *   submit → POST /api/v1/pods/                {pod: {name, cloudId, gpuType, gpuCount, …, maxPrice, customTemplateId,
- *                                               envVars}, provider: {type}}; named forge-<job>-<attempt>, so a
+ *                                               envVars}, provider: {type}}; named forge-<tag>-<job>-<attempt>, so a
  *                                               retried submit finds its pod (GET /api/v1/pods/) instead of renting two
  *   status → GET  /api/v1/pods/{id}            PROVISIONING → PENDING; ACTIVE → the forge agent in the container
  *                                               (remote-agent.ts) at the pod's IP and mapped port; ERROR, a pod that
@@ -55,6 +55,7 @@ import {
   type Quote,
   type SubmitOptions,
 } from '../types';
+import { isOurs } from '../installation';
 
 
 const recordSchema = z.object({
@@ -77,6 +78,8 @@ export class PrimeIntellectBackend implements Backend {
     readonly name: string,
     private readonly config: PrimeIntellectBackendConfig,
     private readonly home: string,
+    /** This installation's tag (installation.ts): in each pod's name, and the only tagged pods reaped. */
+    private readonly installation?: string,
   ) {
     this.store = new AttemptStore(home, name, recordSchema);
     this.api = new ApiClient({
@@ -127,7 +130,7 @@ export class PrimeIntellectBackend implements Backend {
     if (!Number.isInteger(attempt) || attempt < 1) throw new BackendError('REJECTED', `attempt must be an integer >= 1, got ${attempt}`);
     const kept = await this.store.read(spec.job_id, attempt);
     if (kept) return this.refFor(spec.job_id, attempt, kept);
-    const name = podName(spec.job_id, attempt);
+    const name = podName(spec.job_id, attempt, this.installation);
     try {
       // A pod created by a submit that died before writing its record.
       const adopted = (await this.api.json('GET', 'pods/', podListSchema, { query: { offset: 0, limit: 100 } })).data.find((p) => p.name === name && !ended(p.status));
@@ -240,7 +243,7 @@ export class PrimeIntellectBackend implements Backend {
     await this.store.markClosed(ref.jobId, ref.attempt);
   }
 
-  /** The reaper: the account's pods not ended whose name is a forge attempt's (forge-<job_id>-<attempt>). */
+  /** The reaper: the account's pods not ended whose name is this installation's forge attempt's (pi-api.ts podName). */
   async listOpen(): Promise<OpenDeployment[]> {
     const open: OpenDeployment[] = [];
     try {
@@ -248,7 +251,8 @@ export class PrimeIntellectBackend implements Backend {
         const list = await this.api.json('GET', 'pods/', podListSchema, { query: { offset, limit: LIST_PAGE } });
         for (const pod of list.data) {
           const mark = pod.name ? parsePodName(pod.name) : undefined;
-          if (!mark || ended(pod.status)) continue;
+          // Another installation's pod on a shared account is its reaper's to close, never ours.
+          if (!mark || ended(pod.status) || !isOurs(mark.tag, this.installation)) continue;
           const createdAt =
             pod.createdAt ?? (await this.store.read(mark.jobId, mark.attempt).catch(() => undefined))?.createdAt ?? new Date(0).toISOString();
           const rec = { podId: pod.id, name: pod.name ?? '', priceHr: pod.priceHr ?? 0, createdAt, closed: false };
@@ -313,7 +317,7 @@ export class PrimeIntellectBackend implements Backend {
   private async remember(jobId: string, attempt: number, pod: Pod): Promise<DeploymentRef> {
     const rec = {
       podId: pod.id,
-      name: pod.name ?? podName(jobId, attempt),
+      name: pod.name ?? podName(jobId, attempt, this.installation),
       priceHr: pod.priceHr ?? 0,
       createdAt: pod.createdAt ?? new Date().toISOString(),
     };
