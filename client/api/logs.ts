@@ -1,9 +1,14 @@
 /**
  * GET /jobs/:id/logs as server-sent events, read from each deployment's backend adapter (`logs(deployment, cursor)`).
  *
- * Events: `state` (a job transition), `log` ({attempt, backend, stream, line}), `error` (a backend could not be
- * read) and `end` ({state}) once the job is terminal (or at once without follow). Log events carry an id from which
- * a reconnecting client resumes (Last-Event-ID). A disconnect stops polling, timers and reads at once.
+ * Events: `state` (a job transition), `log` ({attempt, backend, stream, line}), `error` ({attempt, backend, detail,
+ * retrying}: a backend could not be read) and `end` ({state}) once the job is terminal (or at once without follow).
+ * Log events carry an id from which a reconnecting client resumes (Last-Event-ID). A disconnect stops polling, timers
+ * and reads at once.
+ *
+ * While following, a failed read is not the end of that deployment's log: a worker restart or a provider's bad minute
+ * must not cut a long follow short. The error is sent once (retrying: true), the read is tried again with backoff, and
+ * once the job is terminal a deployment still unreadable gets a few last tries before a final error (retrying: false).
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { LogChunk } from '../../activities/backends/types';
@@ -15,6 +20,10 @@ import type { ApiMetrics } from './metrics';
 import { ProblemError } from './problem';
 
 const KEEPALIVE_MS = 15_000;
+/** The longest wait before a failed read is tried again while following. */
+const MAX_RETRY_MS = 30_000;
+/** Tries, after the job is terminal, for a deployment whose log could not be read. */
+const FINAL_TRIES = 3;
 
 export interface LogStreamOptions {
   request: FastifyRequest;
@@ -31,6 +40,15 @@ export interface LogStreamOptions {
 interface Position {
   index: number;
   cursor: string | undefined;
+}
+
+/** A deployment whose last read failed: why, how often in a row, and when to try again. */
+interface ReadFailure {
+  attempt: number;
+  backend: string;
+  detail: string;
+  failures: number;
+  retryAt: number;
 }
 
 interface LogEvent {
@@ -138,13 +156,18 @@ export async function streamJobLogs(o: LogStreamOptions): Promise<void> {
     else await write(event);
   };
 
-  /** Reads every deployment from its cursor to the current end of its log. */
-  const drain = async (s: JobStatus): Promise<void> => {
+  const failing = new Map<number, ReadFailure>();
+  const readError = (f: Pick<ReadFailure, 'attempt' | 'backend' | 'detail'>, retrying: boolean): string =>
+    sseEvent('error', { attempt: f.attempt, backend: f.backend, detail: f.detail, retrying });
+
+  /** Reads every deployment from its cursor to the current end of its log; `now` ignores a failed read's backoff. */
+  const drain = async (s: JobStatus, now = false): Promise<void> => {
     for (const [index, d] of s.deployments.entries()) {
       if (closed || done.has(index)) continue;
+      if (!now && (failing.get(index)?.retryAt ?? 0) > Date.now()) continue;
       const backend = o.backends.get(d.ref.backend);
       if (!backend) {
-        await write(sseEvent('error', { attempt: d.attempt, backend: d.backend, detail: `backend "${d.backend}" is not configured on this API` }));
+        await write(readError({ attempt: d.attempt, backend: d.backend, detail: `backend "${d.backend}" is not configured on this API` }, false));
         done.add(index);
         continue;
       }
@@ -158,10 +181,20 @@ export async function streamJobLogs(o: LogStreamOptions): Promise<void> {
       try {
         chunk = await backend.logs(d.ref, cursors.get(index));
       } catch (err) {
-        await write(sseEvent('error', { attempt: d.attempt, backend: d.backend, detail: err instanceof Error ? err.message : String(err) }));
-        done.add(index);
+        const detail = err instanceof Error ? err.message : String(err);
+        if (!o.follow) {
+          await write(readError({ attempt: d.attempt, backend: d.backend, detail }, false));
+          done.add(index);
+          return;
+        }
+        const before = failing.get(index);
+        const failures = (before?.failures ?? 0) + 1;
+        const retryAt = Date.now() + Math.min(o.pollMs * 2 ** failures, MAX_RETRY_MS);
+        failing.set(index, { attempt: d.attempt, backend: d.backend, detail, failures, retryAt });
+        if (!before) await write(readError({ attempt: d.attempt, backend: d.backend, detail }, true));
         return;
       }
+      failing.delete(index);
       if (chunk.lines.length === 0) return;
       const id = encodePosition({ index, cursor: chunk.cursor });
       for (const [i, l] of chunk.lines.entries()) {
@@ -199,6 +232,12 @@ export async function streamJobLogs(o: LogStreamOptions): Promise<void> {
       seenTransitions = status.transitions.length;
       await drain(status);
     }
+    // The job is over: a deployment whose log could not be read gets a few last tries, then a final error.
+    for (let k = 0; o.follow && !closed && failing.size > 0 && k < FINAL_TRIES; k++) {
+      await sleep(o.pollMs * 2 ** k);
+      await drain(status, true);
+    }
+    for (const f of failing.values()) await write(readError({ ...f, detail: `${f.detail} (gave up after ${f.failures} tries)` }, false));
     await write(sseEvent('end', { state: status.state }));
   } catch (err) {
     o.request.log.warn({ err }, 'log stream failed');

@@ -1,7 +1,10 @@
 /**
  * GET /jobs/:id/logs: server-sent events from the local backend's logs(), live while the job runs, ending when it
- * is terminal; tail, Last-Event-ID resume, and a client that disconnects frees the stream at once.
+ * is terminal; tail, Last-Event-ID resume, a read that fails while following is tried again, and a client that
+ * disconnects frees the stream at once.
  */
+import { createBackends } from '../../activities/backends/registry';
+import type { Backend, DeploymentRef, LogChunk } from '../../activities/backends/types';
 import { makeSignedSpec } from '../jobspec/fixtures';
 import { startWorker, tempDir, testConfig } from '../helpers/forge';
 import { http, problemOf, readSse, startApi, waitForJob, type ApiHarness, type SseEvent } from './harness';
@@ -126,6 +129,54 @@ test('a follow survives the orchestrator worker going away and coming back', asy
     expect(events.at(-1)).toMatchObject({ event: 'end', data: { state: 'COMPLETED' } });
   } finally {
     await worker.stop();
+    await own.stop();
+  }
+});
+
+/** The local backend as an API reads it, but whose log reads fail when `fails(call)` says so (call counts from 1). */
+function flakyLogs(fails: (call: number) => boolean): ReadonlyMap<string, Backend> {
+  const real = createBackends(config, home).get('local')!;
+  let calls = 0;
+  const logs = async (ref: DeploymentRef, cursor?: string): Promise<LogChunk> => {
+    if (fails(++calls)) throw new Error(`backend local: no answer within 500 ms (read ${calls})`);
+    return real.logs(ref, cursor);
+  };
+  return new Map([['local', new Proxy(real, { get: (target, key, receiver) => (key === 'logs' ? logs : Reflect.get(target, key, receiver)) })]]);
+}
+
+const errors = (events: SseEvent[]): { detail: string; retrying: boolean }[] =>
+  events.filter((e) => e.event === 'error').map((e) => e.data as { detail: string; retrying: boolean });
+
+test('while following, a read that fails is tried again: the lines after it still arrive, and the error said so once', async () => {
+  // The API's read of the log fails three times in a row after its first page (an orchestrator worker restarting).
+  const own = await startApi({ taskQueue: TQ, config, home, worker: false, logPollMs: 200, backends: flakyLogs((call) => call >= 2 && call <= 4) });
+  try {
+    const id = await submit('pause', own.url);
+    await waitForJob(own.url, id, (s) => s.state === 'RUNNING');
+    const { events } = await readSse(`${own.url}/jobs/${id}/logs?follow=true`);
+    const got = lines(events);
+    expect(got).toEqual(expect.arrayContaining(['line 1', 'line 5', 'warning: on stderr', 'last line']));
+    expect(new Set(got).size).toBe(got.length); // nothing sent twice
+    expect(errors(events)).toEqual([{ attempt: 1, backend: 'local', detail: expect.stringContaining('no answer within 500 ms'), retrying: true }]);
+    expect(events.at(-1)).toMatchObject({ event: 'end', data: { state: 'COMPLETED' } });
+  } finally {
+    await own.stop();
+  }
+});
+
+test('while following, a log that stays unreadable ends with a final error that says it gave up, then end', async () => {
+  const own = await startApi({ taskQueue: TQ, config, home, worker: false, logPollMs: 100, backends: flakyLogs((call) => call >= 2) });
+  try {
+    const id = await submit('chatty', own.url);
+    await waitForJob(own.url, id, (s) => s.state === 'RUNNING');
+    const { events } = await readSse(`${own.url}/jobs/${id}/logs?follow=true`);
+    expect(lines(events)).not.toContain('last line');
+    const said = errors(events);
+    expect(said[0]).toMatchObject({ retrying: true });
+    expect(said.at(-1)).toMatchObject({ retrying: false, detail: expect.stringMatching(/no answer within 500 ms .*\(gave up after \d+ tries\)$/) });
+    expect(said).toHaveLength(2);
+    expect(events.at(-1)).toMatchObject({ event: 'end', data: { state: 'COMPLETED' } });
+  } finally {
     await own.stop();
   }
 });

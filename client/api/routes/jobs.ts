@@ -174,8 +174,9 @@ export function jobRoutes(app: ZodApp, ctx: ApiContext): void {
       schema: {
         summary: "A job's logs as server-sent events",
         description:
-          'Events: `log` {attempt, backend, stream, line}, `state` (transitions while following), `error`, and `end` ' +
-          '{state}. `follow=true` streams until the job is terminal; `tail=N` starts with the last N lines. Log ' +
+          'Events: `log` {attempt, backend, stream, line}, `state` (transitions while following), `error` ' +
+          '{attempt, backend, detail, retrying}, and `end` {state}. `follow=true` streams until the job is terminal, ' +
+          'trying a failed log read again (retrying: true) until then; `tail=N` starts with the last N lines. Log ' +
           'events carry ids: reconnect with Last-Event-ID to resume.',
         tags: ['jobs'],
         params: jobParamsSchema,
