@@ -489,6 +489,20 @@ describe('LocalBackend: logs, quote, health', () => {
     expect(stderr).toEqual(['err1']);
   });
 
+  test("an attempt whose workspace is not on this machine (another replica's, or a vanished disk) says so and what to do", async () => {
+    const home = await tempHome();
+    const backend = new LocalBackend('local', shConfig('echo hi'), home, FAST);
+    const ref = await submit(backend);
+    await waitForState(backend, ref, ['SUCCEEDED']);
+    expect((await backend.logs(ref)).lines).toEqual([{ stream: 'stdout', line: 'hi' }]);
+    await fs.rm(home, { recursive: true, force: true });
+    const read = backend.logs(ref);
+    await expect(read).rejects.toThrow(BackendError);
+    await expect(read).rejects.toThrow(
+      new RegExp(`attempt 1 of job ${ref.jobId} has no workspace here .*another orchestrator replica's machine.*one FORGE_HOME`),
+    );
+  });
+
   test('while running, an unfinished last line is held back', async () => {
     const backend = new LocalBackend('local', shConfig("printf 'a\\nb'; sleep 30"), await tempHome(), FAST);
     const ref = await submit(backend);

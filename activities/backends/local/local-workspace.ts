@@ -18,6 +18,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import type { FailureInfo } from '../../../jobspec/failure';
+import type { DeploymentRef } from '../types';
 import { createOnce, readTextIfExists, statIfExists, writeFileAtomic } from '../../../common/files';
 import { bootId, pidAlive, readProcStat } from './local-process';
 
@@ -57,6 +58,15 @@ export function lostFailure(launch: LaunchRecord, closedAt: Date | undefined): F
     ? `closed by the orchestrator at ${closedAt.toISOString()}`
     : 'killed outside the orchestrator, or the host rebooted';
   return { class: 'LOST', detail: `trainer wrapper (process group ${launch.pid}) ended without an exit status: ${why}` };
+}
+
+/** Why an attempt's workspace is not on this machine, and what the operator does about it. */
+export function workspaceNotHere(backend: string, deployment: DeploymentRef, dir: string): string {
+  return (
+    `local backend "${backend}": attempt ${deployment.attempt} of job ${deployment.jobId} has no workspace here (${dir}): ` +
+    "it ran on another orchestrator replica's machine, whose FORGE_HOME this one does not share. Run the local backend " +
+    'on one orchestrator replica, or give its replicas one FORGE_HOME (docs/operations.md).'
+  );
 }
 
 export interface ExitRecord {

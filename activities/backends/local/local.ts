@@ -26,7 +26,7 @@ import { bootId, leaderAlive, ownsGroup, readProcStat, resolveProgram, spawnDeta
 import { trainerEnvironment, type TrainerEnv } from '../../../common/trainer-env';
 import { traceparentEnv } from '../../../common/tracing';
 import { trainerContractEnv } from '../trainer-contract';
-import { FILES, lostFailure, Workspace, type LaunchRecord } from './local-workspace';
+import { FILES, lostFailure, Workspace, workspaceNotHere, type LaunchRecord } from './local-workspace';
 import { countLiveAttempts, launchIdentity, listOpenLocal, localRef, markRunning } from './local-listing';
 import { decodeCursor, encodeCursor, ProgressReader } from './local-output';
 import {
@@ -172,6 +172,8 @@ export class LocalBackend implements Backend {
 
   async logs(deployment: DeploymentRef, cursor?: string): Promise<LogChunk> {
     const ws = this.workspaceOf(deployment);
+    // submit() made the workspace before it returned the ref: without it, this process is not where the trainer ran.
+    if (!(await statIfExists(ws.dir))) throw new BackendError('LOST', workspaceNotHere(this.name, deployment, ws.dir));
     const [outFrom, errFrom] = decodeCursor(cursor);
     const finished = await this.hasEnded(ws, deployment);
     const out = await readLinesFrom(ws.file('stdout'), outFrom, MAX_LOG_LINES, finished);
