@@ -106,6 +106,12 @@ const akashChainSchema = z
 
 export const AKASH_NETWORKS = ['mainnet', 'sandbox'] as const;
 
+/**
+ * An installation's tag: eight hex digits derived from its orchestrator key, in the provider-visible name of each of its
+ * remote deployments (activities/backends/installation.ts).
+ */
+export const INSTALLATION_TAG = /^[0-9a-f]{8}$/;
+
 const akashBackendSchema = z
   .strictObject({
     kind: z.literal('akash'),
@@ -267,14 +273,20 @@ export const forgeConfigSchema = z.strictObject({
    * The reaper (workflows/reaper.ts): the Temporal Schedule `forge-reaper` runs it every `interval_seconds` and it
    * closes open deployments of this orchestrator whose job no longer runs or is on another attempt; deployments
    * younger than `grace_seconds` are never closed (a submit not yet recorded). `enabled: false` pauses the schedule.
+   * `earlier_tags`: the installation tags of this installation's earlier orchestrator keys (after a key rotation), whose
+   * deployments it still reaps as its own; `cf-keygen --orchestrator` prints a key's tag.
    */
   reaper: z
     .strictObject({
       enabled: z.boolean().default(true),
       interval_seconds: z.number().int().min(10).max(86_400).default(300),
       grace_seconds: z.number().int().nonnegative().max(86_400).default(120),
+      earlier_tags: z
+        .array(z.string().regex(INSTALLATION_TAG, 'an installation tag is 8 lowercase hex digits (cf-keygen --orchestrator prints it)'))
+        .max(32)
+        .default([]),
     })
-    .default({ enabled: true, interval_seconds: 300, grace_seconds: 120 }),
+    .default({ enabled: true, interval_seconds: 300, grace_seconds: 120, earlier_tags: [] }),
 });
 export type ForgeConfig = z.infer<typeof forgeConfigSchema>;
 

@@ -7,6 +7,7 @@
  * one of its own — it would sign manifests no other replica accepts — except in the embedded stack (`npm start`, the
  * test harnesses: FORGE_EMBEDDED=1), where one process tree is the whole orchestrator and the key is made on first use.
  */
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { existsSync } from 'node:fs';
 import { base64urlnopad } from '@scure/base';
@@ -21,6 +22,15 @@ const keyFileSchema = z.strictObject({
   did: z.string().startsWith('did:key:'),
   secret_key: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'must be a base64url Ed25519 secret key (32 bytes)'),
 });
+
+/**
+ * The installation tag of an orchestrator identity (its did:key): eight hex digits (INSTALLATION_TAG) in the
+ * provider-visible name of each remote deployment, so that installations sharing a provider account tell theirs apart
+ * (activities/backends/installation.ts). Short enough for provider names; two installations collide 1 in 4·10⁹.
+ */
+export function installationTag(orchestratorDid: string): string {
+  return createHash('sha256').update(`forge-installation:${orchestratorDid}`).digest('hex').slice(0, 8);
+}
 
 /** The command that provisions the key, as error messages and docs name it. */
 export const PROVISION_KEY_COMMAND = 'cf-keygen --orchestrator';

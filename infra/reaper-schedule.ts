@@ -9,7 +9,7 @@ import type { ForgeConfig } from '../common/config';
 import { REAPER_SCHEDULE_ID, TASK_QUEUE_ORCHESTRATOR, WORKFLOW_TYPE_REAPER } from '../common/names';
 
 export interface ReaperScheduleOptions {
-  reaper: ForgeConfig['reaper'];
+  reaper: Pick<ForgeConfig['reaper'], 'enabled' | 'interval_seconds' | 'grace_seconds'>;
   /** The orchestrator workers' task queue (FORGE_ORCHESTRATOR_TASK_QUEUE, default forge-orchestrator). */
   taskQueue: string;
 }

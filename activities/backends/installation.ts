@@ -5,23 +5,15 @@
  * own (docs/architecture.md §5). The tag is derived from the orchestrator key, the one identity every replica of an
  * installation is given, so replicas agree on it without configuration.
  */
-import { createHash } from 'node:crypto';
-import { orchestratorKey } from '../../common/orchestrator-key';
-
-/** Eight hex digits: short enough for provider names, and a collision between two installations is 1 in 4·10⁹. */
-export const INSTALLATION_TAG = /^[0-9a-f]{8}$/;
-
-/** The installation tag of an orchestrator identity (its did:key). */
-export function installationTag(orchestratorDid: string): string {
-  return createHash('sha256').update(`forge-installation:${orchestratorDid}`).digest('hex').slice(0, 8);
-}
+import { installationTag, orchestratorKey } from '../../common/orchestrator-key';
 
 /**
- * Whether a marked deployment is this installation's to reap: one tagged with our tag; one tagged by another
- * installation never; an untagged (legacy) mark, made before tags, is taken as ours as it always was.
+ * Whether a marked deployment is this installation's to reap: one tagged with our tag, or with the tag of one of our
+ * earlier orchestrator keys (config `reaper.earlier_tags`); one tagged by another installation never; an untagged
+ * (legacy) mark, made before tags, is taken as ours as it always was.
  */
-export function isOurs(markTag: string | undefined, ourTag: string | undefined): boolean {
-  return markTag === undefined || markTag === ourTag;
+export function isOurs(markTag: string | undefined, ourTag: string | undefined, earlierTags: readonly string[] = []): boolean {
+  return markTag === undefined || markTag === ourTag || earlierTags.includes(markTag);
 }
 
 /** This installation's tag, from the orchestrator key of `home` (made on first use only in the embedded stack). */

@@ -19,17 +19,19 @@ export interface BackendFactoryOptions {
   installation?: string;
 }
 
-function createBackend(name: string, config: BackendConfig, home: string, options: BackendFactoryOptions): Backend {
+/** `earlierTags`: the operator's `reaper.earlier_tags`, the installation's tags from before a key rotation. */
+function createBackend(name: string, config: BackendConfig, home: string, options: BackendFactoryOptions, earlierTags: readonly string[]): Backend {
   switch (config.kind) {
     case 'local':
       return new LocalBackend(name, config, home, options.local);
     case 'akash':
       return new AkashBackend(name, config, home, {
         ...(options.installation !== undefined && { installation: options.installation }),
+        earlierTags,
         ...options.akash,
       });
     case 'prime-intellect':
-      return new PrimeIntellectBackend(name, config, home, options.installation);
+      return new PrimeIntellectBackend(name, config, home, options.installation, earlierTags);
     case 'p2pfl':
       return new P2pflBackend(name, config, home, options.local);
   }
@@ -39,10 +41,8 @@ function createBackend(name: string, config: BackendConfig, home: string, option
 export function createBackends(config: ForgeConfig, home: string, options: BackendFactoryOptions = {}): Map<string, Backend> {
   const backends = new Map<string, Backend>();
   for (const [name, backendConfig] of Object.entries(config.backends)) {
-    backends.set(
-      name,
-      createBackend(name, backendConfig, home, { ...options, local: { envPassthrough: config.trainer_env_passthrough, ...options.local } }),
-    );
+    const withEnv = { ...options, local: { envPassthrough: config.trainer_env_passthrough, ...options.local } };
+    backends.set(name, createBackend(name, backendConfig, home, withEnv, config.reaper.earlier_tags));
   }
   return backends;
 }

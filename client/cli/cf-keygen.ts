@@ -1,10 +1,13 @@
 #!/usr/bin/env node
 /**
  * cf-keygen: a new Ed25519 owner key (file mode 0600) and its did:key. `--orchestrator` provisions the orchestrator's
- * one identity instead (common/orchestrator-key.ts), idempotently: an existing key is kept and its did printed.
+ * one identity instead (common/orchestrator-key.ts), idempotently: an existing key is kept and its did printed, with
+ * the installation tag it gives the deployments' names; `--orchestrator --force` rotates it and names the old tag for
+ * `reaper.earlier_tags`, so that the reaper still closes what the old key started.
  */
+import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { orchestratorKeyFile, provisionOrchestratorKey } from '../../common/orchestrator-key';
+import { installationTag, loadKeyFile, orchestratorKeyFile, provisionOrchestratorKey } from '../../common/orchestrator-key';
 import { generateKeyPair } from '../../jobspec/signing';
 import { EXIT } from './shared/exit';
 import { runCli, type CommandSpec } from './shared/command';
@@ -28,25 +31,49 @@ export const spec: CommandSpec = {
   exitCodes: [EXIT.OK, EXIT.USAGE],
 };
 
+/** The installation tag of the key in `file`; undefined when it cannot be read (a damaged key is why one rotates). */
+function tagOf(file: string): string | undefined {
+  try {
+    return installationTag(loadKeyFile(file).did);
+  } catch {
+    return undefined;
+  }
+}
+
 if (require.main === module) {
   void runCli(spec, async ({ values, out }) => {
     if (values.orchestrator === true && values.force !== true) {
       const file = path.resolve(typeof values.out === 'string' ? values.out : orchestratorKeyFile());
       const { keys, created } = provisionOrchestratorKey(file);
-      if (out.json) out.data({ did: keys.did, key_file: file, created });
+      const tag = installationTag(keys.did);
+      if (out.json) out.data({ did: keys.did, key_file: file, created, installation_tag: tag });
       else {
         out.line(keys.did);
         out.note(created ? `orchestrator key written to ${file} (mode 0600): give this file to every replica` : `orchestrator key ${file} already exists: kept`);
+        out.note(`installation tag ${tag}: in the provider-visible name of every remote deployment this key's orchestrator starts`);
       }
       return EXIT.OK;
     }
-    const file = path.resolve(typeof values.out === 'string' ? values.out : values.orchestrator === true ? orchestratorKeyFile() : defaultKeyFile());
+    const orchestrator = values.orchestrator === true;
+    const file = path.resolve(typeof values.out === 'string' ? values.out : orchestrator ? orchestratorKeyFile() : defaultKeyFile());
+    // Rotating the orchestrator key changes the installation tag: the old one must reach reaper.earlier_tags.
+    const replacedTag = orchestrator && existsSync(file) ? tagOf(file) : undefined;
     const keys = generateKeyPair();
     writeKeyFile(file, keys, values.force === true);
-    if (out.json) out.data({ did: keys.did, key_file: file });
-    else {
+    const tag = orchestrator ? installationTag(keys.did) : undefined;
+    if (out.json) {
+      const tags = { ...(tag && { installation_tag: tag }), ...(replacedTag && { replaced_installation_tag: replacedTag }) };
+      out.data({ did: keys.did, key_file: file, ...tags });
+    } else {
       out.line(keys.did);
       out.note(`key written to ${file} (mode 0600)`);
+      if (tag) out.note(`installation tag ${tag}: in the provider-visible name of every remote deployment this key's orchestrator starts`);
+      if (replacedTag) {
+        out.note(
+          `the replaced key's installation tag was ${replacedTag}: add it to reaper.earlier_tags in the operator config, or the reaper ` +
+            'no longer closes the deployments the old key started (give the new key file to every replica)',
+        );
+      }
     }
     return EXIT.OK;
   });

@@ -101,13 +101,21 @@ export function reapTable(items: readonly ReapItem[]): string {
   return [line(header), ...rows.map(line)].join('\n');
 }
 
-function printDryRun(report: ReapReport, all: boolean, out: Output): void {
+/** Which marks are this installation's: its key's tag, and those of its earlier keys (reaper.earlier_tags). */
+function markNote(tag: string, earlier: readonly string[]): string {
+  return `installation tag ${tag}${earlier.length ? `, earlier ${earlier.join(', ')}` : ''}`;
+}
+
+function printDryRun(report: ReapReport, all: boolean, marks: string, out: Output): void {
   if (out.json) return out.data(report);
   const shown = report.items.filter((i) => all || i.decision.reap);
   if (shown.length) out.line(reapTable(shown));
   for (const b of report.backends) if (b.error !== undefined) out.note(`${b.backend}: could not list its deployments: ${b.error}`);
   const closing = report.items.filter((i) => i.decision.reap).length;
-  out.note(`dry run: ${report.items.length} open deployment(s) with this installation's mark; ${closing} would be closed, ${report.kept} kept (grace ${report.graceSeconds} s); nothing was closed`);
+  out.note(
+    `dry run: ${report.items.length} open deployment(s) with this installation's mark (${marks}); ${closing} would be closed, ` +
+      `${report.kept} kept (grace ${report.graceSeconds} s); nothing was closed`,
+  );
 }
 
 if (require.main === module) {
@@ -117,7 +125,7 @@ if (require.main === module) {
     if (values['dry-run'] === true) {
       const tag = installation(forgeHome()); // before connecting: a missing key is the operator's to fix first
       const report = await withClient(t, (client) => dryRun(config, tag, client));
-      printDryRun(report, values.all === true, out);
+      printDryRun(report, values.all === true, markNote(tag, config.reaper.earlier_tags), out);
       return report.backends.some((b) => b.error !== undefined) ? EXIT.UNAVAILABLE : EXIT.OK;
     }
     await withClient(t, async (client) => {

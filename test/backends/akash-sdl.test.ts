@@ -3,7 +3,7 @@
  * (beta3), every memory unit, denoms, GPU vendors, the brief's example, manifest versions, keytar never loaded,
  * and cf-sdl (the compiled CLI, as a user runs it).
  */
-import { installationTag } from '../../activities/backends/installation';
+import { installationTag } from '../../common/orchestrator-key';
 import { loadOrCreateKeyFile } from '../../common/orchestrator-key';
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';

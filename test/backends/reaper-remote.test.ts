@@ -195,3 +195,36 @@ test("installations sharing the provider accounts: a reaper closes its own insta
   ];
   expect(theirListing.map((o) => o.ref.id).sort()).toEqual([other.pod.id, other.dep.id].sort());
 });
+
+test("after a key rotation, what the old key started is reaped once its tag is in reaper.earlier_tags, and not before", async () => {
+  const piConfig = config.backends.pi;
+  const akashConfig = config.backends.akash;
+  if (piConfig?.kind !== 'prime-intellect' || akashConfig?.kind !== 'akash') throw new Error('backend configs');
+  const old = ourInstallationTag(home);
+  const rotatedHome = tmp('forge-rotated-key-'); // the same installation, with a new orchestrator key: a new tag
+  expect(ourInstallationTag(rotatedHome)).not.toBe(old);
+  // Started under the old key; their jobs do not exist (orphans). The new key's replicas have no record of them.
+  const pod = await new PrimeIntellectBackend('pi', piConfig, home, old).submit(signedOf(job('pi').raw), 1);
+  const dep = await new AkashBackend('akash', akashConfig, home, { installation: old }).submit(signedOf(job('akash').raw), 1);
+  const queue = `${TQ}-rotated`;
+  const reapWith = async (earlier: string[]): Promise<ReapReport> => {
+    const rotated = await startWorker({ ...config, reaper: { ...config.reaper, earlier_tags: earlier } }, rotatedHome, queue);
+    try {
+      return await client.workflow.execute(WORKFLOW_TYPE_REAPER, { taskQueue: queue, workflowId: `${REAPER_SCHEDULE_ID}-rotated-${Date.now()}`, args: [{ dryRun: false }] });
+    } finally {
+      await rotated.stop();
+    }
+  };
+
+  const before = await reapWith([]);
+  expect(before.items.map((i) => i.open.ref.id)).not.toEqual(expect.arrayContaining([pod.id]));
+  expect(before.items.map((i) => i.open.ref.id)).not.toEqual(expect.arrayContaining([dep.id]));
+  expect(pi.pods.get(pod.id)?.status).not.toBe('TERMINATED');
+  expect(akash.open).toContain(String(dep.data.dseq));
+
+  const after = await reapWith([old]);
+  const closed = after.items.filter((i) => i.closed).map((i) => i.open.ref.id);
+  expect(closed).toEqual(expect.arrayContaining([pod.id, dep.id]));
+  expect(pi.pods.get(pod.id)?.status).toBe('TERMINATED');
+  expect(akash.open).not.toContain(String(dep.data.dseq));
+});

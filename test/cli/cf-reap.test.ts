@@ -36,7 +36,7 @@ test('cf-reap --dry-run lists the orphan and why, keeps the running job, and clo
   const lines = human.stdout.trim().split('\n');
   expect(lines[0]).toMatch(/^BACKEND\s+DEPLOYMENT\s+JOB\s+ATTEMPT\s+ACTION\s+WHY$/);
   expect(lines.slice(1)).toEqual([expect.stringMatching(new RegExp(`^local\\s+${orphan.id}\\s+${orphanJob}\\s+1\\s+close\\s+job-not-found: no workflow job-${orphanJob} exists$`))]);
-  expect(human.stderr).toMatch(/dry run: 2 open deployment\(s\).* 1 would be closed, 1 kept .*nothing was closed/);
+  expect(human.stderr).toMatch(/dry run: 2 open deployment\(s\) with this installation's mark \(installation tag [0-9a-f]{8}\); 1 would be closed, 1 kept .*nothing was closed/);
   const all = await cfReap(['--dry-run', '--all']);
   expect(all.stdout).toMatch(new RegExp(`${running.job_id}\\s+1\\s+keep\\s+current`));
 

@@ -37,6 +37,7 @@ test.each([
   [{ backends: { a: { kind: 'local' } }, retry_backoff: { initial_seconds: 5, max_seconds: 1 } }, /retry_backoff\.max_seconds/],
   [{ backends: { a: { kind: 'local' } }, allowed_owners: ['bob'] }, /allowed_owners\.0/],
   [{ backends: { a: { kind: 'local' } }, retries: 3 }, /retries/],
+  [{ backends: { a: { kind: 'local' } }, reaper: { earlier_tags: ['A1B2C3D4'] } }, /reaper\.earlier_tags\.0.*8 lowercase hex digits.*cf-keygen --orchestrator/],
 ])('a bad config is refused, naming the key: %j', (value, message) => {
   expect(() => parseConfig(value)).toThrow(ConfigError);
   expect(() => parseConfig(value)).toThrow(message);

@@ -3,7 +3,8 @@
  * tells its deployments from those of another sharing the provider account, and still takes untagged (older) ones.
  */
 import { forgeGroupName, parseForgeGroupName } from '../../activities/backends/akash/akash-sdl';
-import { installationTag, isOurs } from '../../activities/backends/installation';
+import { isOurs } from '../../activities/backends/installation';
+import { installationTag } from '../../common/orchestrator-key';
 import { parsePodName, podName } from '../../activities/backends/prime-intellect/pi-api';
 import { generateKeyPair } from '../../jobspec/signing';
 
@@ -38,4 +39,10 @@ test('ours: our tag and untagged marks; never another tag, nor any tag when we h
   expect(isOurs(undefined, 'a1b2c3d4')).toBe(true);
   expect(isOurs('deadbeef', 'a1b2c3d4')).toBe(false);
   expect(isOurs('deadbeef', undefined)).toBe(false);
+});
+
+test("after a key rotation: the earlier keys' tags (reaper.earlier_tags) are ours too, other tags still never", () => {
+  expect(isOurs('0badc0de', 'a1b2c3d4', ['0badc0de'])).toBe(true);
+  expect(isOurs('a1b2c3d4', 'a1b2c3d4', ['0badc0de'])).toBe(true);
+  expect(isOurs('deadbeef', 'a1b2c3d4', ['0badc0de'])).toBe(false);
 });

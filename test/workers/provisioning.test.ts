@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { isEmbedded, orchestratorKey, orchestratorKeyFile, OrchestratorKeyMissingError } from '../../common/orchestrator-key';
+import { installationTag, isEmbedded, orchestratorKey, orchestratorKeyFile, OrchestratorKeyMissingError } from '../../common/orchestrator-key';
 import { replicaProvisioningProblems } from '../../common/provisioning';
 import { forgeConfigSchema } from '../../common/config';
 import { createOrchestratorKeyStep } from '../../infra/setup';
@@ -100,12 +100,29 @@ test('provisioned with `cf-keygen --orchestrator` (idempotent) and given a regis
   expect([file, created]).toEqual([path.join(home, 'keys', 'orchestrator.json'), true]);
   expect(statSync(file).mode & 0o777).toBe(0o600);
   const again = await run([CF_KEYGEN, '--orchestrator', '--json'], replicaEnv(home));
-  expect(JSON.parse(again.output)).toEqual({ did, key_file: file, created: false });
+  expect(JSON.parse(again.output)).toEqual({ did, key_file: file, created: false, installation_tag: installationTag(did) });
 
   const r = await run([MAIN, 'orchestrator'], workerEnv(home, { ...BACKENDS, results: { registry: { repo: `file://${path.join(home, 'registry')}` } } }), '[orchestrator] polling');
   expect(r.matched ? 'started' : r.output).toBe('started');
   expect(orchestratorKey(home, {}).did).toBe(did);
 }, 120_000);
+
+test("rotating the key (--orchestrator --force) names the replaced key's installation tag for reaper.earlier_tags", async () => {
+  const home = tempHome();
+  const first = await run([CF_KEYGEN, '--orchestrator'], replicaEnv(home));
+  const didOf = (output: string): string => /did:key:\S+/.exec(output)![0];
+  const oldDid = didOf(first.output);
+  expect(first.output).toContain(`installation tag ${installationTag(oldDid)}: in the provider-visible name`);
+  const rotated = await run([CF_KEYGEN, '--orchestrator', '--force'], replicaEnv(home));
+  expect(rotated.code).toBe(0);
+  const newDid = didOf(rotated.output);
+  expect(newDid).not.toBe(oldDid);
+  expect(rotated.output).toContain(`installation tag ${installationTag(newDid)}`);
+  expect(rotated.output).toContain(`the replaced key's installation tag was ${installationTag(oldDid)}: add it to reaper.earlier_tags`);
+  const json = JSON.parse((await run([CF_KEYGEN, '--orchestrator', '--force', '--json'], replicaEnv(home))).output) as Record<string, string>;
+  expect(json.replaced_installation_tag).toBe(installationTag(newDid));
+  expect(json.installation_tag).toBe(installationTag(json.did!));
+});
 
 test('replicas with their own FORGE_HOME share one identity through FORGE_ORCHESTRATOR_KEY_FILE', async () => {
   const shared = path.join(tempHome(), 'orchestrator.json');

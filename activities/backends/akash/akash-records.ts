@@ -4,7 +4,8 @@
  */
 import { z } from 'zod';
 import type { AkashBackendConfig } from '../../../common/config';
-import { INSTALLATION_TAG, isOurs } from '../installation';
+import { INSTALLATION_TAG } from '../../../common/config';
+import { isOurs } from '../installation';
 import { BackendError, type DeploymentRef } from '../types';
 import { evalRunSchema, manifestSourceSchema, type ManifestSource } from './akash-manifest-source';
 import type { ActiveDeployment, MarketBid } from './akash-market';
@@ -138,9 +139,10 @@ export interface GroupMark {
 export function markedAttempt(
   d: ActiveDeployment,
   installation: string | undefined,
+  earlierTags: readonly string[] = [],
 ): { jobId: string; attempt: number; record: AkashRecord } | undefined {
   const mark = d.groups.map(parseForgeGroupName).find((m) => m !== undefined);
-  if (!mark || !isOurs(mark.tag, installation)) return undefined;
+  if (!mark || !isOurs(mark.tag, installation, earlierTags)) return undefined;
   const unknown = new Date(0).toISOString();
   const record = recordSchema.parse({
     dseq: d.dseq,

@@ -54,6 +54,8 @@ export interface AkashBackendOptions {
   market?: AkashMarket;
   /** This installation's tag (installation.ts): put in each deployment's mark, and the only tagged marks reaped. */
   installation?: string;
+  /** Tags of this installation's earlier orchestrator keys (config `reaper.earlier_tags`): their marks are reaped too. */
+  earlierTags?: readonly string[];
 }
 
 export class AkashBackend implements Backend {
@@ -61,6 +63,7 @@ export class AkashBackend implements Backend {
   private readonly market: AkashMarket;
   private readonly store: AttemptStore<typeof recordSchema>;
   private readonly installation: string | undefined;
+  private readonly earlierTags: readonly string[];
 
   constructor(
     readonly name: string,
@@ -71,6 +74,7 @@ export class AkashBackend implements Backend {
     this.store = new AttemptStore(home, name, recordSchema);
     this.market = options.market ?? marketFor(name, config, home);
     this.installation = options.installation;
+    this.earlierTags = options.earlierTags ?? [];
   }
 
 
@@ -248,7 +252,7 @@ export class AkashBackend implements Backend {
       throw backendErrorFor(err, `Akash (${this.name}) list deployments`);
     }
     return active.flatMap((d) => {
-      const mine = byVersion.get(d.version) ?? markedAttempt(d, this.installation);
+      const mine = byVersion.get(d.version) ?? markedAttempt(d, this.installation, this.earlierTags);
       if (!mine) return [];
       const ref = this.refFor(mine.jobId, mine.attempt, { ...mine.record, dseq: d.dseq, owner: d.owner });
       return [{ ref, jobId: mine.jobId, attempt: mine.attempt, createdAt: mine.record.createdAt }];

@@ -80,6 +80,8 @@ export class PrimeIntellectBackend implements Backend {
     private readonly home: string,
     /** This installation's tag (installation.ts): in each pod's name, and the only tagged pods reaped. */
     private readonly installation?: string,
+    /** Tags of this installation's earlier orchestrator keys (config `reaper.earlier_tags`): their pods are reaped too. */
+    private readonly earlierTags: readonly string[] = [],
   ) {
     this.store = new AttemptStore(home, name, recordSchema);
     this.api = new ApiClient({
@@ -252,7 +254,7 @@ export class PrimeIntellectBackend implements Backend {
         for (const pod of list.data) {
           const mark = pod.name ? parsePodName(pod.name) : undefined;
           // Another installation's pod on a shared account is its reaper's to close, never ours.
-          if (!mark || ended(pod.status) || !isOurs(mark.tag, this.installation)) continue;
+          if (!mark || ended(pod.status) || !isOurs(mark.tag, this.installation, this.earlierTags)) continue;
           const createdAt =
             pod.createdAt ?? (await this.store.read(mark.jobId, mark.attempt).catch(() => undefined))?.createdAt ?? new Date(0).toISOString();
           const rec = { podId: pod.id, name: pod.name ?? '', priceHr: pod.priceHr ?? 0, createdAt, closed: false };
