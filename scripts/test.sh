@@ -11,7 +11,8 @@ echo "[test] trainer: ruff, pytest"
 .tools/venv/bin/ruff check --quiet trainer
 .tools/venv/bin/ruff format --quiet --check trainer
 if [ "${FORGE_TEST_PYTEST:-1}" != 0 ]; then
-  .tools/venv/bin/python -m pytest -q -p no:cacheprovider trainer/tests
+  # Two at a time, a file per worker (pytest-xdist): most of its time is Python processes starting and loading torch.
+  .tools/venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile trainer/tests
 fi
 echo "[test] jest"
 # Two cores here: run test files two at a time; each test file has its own task queue.
