@@ -86,6 +86,42 @@ def test_model_prefill_verifies_its_own_generation(tiny_model: Path) -> None:
         assert tp.verify_sample(engine.model, prompt_ids, missing, 0.05)[0] == tp.PROOF_MISSING  # type: ignore[index]
 
 
+def test_a_groups_completions_prefilled_together_verify_as_one_by_one(tiny_model: Path) -> None:
+    """Prefilled PREFILL_BATCH at a time (right-padded, completions of different lengths): the same states as one pass
+    each, an honest group passes, and the first bad sample is the one named."""
+    from forge_trainer.serve import Engine, parse_request
+
+    engine = Engine(tiny_model, "tiny")
+    n = tp.PREFILL_BATCH + 3  # two forward passes, the second one partial
+    body = {"prompt": "reverse abc:", "n": n, "max_tokens": 12, "seed": 3, "logprobs": 0, "toploc": True}
+    choices = engine.complete(parse_request(body, "tiny"))["choices"]
+    prompt_ids = list(engine.tokenizer("reverse abc:")["input_ids"])
+    samples = [
+        tp.SampleToCheck(c["logprobs"]["token_ids"], c["logprobs"]["token_logprobs"], c["toploc_proofs"])
+        for c in choices
+    ]
+    # Lengths differ (some completions end early at EOS); make sure of it with a cut one, re-proved.
+    cut = samples[1].token_ids[: max(1, len(samples[1].token_ids) // 2)]
+    hidden_cut, logprobs_cut = tp.prefill(engine.model, prompt_ids, cut)
+    samples[1] = tp.SampleToCheck(cut, logprobs_cut.tolist(), tp.build_proofs(hidden_cut))
+    assert len({len(s.token_ids) for s in samples}) > 1
+    together = tp.prefill_many(engine.model, prompt_ids, [s.token_ids for s in samples])
+    for s, (hidden, logprobs) in zip(samples, together, strict=True):
+        alone_hidden, alone_logprobs = tp.prefill(engine.model, prompt_ids, s.token_ids)
+        assert torch.allclose(hidden, alone_hidden, atol=1e-4)
+        assert torch.allclose(logprobs, alone_logprobs, atol=1e-4)
+    assert tp.verify_samples(engine.model, prompt_ids, samples, tp.DEFAULT_LOGPROB_TOLERANCE) is None
+
+    bad = n - 2  # in the second pass
+    forged = list(samples)
+    forged[bad] = tp.SampleToCheck(samples[bad].token_ids, [x / 2 for x in samples[bad].logprobs], samples[bad].proofs)
+    failed = tp.verify_samples(engine.model, prompt_ids, forged, 0.05)
+    assert failed is not None
+    assert failed[:2] == (bad, tp.LOGPROB_MISMATCH)
+    forged[0] = tp.SampleToCheck(samples[0].token_ids, samples[0].logprobs, None)
+    assert tp.verify_samples(engine.model, prompt_ids, forged, 0.05)[:2] == (0, tp.PROOF_MISSING)  # type: ignore[index]
+
+
 @pytest.mark.parametrize("bad", [["x" * 5000], "proof", [1]])
 def test_parse_proofs_refuses_malformed(bad: object) -> None:
     with pytest.raises(ValueError, match="toploc_proofs"):

@@ -2,7 +2,7 @@
 The trainer host's check of rollouts (POST /v1/verify-rollouts, grpo_server.py): for each rollout the host picked
 (a fraction of each step's, operator config rl.verify_fraction; activities/rl/verify.ts), one prefill of every
 completion under the policy version the rollout claims, against the TOPLOC proofs and the logprobs it carries
-(toploc_proofs.verify_sample). The session keeps the newest `keep_versions` versions' weights (at least the staleness
+(toploc_proofs.verify_samples). The session keeps the newest `keep_versions` versions' weights (at least the staleness
 bound's worth), so a claimed version within the bound can be loaded. One it does not have — a session resumed from a
 checkpoint holds only the versions since — is left unverified (listed in `unverified`), not held against its worker:
 the rollouts made before a trainer host was lost are honest work; a version older than the bound is refused by the
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from forge_trainer.toploc_proofs import (
     DEFAULT_LOGPROB_TOLERANCE,
     SampleToCheck,
-    verify_sample,
+    verify_samples,
 )
 
 if TYPE_CHECKING:
@@ -99,16 +99,15 @@ class RolloutVerifier:
                 if model is None:
                     unverified.append(r.rollout_id)
                     continue
-                for i, sample in enumerate(r.samples):
-                    check = SampleToCheck(sample.token_ids, sample.logprobs, sample.proofs)
-                    why = verify_sample(model, r.prompt_ids, check, req.logprob_tolerance)
-                    if why:
-                        rejected[r.rollout_id] = {
-                            "reason": why[0],
-                            "detail": f"completion {i} under policy version {r.policy_version}: {why[1]}",
-                            "worker": r.worker,
-                        }
-                        break
+                checks = [SampleToCheck(x.token_ids, x.logprobs, x.proofs) for x in r.samples]
+                failed = verify_samples(model, r.prompt_ids, checks, req.logprob_tolerance)
+                if failed:
+                    i, reason, detail = failed
+                    rejected[r.rollout_id] = {
+                        "reason": reason,
+                        "detail": f"completion {i} under policy version {r.policy_version}: {detail}",
+                        "worker": r.worker,
+                    }
         checked = len(found) - len(unverified)
         seconds = round(time.monotonic() - start, 6)
         return {"rejected": rejected, "checked": checked, "unverified": unverified, "seconds": seconds}

@@ -12,10 +12,11 @@ splits them into chunks of DECODE_BATCH positions, takes each chunk's TOPK large
 base64 with the sample.
 
 The trainer host checks a rollout with one prefill of prompt + completion under the policy version the rollout claims
-(verify_rollout): the proofs must match the prefill's hidden states within TOPLOC's thresholds (the paper's: a few
-exponent mismatches, small mantissa errors, which tolerate the kernels' nondeterminism but not another model, prompt
-or completion), and the reported logprobs must be the prefill's within `logprob_tolerance`. The last generated token's
-hidden state is in no proof (nothing after it was computed); the logprob check covers that token.
+(verify_samples; a prompt's completions are prefilled together): the proofs must match the prefill's hidden states
+within TOPLOC's thresholds (the paper's: a few exponent mismatches, small mantissa errors, which tolerate the kernels'
+nondeterminism but not another model, prompt or completion), and the reported logprobs must be the prefill's within
+`logprob_tolerance`. The last generated token's hidden state is in no proof (nothing after it was computed); the
+logprob check covers that token.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ MAX_MANT_ERR_MEAN = 10.0
 MAX_MANT_ERR_MEDIAN = 8.0
 # The reported logprobs against the host's prefill: max absolute difference per token.
 DEFAULT_LOGPROB_TOLERANCE = 0.05
+# Completions of one prompt prefilled per forward pass by the verifier.
+PREFILL_BATCH = 8
 
 # Why a rollout fails verification (the run's rl.rejected_rollouts reasons; common/rl-rejections.ts names them too).
 PROOF_MISSING = "proof-missing"
@@ -95,18 +98,36 @@ def prefill(model: PreTrainedModel, prompt_ids: list[int], token_ids: list[int])
     One forward pass over prompt + completion: the last layer's hidden states at the positions that produced each
     completion token ([T, hidden]) and those tokens' logprobs ([T]), under the raw distribution (temperature 1).
     """
+    return prefill_many(model, prompt_ids, [token_ids])[0]
+
+
+def prefill_many(
+    model: PreTrainedModel, prompt_ids: list[int], completions: list[list[int]]
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """
+    prefill() of each completion of one prompt, PREFILL_BATCH of them per forward pass: one pass per completion cost
+    more in calls than in arithmetic. Right-padded and masked: the attention is causal, so no real position sees a pad.
+    """
     import torch
 
     device = next(model.parameters()).device
-    ids = torch.tensor([prompt_ids + token_ids], dtype=torch.long, device=device)
-    plen, t = len(prompt_ids), len(token_ids)
-    with torch.inference_mode():
-        out = model(input_ids=ids, output_hidden_states=True)
-    hidden = out.hidden_states[-1][0, plen - 1 : plen - 1 + t].float()
-    logits = out.logits[0, plen - 1 : plen - 1 + t].float()
-    targets = torch.tensor(token_ids, dtype=torch.long, device=device).unsqueeze(-1)
-    logprobs = torch.log_softmax(logits, dim=-1).gather(-1, targets).squeeze(-1)
-    return hidden, logprobs
+    plen = len(prompt_ids)
+    results: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for start in range(0, len(completions), PREFILL_BATCH):
+        batch = completions[start : start + PREFILL_BATCH]
+        width = max(len(t) for t in batch)
+        ids = torch.tensor([prompt_ids + t + [0] * (width - len(t)) for t in batch], dtype=torch.long, device=device)
+        mask = torch.tensor(
+            [[1] * (plen + len(t)) + [0] * (width - len(t)) for t in batch], dtype=torch.long, device=device
+        )
+        with torch.inference_mode():
+            out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        for b, t in enumerate(batch):
+            hidden = out.hidden_states[-1][b, plen - 1 : plen - 1 + len(t)].float()
+            logits = out.logits[b, plen - 1 : plen - 1 + len(t)].float()
+            targets = torch.tensor(t, dtype=torch.long, device=device).unsqueeze(-1)
+            results.append((hidden, torch.log_softmax(logits, dim=-1).gather(-1, targets).squeeze(-1)))
+    return results
 
 
 @dataclass(frozen=True)
@@ -120,22 +141,34 @@ def verify_sample(
     model: PreTrainedModel, prompt_ids: list[int], s: SampleToCheck, logprob_tolerance: float
 ) -> tuple[str, str] | None:
     """(reason, detail) when the sample fails, else None. The proofs first: they bind the completion to the model."""
-    if not s.token_ids:
-        return None
-    if s.proofs is None:
-        return PROOF_MISSING, "the sample carries no TOPLOC proofs (its inference server must produce them)"
-    hidden, own = prefill(model, prompt_ids, s.token_ids)
-    proof = check_proofs(hidden, s.proofs)
-    if not proof.ok:
-        return TOPLOC_MISMATCH, proof.detail
-    diffs = (own.cpu() - _tensor(s.logprobs)).abs()
-    worst = int(diffs.argmax())
-    if float(diffs[worst]) > logprob_tolerance:
-        return (
-            LOGPROB_MISMATCH,
-            f"token {worst}: reported logprob {s.logprobs[worst]:.4f}, the policy's own {float(own[worst]):.4f} "
-            f"(tolerance {logprob_tolerance})",
-        )
+    failed = verify_samples(model, prompt_ids, [s], logprob_tolerance)
+    return None if failed is None else (failed[1], failed[2])
+
+
+def verify_samples(
+    model: PreTrainedModel, prompt_ids: list[int], samples: list[SampleToCheck], logprob_tolerance: float
+) -> tuple[int, str, str] | None:
+    """(index, reason, detail) of the first of one prompt's samples that fails, else None (prefilled together)."""
+    checked = [s for s in samples if s.token_ids and s.proofs is not None]
+    prefilled = iter(prefill_many(model, prompt_ids, [s.token_ids for s in checked]) if checked else [])
+    for i, s in enumerate(samples):
+        if not s.token_ids:
+            continue
+        if s.proofs is None:
+            return i, PROOF_MISSING, "the sample carries no TOPLOC proofs (its inference server must produce them)"
+        hidden, own = next(prefilled)
+        proof = check_proofs(hidden, s.proofs)
+        if not proof.ok:
+            return i, TOPLOC_MISMATCH, proof.detail
+        diffs = (own.cpu() - _tensor(s.logprobs)).abs()
+        worst = int(diffs.argmax())
+        if float(diffs[worst]) > logprob_tolerance:
+            return (
+                i,
+                LOGPROB_MISMATCH,
+                f"token {worst}: reported logprob {s.logprobs[worst]:.4f}, the policy's own {float(own[worst]):.4f} "
+                f"(tolerance {logprob_tolerance})",
+            )
     return None
 
 
