@@ -129,12 +129,14 @@ def test_parse_proofs_refuses_malformed(bad: object) -> None:
     assert tp.parse_proofs({}) is None
 
 
+@pytest.mark.parametrize("cache", [2, 1])
 def test_session_verifies_by_claimed_version_and_refuses_uploads_of_refused_workers(
-    tiny_model: Path, tmp_path: Path
+    tiny_model: Path, tmp_path: Path, cache: int
 ) -> None:
     """The trainer session's check (rollout_verify.py): an honest rollout of version 0 passes; after one update (a
     real step, lr high enough to move the tiny model), a completion of version 0 claimed as version 1 fails; a worker
-    named refused has its next upload turned away (403)."""
+    named refused has its next upload turned away (403). With a cache of one model, version 1's weights are loaded
+    into version 0's module: the stale completion fails all the same."""
     import io
 
     from forge_trainer.contract import Events
@@ -146,7 +148,7 @@ def test_session_verifies_by_claimed_version_and_refuses_uploads_of_refused_work
 
     raw = json.loads(write_config(tmp_path / "a.json", tiny_model, "a", learning_rate=0.05, kl_beta=0.0).read_text())
     session = GrpoSession(GrpoConfig.from_json(raw), tmp_path / "state", tmp_path / "wa", Events(out=io.StringIO()))
-    verifier = RolloutVerifier(session)
+    verifier = RolloutVerifier(session, cache=cache)
     engine = Engine(tiny_model, "tiny")  # version 0's weights: the base model
 
     def upload(rid: str, version: int, worker: str) -> None:
@@ -188,3 +190,37 @@ def test_session_verifies_by_claimed_version_and_refuses_uploads_of_refused_work
     session.versions.pop(0)
     upload("old", 0, "w3")
     assert check("old") == {"rejected": {}, "checked": 0, "unverified": ["old"], "seconds": pytest.approx(0, abs=600)}
+
+
+def test_a_cached_model_takes_another_versions_weights_only_if_they_cover_it(tiny_model: Path, tmp_path: Path) -> None:
+    """rollout_verify.load_weights_into: the verifier's least recent model takes the next version's weights (tied
+    lm_head included) and then equals that version built afresh; a file that misses a parameter or names one the model
+    lacks is refused (the caller builds the model afresh), and a file gone is an OSError."""
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoModelForCausalLM
+
+    from forge_trainer.rollout_verify import load_weights_into
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model).eval()
+    other = AutoModelForCausalLM.from_pretrained(tiny_model)
+    with torch.no_grad():
+        for p in other.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    other.save_pretrained(tmp_path / "v1")
+    weights = tmp_path / "v1" / "model.safetensors"
+    assert load_weights_into(model, weights)
+    fresh = AutoModelForCausalLM.from_pretrained(tmp_path / "v1").state_dict()
+    mine = model.state_dict()
+    assert sorted(mine) == sorted(fresh)
+    assert [k for k in mine if not torch.equal(mine[k], fresh[k])] == []
+
+    state = load_file(str(weights))
+    before = {k: t.clone() for k, t in model.state_dict().items()}
+    missing = {k: t for k, t in state.items() if ".layers.0.mlp." not in k}
+    save_file(missing, str(tmp_path / "missing.safetensors"))
+    assert not load_weights_into(model, tmp_path / "missing.safetensors")
+    save_file({**state, "extra.weight": torch.zeros(2)}, str(tmp_path / "extra.safetensors"))
+    assert not load_weights_into(model, tmp_path / "extra.safetensors")
+    assert all(torch.equal(before[k], t) for k, t in model.state_dict().items())  # refused: nothing was loaded
+    with pytest.raises(OSError, match=r"gone\.safetensors"):
+        load_weights_into(model, tmp_path / "gone.safetensors")

@@ -27,6 +27,8 @@ from forge_trainer.toploc_proofs import (
 )
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from transformers import PreTrainedModel
 
     from forge_trainer.grpo import GrpoSession
@@ -56,6 +58,26 @@ class VerifyRequest:
         return VerifyRequest(ids, refused, float(tol))
 
 
+def load_weights_into(model: PreTrainedModel, weights: Path) -> bool:
+    """
+    A version's weights (safetensors) into a model of the same architecture; False when they do not cover it — a
+    parameter neither in the file nor tied to one that is (the old version's value would stay), or a name it does not
+    have — and the caller builds the model afresh. OSError when the file is gone.
+    """
+    from safetensors.torch import load_file
+
+    device = next(model.parameters()).device
+    state = load_file(str(weights), device=str(device))
+    own = model.state_dict()
+    if any(k not in own or own[k].shape != t.shape for k, t in state.items()):
+        return False
+    loaded = {own[k].data_ptr() for k in state}
+    if any(own[k].data_ptr() not in loaded for k in own if k not in state):
+        return False
+    model.load_state_dict(state, strict=False)
+    return True
+
+
 class RolloutVerifier:
     """The policy versions' models (a few, loaded on demand from the session's published weights) and the check."""
 
@@ -74,8 +96,14 @@ class RolloutVerifier:
             return None
         from transformers import AutoModelForCausalLM
 
+        # Each step's rollouts claim a new version: the least recent model's module takes its weights, which costs a
+        # copy, where building a model costs its allocation and initialisation too (about 15x on the tiny model).
+        reused = self.models.popitem(last=False)[1] if len(self.models) >= self.cache else None
         try:
-            model = AutoModelForCausalLM.from_pretrained(v.path.parent).to(self.session.device).eval()
+            if reused is not None and load_weights_into(reused, v.path):
+                model = reused
+            else:
+                model = AutoModelForCausalLM.from_pretrained(v.path.parent).to(self.session.device).eval()
         except OSError:  # the version was dropped (keep_versions) while it loaded
             return None
         self.models[version] = model
